@@ -1,0 +1,1 @@
+"""Model interface shared by realtime model plugins."""
