@@ -1,0 +1,44 @@
+"""The ``realtalk`` command: ``realtalk serve`` (the local Realtime server) and ``realtalk run``
+(an agent file with a transport)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+__all__ = ["main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="realtalk", description="Realtime voice and vision agents, online or fully offline."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    from realtalk.server import cli as server_cli
+
+    server_cli.add_arguments(
+        sub.add_parser("serve", help="run the local OpenAI-Realtime-compatible server")
+    )
+    try:
+        from realtalk import runner
+    except ImportError:  # the runner lands separately; `serve` must work without it
+        runner = None  # type: ignore[assignment]
+    if runner is not None:
+        runner.add_arguments(sub.add_parser("run", help="run an agent file with a transport"))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "serve":
+        from realtalk.server import cli as server_cli
+
+        return server_cli.main(args)
+    from realtalk import runner
+
+    return runner.main(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
