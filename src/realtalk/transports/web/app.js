@@ -1,0 +1,542 @@
+// realtalk browser client: one RTCPeerConnection to the agent process, microphone (and optional
+// camera) up, agent voice down, and a data channel "events" for transcripts, state and metrics.
+// Plain script, no build step, no external assets.
+"use strict";
+
+(() => {
+  const $ = (id) => document.getElementById(id);
+  const ui = {
+    status: $("conn-status"), banner: $("banner"), orb: $("orb"), agentState: $("agent-state"),
+    userState: $("user-state"), lastLatency: $("last-latency"), connect: $("connect"),
+    mute: $("mute"), camera: $("camera"), interrupt: $("interrupt"), mic: $("mic"),
+    level: $("level"), levelBar: $("level-bar"), preview: $("preview"),
+    transcript: $("transcript"), empty: $("transcript-empty"), form: $("text-form"),
+    text: $("text"), send: $("send"), metricsBody: document.querySelector("#metrics tbody"),
+    totalIn: $("total-in"), totalOut: $("total-out"), totalCost: $("total-cost"),
+    log: $("log"), logCount: $("log-count"), remoteAudio: $("remote-audio"),
+  };
+
+  const STATE_LABELS = {
+    initializing: "Starting…", listening: "Listening", thinking: "Thinking",
+    speaking: "Speaking", closed: "Ended",
+  };
+  const MAX_LOG = 400;
+
+  // Everything a test (or a curious developer in the console) may want to read.
+  const state = {
+    connected: false, agentState: "idle", userState: null, transcripts: [], metrics: [],
+    events: [], errors: [], connectionId: null,
+  };
+
+  let pc = null;
+  let dc = null;
+  let micStream = null;
+  let camStream = null;
+  let audioSender = null;
+  let videoTransceiver = null;
+  let audioCtx = null;
+  let micAnalyser = null;
+  let remoteAnalyser = null;
+  let meterTimer = null;
+  let turnCount = 0;
+  let totals = { input: 0, output: 0, cost: 0 };
+  const bubbles = new Map(); // role + item_id -> {li, textEl}
+
+  // ---- small helpers ---------------------------------------------------------------------
+
+  function setStatus(kind, text) {
+    ui.status.dataset.status = kind;
+    ui.status.textContent = text;
+  }
+
+  function showBanner(text, kind = "error") {
+    if (!text) { ui.banner.hidden = true; return; }
+    ui.banner.dataset.kind = kind;
+    ui.banner.textContent = text;
+    ui.banner.hidden = false;
+  }
+
+  function logEvent(kind, detail, isError = false) {
+    const entry = { t: Date.now(), kind, detail };
+    state.events.push(entry);
+    if (state.events.length > MAX_LOG) state.events.shift();
+    const li = document.createElement("li");
+    if (isError) li.className = "error";
+    const time = document.createElement("time");
+    time.textContent = new Date(entry.t).toLocaleTimeString([], { hour12: false });
+    const k = document.createElement("span");
+    k.className = "kind";
+    k.textContent = kind;
+    li.append(time, k, document.createTextNode(
+      typeof detail === "string" ? detail : JSON.stringify(detail)));
+    ui.log.prepend(li);
+    while (ui.log.childElementCount > MAX_LOG) ui.log.lastElementChild.remove();
+    ui.logCount.textContent = String(state.events.length);
+  }
+
+  function setAgentState(s) {
+    state.agentState = s;
+    ui.orb.dataset.state = s;
+    ui.agentState.textContent = STATE_LABELS[s] || s;
+    ui.interrupt.disabled = !(state.connected && (s === "speaking" || s === "thinking"));
+  }
+
+  function setControls(connected) {
+    state.connected = connected;
+    ui.connect.textContent = connected ? "Disconnect" : "Connect";
+    ui.connect.classList.toggle("primary", !connected);
+    ui.connect.classList.toggle("danger", connected);
+    for (const el of [ui.mute, ui.camera, ui.text, ui.send]) el.disabled = !connected;
+    if (!connected) {
+      ui.interrupt.disabled = true;
+      ui.mute.setAttribute("aria-pressed", "false");
+      ui.mute.textContent = "Mute";
+      ui.camera.setAttribute("aria-pressed", "false");
+    }
+  }
+
+  // ---- transcript ------------------------------------------------------------------------
+
+  function scrollTranscript() {
+    ui.transcript.scrollTop = ui.transcript.scrollHeight;
+  }
+
+  function addBubble(cls, who, text) {
+    if (ui.empty) { ui.empty.remove(); ui.empty = null; }
+    const li = document.createElement("li");
+    li.className = `msg ${cls}`;
+    const whoEl = document.createElement("span");
+    whoEl.className = "who";
+    whoEl.textContent = who;
+    const textEl = document.createElement("div");
+    textEl.className = "text";
+    textEl.textContent = text;
+    li.append(whoEl, textEl);
+    ui.transcript.append(li);
+    scrollTranscript();
+    return { li, textEl };
+  }
+
+  function onTranscription(ev) {
+    const role = ev.role === "user" ? "user" : "agent";
+    const key = `${role}:${ev.item_id || "?"}`;
+    let b = bubbles.get(key);
+    if (!b) {
+      b = addBubble(role, role === "user" ? "You" : "Agent", "");
+      bubbles.set(key, b);
+    }
+    b.textEl.textContent = ev.text || (ev.is_final ? "" : "…");
+    b.li.classList.toggle("interim", !ev.is_final);
+    if (ev.is_final) {
+      state.transcripts.push({ role, text: ev.text || "", item_id: ev.item_id || null });
+    }
+    scrollTranscript();
+  }
+
+  function onFunctionCall(ev) {
+    const out = typeof ev.output === "string" ? ev.output : JSON.stringify(ev.output);
+    const args = typeof ev.arguments === "string" ? ev.arguments : JSON.stringify(ev.arguments);
+    const b = addBubble(`tool${ev.is_error ? " error" : ""}`, "Tool",
+      `${ev.name}(${args}) → ${out}`);
+    b.li.setAttribute("aria-label", `Tool ${ev.name} ${ev.is_error ? "failed" : "ran"}`);
+  }
+
+  // ---- metrics ---------------------------------------------------------------------------
+
+  function firstNumber(obj, names) {
+    for (const n of names) {
+      const v = obj[n];
+      if (typeof v === "number" && Number.isFinite(v)) return v;
+    }
+    return null;
+  }
+
+  function latencyOf(m) {
+    // End of the user's speech to the first reply audio played (TurnMetrics.latency_ms).
+    return firstNumber(m, ["latency_ms"]);
+  }
+
+  function tokensOf(m, kind) {
+    const direct = firstNumber(m, [`${kind}_tokens`, `total_${kind}_tokens`]);
+    if (direct !== null) return direct;
+    const usage = m.usage || m.tokens;
+    if (usage && typeof usage === "object") {
+      return firstNumber(usage, [`${kind}_tokens`, kind]);
+    }
+    return null;
+  }
+
+  function onMetrics(m) {
+    turnCount = typeof m.index === "number" ? m.index + 1 : turnCount + 1;
+    const latency = latencyOf(m);
+    const tin = tokensOf(m, "input");
+    const tout = tokensOf(m, "output");
+    const cost = firstNumber(m, ["cost_usd", "cost"]);
+    state.metrics.push({ turn: turnCount, latency_ms: latency, input_tokens: tin,
+      output_tokens: tout, cost_usd: cost, raw: m });
+    const tr = document.createElement("tr");
+    const cells = [
+      String(turnCount),
+      latency === null ? "—" : `${Math.round(latency)} ms`,
+      tin === null ? "—" : String(tin),
+      tout === null ? "—" : String(tout),
+      cost === null ? "—" : `$${cost.toFixed(4)}`,
+    ];
+    cells.forEach((text, i) => {
+      const td = document.createElement(i === 0 ? "th" : "td");
+      if (i === 0) td.scope = "row";
+      td.textContent = text;
+      tr.append(td);
+    });
+    tr.dataset.latency = latency === null ? "" : String(Math.round(latency));
+    ui.metricsBody.append(tr);
+    totals.input += tin || 0;
+    totals.output += tout || 0;
+    totals.cost += cost || 0;
+    ui.totalIn.textContent = String(totals.input);
+    ui.totalOut.textContent = String(totals.output);
+    ui.totalCost.textContent = `$${totals.cost.toFixed(4)}`;
+    if (latency !== null) {
+      ui.lastLatency.hidden = false;
+      ui.lastLatency.textContent = `${Math.round(latency)} ms`;
+      ui.lastLatency.title = "Latency of the last turn";
+    }
+  }
+
+  // ---- data channel ----------------------------------------------------------------------
+
+  function onMessage(raw) {
+    let ev;
+    try { ev = JSON.parse(raw); } catch { logEvent("bad-message", String(raw), true); return; }
+    const type = ev.type;
+    const isInterim = type === "transcription" && !ev.is_final;
+    if (!isInterim) {
+      const { type: _t, ...rest } = ev;
+      logEvent(type, rest, type === "error");
+    }
+    switch (type) {
+      case "hello":
+        state.connectionId = ev.connection_id || state.connectionId;
+        if (ev.agent_state) setAgentState(ev.agent_state);
+        if (ev.user_state) { state.userState = ev.user_state; ui.userState.textContent = ev.user_state; }
+        break;
+      case "agent_state_changed": setAgentState(ev.state); break;
+      case "user_state_changed":
+        state.userState = ev.state;
+        ui.userState.textContent = ev.state === "speaking" ? "speaking" : "quiet";
+        break;
+      case "transcription": onTranscription(ev); break;
+      case "function_call": onFunctionCall(ev); break;
+      case "metrics": onMetrics(ev); break;
+      case "error":
+        state.errors.push(ev);
+        showBanner(ev.message || "The agent reported an error.");
+        break;
+      case "reconnecting": showBanner("Connection to the model lost — reconnecting…", "info"); break;
+      case "reconnected": showBanner(null); break;
+      case "closed":
+        showBanner(`The agent ended the session${ev.reason ? ` (${ev.reason})` : ""}.`, "info");
+        disconnect();
+        break;
+      default: break;
+    }
+  }
+
+  function sendEvent(obj) {
+    if (dc && dc.readyState === "open") { dc.send(JSON.stringify(obj)); return true; }
+    return false;
+  }
+
+  // ---- audio: level meters ---------------------------------------------------------------
+
+  function ensureAudioContext() {
+    if (!audioCtx) audioCtx = new AudioContext();
+    if (audioCtx.state === "suspended") audioCtx.resume().catch(() => {});
+    return audioCtx;
+  }
+
+  function analyserFor(stream) {
+    const ctx = ensureAudioContext();
+    const src = ctx.createMediaStreamSource(stream);
+    const an = ctx.createAnalyser();
+    an.fftSize = 1024;
+    src.connect(an);
+    return { src, an, buf: new Float32Array(an.fftSize) };
+  }
+
+  function rms(a) {
+    if (!a) return 0;
+    a.an.getFloatTimeDomainData(a.buf);
+    let sum = 0;
+    for (let i = 0; i < a.buf.length; i += 1) sum += a.buf[i] * a.buf[i];
+    return Math.sqrt(sum / a.buf.length);
+  }
+
+  function startMeter() {
+    stopMeter();
+    meterTimer = setInterval(() => {
+      const level = Math.min(1, rms(micAnalyser) * 4);
+      const pct = Math.round(level * 100);
+      ui.levelBar.style.width = `${pct}%`;
+      ui.level.setAttribute("aria-valuenow", String(pct));
+    }, 60);
+  }
+
+  function stopMeter() {
+    if (meterTimer) clearInterval(meterTimer);
+    meterTimer = null;
+    ui.levelBar.style.width = "0%";
+    ui.level.setAttribute("aria-valuenow", "0");
+  }
+
+  // ---- devices ---------------------------------------------------------------------------
+
+  async function listMicrophones() {
+    if (!navigator.mediaDevices?.enumerateDevices) return;
+    const devices = await navigator.mediaDevices.enumerateDevices();
+    const mics = devices.filter((d) => d.kind === "audioinput");
+    const current = ui.mic.value;
+    ui.mic.replaceChildren();
+    const def = document.createElement("option");
+    def.value = "";
+    def.textContent = "Default microphone";
+    ui.mic.append(def);
+    mics.forEach((d, i) => {
+      if (!d.deviceId || d.deviceId === "default") return;
+      const o = document.createElement("option");
+      o.value = d.deviceId;
+      o.textContent = d.label || `Microphone ${i + 1}`;
+      ui.mic.append(o);
+    });
+    if ([...ui.mic.options].some((o) => o.value === current)) ui.mic.value = current;
+  }
+
+  async function openMicrophone() {
+    const deviceId = ui.mic.value;
+    const audio = {
+      echoCancellation: true, noiseSuppression: true, autoGainControl: true,
+      ...(deviceId ? { deviceId: { exact: deviceId } } : {}),
+    };
+    return navigator.mediaDevices.getUserMedia({ audio, video: false });
+  }
+
+  async function switchMicrophone() {
+    if (!pc || !audioSender) return;
+    try {
+      const stream = await openMicrophone();
+      const track = stream.getAudioTracks()[0];
+      track.enabled = ui.mute.getAttribute("aria-pressed") !== "true";
+      await audioSender.replaceTrack(track);
+      micStream?.getTracks().forEach((t) => t.stop());
+      micStream = stream;
+      micAnalyser = analyserFor(stream);
+      logEvent("microphone", track.label || "switched");
+    } catch (err) {
+      showBanner(`Could not switch microphone: ${err.message || err}`);
+    }
+  }
+
+  // ---- connect / disconnect --------------------------------------------------------------
+
+  function waitForIceGathering(peer, timeoutMs = 3000) {
+    if (peer.iceGatheringState === "complete") return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        if (peer.iceGatheringState === "complete") {
+          peer.removeEventListener("icegatheringstatechange", done);
+          resolve();
+        }
+      };
+      peer.addEventListener("icegatheringstatechange", done);
+      setTimeout(resolve, timeoutMs); // host candidates are enough locally
+    });
+  }
+
+  async function fetchConfig() {
+    try {
+      const r = await fetch("api/config", { cache: "no-store" });
+      if (r.ok) return await r.json();
+    } catch { /* the defaults below are fine */ }
+    return { iceServers: [] };
+  }
+
+  async function connect() {
+    showBanner(null);
+    setStatus("connecting", "Connecting…");
+    ui.connect.disabled = true;
+    setAgentState("initializing");
+    try {
+      if (!navigator.mediaDevices?.getUserMedia) {
+        throw new Error("This browser cannot capture audio here (a secure context — https or localhost — is required).");
+      }
+      micStream = await openMicrophone();
+      listMicrophones().catch(() => {});
+      micAnalyser = analyserFor(micStream);
+      startMeter();
+
+      const config = await fetchConfig();
+      pc = new RTCPeerConnection({ iceServers: config.iceServers || [] });
+      const peer = pc;
+      const micTrack = micStream.getAudioTracks()[0];
+      audioSender = pc.addTransceiver(micTrack, { direction: "sendrecv", streams: [micStream] }).sender;
+      // Negotiated now, filled by the camera toggle later (replaceTrack needs no renegotiation).
+      videoTransceiver = pc.addTransceiver("video", { direction: "sendonly" });
+
+      dc = pc.createDataChannel("events", { ordered: true });
+      dc.onopen = () => { logEvent("channel", "open"); };
+      dc.onclose = () => { logEvent("channel", "closed"); };
+      dc.onmessage = (e) => onMessage(e.data);
+
+      pc.ontrack = (e) => {
+        if (e.track.kind !== "audio") return;
+        const stream = e.streams[0] || new MediaStream([e.track]);
+        ui.remoteAudio.srcObject = stream;
+        ui.remoteAudio.play().catch((err) => logEvent("autoplay", String(err), true));
+        remoteAnalyser = analyserFor(stream);
+      };
+      pc.onconnectionstatechange = () => {
+        if (pc !== peer) return;
+        const s = peer.connectionState;
+        logEvent("connection", s);
+        if (s === "connected") {
+          setStatus("connected", "Connected");
+        } else if (s === "failed") {
+          showBanner("The connection to the agent failed.");
+          disconnect("error");
+        } else if (s === "disconnected") {
+          setStatus("connecting", "Reconnecting…");
+        }
+      };
+
+      await pc.setLocalDescription(await pc.createOffer());
+      await waitForIceGathering(pc);
+      const resp = await fetch("api/offer", {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ sdp: pc.localDescription.sdp, type: pc.localDescription.type }),
+      });
+      const answer = await resp.json().catch(() => ({}));
+      if (!resp.ok) throw new Error(answer.error || `The server answered ${resp.status}`);
+      state.connectionId = answer.connection_id || null;
+      await pc.setRemoteDescription({ sdp: answer.sdp, type: answer.type });
+      setControls(true);
+      logEvent("offer", `answered (connection ${state.connectionId})`);
+    } catch (err) {
+      logEvent("error", String(err.message || err), true);
+      showBanner(`Could not connect: ${err.message || err}`);
+      disconnect("error");
+    } finally {
+      ui.connect.disabled = false;
+    }
+  }
+
+  function disconnect(status = "idle") {
+    if (dc && dc.readyState === "open") {
+      try { dc.send(JSON.stringify({ type: "bye" })); } catch { /* closing anyway */ }
+    }
+    const peer = pc;
+    pc = null;
+    dc = null;
+    audioSender = null;
+    videoTransceiver = null;
+    if (peer) setTimeout(() => peer.close(), 50); // let "bye" leave first
+    micStream?.getTracks().forEach((t) => t.stop());
+    camStream?.getTracks().forEach((t) => t.stop());
+    micStream = null;
+    camStream = null;
+    micAnalyser = null;
+    remoteAnalyser = null;
+    ui.remoteAudio.srcObject = null;
+    ui.preview.srcObject = null;
+    ui.preview.hidden = true;
+    stopMeter();
+    setControls(false);
+    setAgentState("idle");
+    ui.agentState.textContent = "Not connected";
+    ui.userState.textContent = "—";
+    setStatus(status === "error" ? "error" : "idle", status === "error" ? "Error" : "Disconnected");
+  }
+
+  // ---- camera, mute, interrupt, text -----------------------------------------------------
+
+  async function toggleCamera() {
+    if (!videoTransceiver) return;
+    const on = ui.camera.getAttribute("aria-pressed") !== "true";
+    try {
+      if (on) {
+        camStream = await navigator.mediaDevices.getUserMedia({
+          video: { width: { ideal: 640 }, height: { ideal: 480 }, frameRate: { ideal: 15 } },
+        });
+        await videoTransceiver.sender.replaceTrack(camStream.getVideoTracks()[0]);
+        ui.preview.srcObject = camStream;
+        ui.preview.hidden = false;
+      } else {
+        await videoTransceiver.sender.replaceTrack(null);
+        camStream?.getTracks().forEach((t) => t.stop());
+        camStream = null;
+        ui.preview.srcObject = null;
+        ui.preview.hidden = true;
+      }
+      ui.camera.setAttribute("aria-pressed", String(on));
+      sendEvent({ type: "camera", on });
+    } catch (err) {
+      showBanner(`Camera unavailable: ${err.message || err}`);
+    }
+  }
+
+  function toggleMute() {
+    const muted = ui.mute.getAttribute("aria-pressed") !== "true";
+    micStream?.getAudioTracks().forEach((t) => { t.enabled = !muted; });
+    ui.mute.setAttribute("aria-pressed", String(muted));
+    ui.mute.textContent = muted ? "Unmute" : "Mute";
+  }
+
+  function sendText(e) {
+    e.preventDefault();
+    const text = ui.text.value.trim();
+    if (!text) return;
+    if (!sendEvent({ type: "text", text })) {
+      showBanner("Not connected yet — the message was not sent.", "info");
+      return;
+    }
+    addBubble("user", "You", text);
+    state.transcripts.push({ role: "user", text, item_id: null, typed: true });
+    ui.text.value = "";
+  }
+
+  // ---- wiring ----------------------------------------------------------------------------
+
+  ui.connect.addEventListener("click", () => { if (pc) disconnect(); else connect(); });
+  ui.mute.addEventListener("click", toggleMute);
+  ui.camera.addEventListener("click", toggleCamera);
+  ui.interrupt.addEventListener("click", () => sendEvent({ type: "interrupt" }));
+  ui.form.addEventListener("submit", sendText);
+  ui.mic.addEventListener("change", switchMicrophone);
+  navigator.mediaDevices?.addEventListener?.("devicechange", () => listMicrophones().catch(() => {}));
+  window.addEventListener("pagehide", () => { if (pc) disconnect(); });
+  listMicrophones().catch(() => {});
+  setControls(false);
+
+  // Test and debugging hooks: read-only views of what the page knows.
+  window.realtalk = {
+    state,
+    connect,
+    disconnect,
+    /** RMS (0..1) of the agent's audio as heard by a WebAudio analyser on the remote stream. */
+    remoteLevel: () => rms(remoteAnalyser),
+    /** inbound-rtp audio stats: what the browser really received and decoded. */
+    async inboundAudio() {
+      if (!pc) return null;
+      const stats = await pc.getStats();
+      let out = null;
+      stats.forEach((r) => {
+        if (r.type === "inbound-rtp" && r.kind === "audio") {
+          out = { packetsReceived: r.packetsReceived || 0, bytesReceived: r.bytesReceived || 0,
+            totalAudioEnergy: r.totalAudioEnergy || 0, audioLevel: r.audioLevel || 0,
+            totalSamplesReceived: r.totalSamplesReceived || 0 };
+        }
+      });
+      return out;
+    },
+  };
+})();

@@ -1,0 +1,392 @@
+"""The browser transport: a small aiohttp app that serves the page and answers WebRTC offers.
+
+``GET /`` serves the page (``web/``: plain HTML, JS and CSS, no build step, nothing loaded from
+elsewhere). ``POST /api/offer`` takes the browser's SDP offer (``{"sdp", "type": "offer"}``) and
+answers it; each offer becomes one aiortc ``RTCPeerConnection`` and one
+:class:`~realtalk.transports.webrtc_transport.WebRTCTransport`, on which the agent's
+``entrypoint(ctx)`` is called. Any number of browsers may be connected at once, each with its own
+session. When a browser leaves (connection failed or closed, or the page says "bye") its session
+is closed and everything it held is released.
+
+No STUN or TURN server is contacted unless you pass ``ice_servers``: aiortc's default would reach a
+public STUN server, and loopback and LAN connections work without one.
+
+Exposing it beyond this machine, safely:
+
+- It binds ``127.0.0.1`` by default. Browsers grant microphone access only to secure origins
+  (``https://`` or ``http://localhost``), so for another device put it behind a reverse proxy that
+  terminates TLS (Caddy, nginx) and forwards ``/`` and ``/api/offer`` to this port.
+- Anyone who can load the page can talk to your agent and spend your API budget: add
+  authentication at that proxy; ``max_connections`` caps concurrent sessions.
+- The media itself flows peer to peer (UDP) between the browser and this process, not through the
+  proxy. On a LAN, host candidates suffice; across NAT pass ``ice_servers`` with a TURN server
+  you run (``[{"urls": "turn:turn.example.com:3478", "username": ..., "credential": ...}]``) —
+  the same list is handed to the page through ``GET /api/config``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import itertools
+import json
+import logging
+import os
+import secrets
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
+
+from realtalk.transports.webrtc_transport import WebRTCTransport
+
+__all__ = ["WebRTCServer", "WebRTCTransport", "serve"]
+
+logger = logging.getLogger("realtalk.transport")
+
+Entrypoint = Callable[[Any], Awaitable[Any] | Any]
+
+WEB_DIR = Path(__file__).with_name("web")
+_STATIC = {
+    "app.js": "text/javascript",
+    "style.css": "text/css",
+}
+_MAX_BODY = 256 * 1024  # a browser offer is a few kB; refuse anything absurd before parsing
+_CONNECT_TIMEOUT_S = 30.0  # an answered offer that never connects is dropped after this
+_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "media-src 'self' blob: mediastream:; connect-src 'self'; object-src 'none'; "
+    "base-uri 'none'; frame-ancestors 'none'; form-action 'none'"
+)
+_SECURITY_HEADERS = {
+    "Content-Security-Policy": _CSP,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+
+
+class OfferError(ValueError):
+    """A malformed offer: the reason goes back to the browser with HTTP 400."""
+
+
+@dataclass
+class WebJobContext:
+    """What an entrypoint gets when the runner did not supply its own context factory."""
+
+    transport: WebRTCTransport
+    base_url: str | None = None
+    api_key: str | None = None
+
+
+def _default_context(transport: WebRTCTransport) -> Any:
+    """A ``realtalk.runner.JobContext`` for this connection when the runner is installed."""
+    base_url = os.environ.get("OPENAI_BASE_URL")
+    try:
+        from realtalk.runner import JobContext
+    except ImportError:
+        return WebJobContext(transport=transport, base_url=base_url)
+    try:
+        return JobContext(transport=transport, base_url=base_url)
+    except TypeError:
+        return JobContext(transport=transport)
+
+
+def parse_offer(body: Any) -> RTCSessionDescription:
+    """Check the JSON of ``POST /api/offer``; raise OfferError saying what is wrong."""
+    if not isinstance(body, dict):
+        raise OfferError('the body must be a JSON object {"sdp": ..., "type": "offer"}')
+    sdp, kind = body.get("sdp"), body.get("type")
+    if kind != "offer":
+        raise OfferError(f'"type" must be "offer", got {kind!r}')
+    if not isinstance(sdp, str) or not sdp.strip():
+        raise OfferError('"sdp" must be a non-empty string')
+    if not sdp.lstrip().startswith("v=0"):
+        raise OfferError('"sdp" is not a session description (it must start with "v=0")')
+    if "\nm=audio " not in sdp.replace("\r\n", "\n"):
+        raise OfferError("the offer has no audio section: the page must send a microphone track")
+    return RTCSessionDescription(sdp=sdp, type="offer")
+
+
+def _ice_servers(servers: list[dict[str, Any]] | None) -> list[RTCIceServer]:
+    result = []
+    for server in servers or []:
+        if not isinstance(server, Mapping) or "urls" not in server:
+            raise ValueError(f"an ICE server must be a dict with 'urls', got {server!r}")
+        result.append(
+            RTCIceServer(
+                urls=server["urls"],
+                username=server.get("username"),
+                credential=server.get("credential"),
+            )
+        )
+    return result
+
+
+class WebRTCServer:
+    """Serves the page and one agent session per browser connection, in this process.
+
+    ``entrypoint(ctx)`` is called once per connection with a context whose ``.transport`` is that
+    connection's :class:`WebRTCTransport`; it usually builds an AgentSession and awaits
+    ``session.start(ctx.transport)``. ``context_factory(transport)`` builds that context (the
+    runner passes one that adds the local server's URL); by default it is a
+    ``realtalk.runner.JobContext``.
+
+    Use ``await start()``, then ``url``; ``await aclose()`` closes every connection.
+    """
+
+    def __init__(
+        self,
+        entrypoint: Entrypoint,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        ice_servers: list[dict[str, Any]] | None = None,
+        max_connections: int = 32,
+        context_factory: Callable[[WebRTCTransport], Any] | None = None,
+    ) -> None:
+        if not callable(entrypoint):
+            raise TypeError(f"entrypoint must be callable, got {entrypoint!r}")
+        if max_connections < 1:
+            raise ValueError("max_connections must be at least 1")
+        self.entrypoint = entrypoint
+        self.host = host
+        self.port = port
+        self.ice_servers = list(ice_servers or [])
+        self._rtc_ice_servers = _ice_servers(self.ice_servers)  # validate now, not per offer
+        self.max_connections = max_connections
+        self.context_factory = context_factory or _default_context
+        self.connections: dict[str, WebRTCTransport] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._runner: web.AppRunner | None = None
+        self._files = {name: (WEB_DIR / name).read_bytes() for name in (*_STATIC, "index.html")}
+        self._ids = itertools.count(1)
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def build_app(self) -> web.Application:
+        """The aiohttp application (exposed for aiohttp's test client)."""
+        app = web.Application(client_max_size=_MAX_BODY)
+        app.router.add_get("/", self._index)
+        app.router.add_get("/static/{name}", self._static)
+        app.router.add_get("/api/config", self._config)
+        app.router.add_get("/api/health", self._health)
+        app.router.add_post("/api/offer", self._offer)
+        app.on_shutdown.append(self._on_shutdown)
+        return app
+
+    async def start(self) -> None:
+        if self._runner is not None:
+            raise RuntimeError("WebRTCServer already started")
+        runner = web.AppRunner(self.build_app(), access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, self.host, self.port)
+        await site.start()
+        self._runner = runner
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []
+        if sockets:
+            self.port = sockets[0].getsockname()[1]
+        if self.host not in ("127.0.0.1", "localhost", "::1"):
+            logger.warning(
+                "serving on %s: browsers allow the microphone only over https or on localhost, "
+                "and anyone who reaches this port can talk to the agent (see the "
+                "realtalk.transports.webrtc docs on exposing it safely)",
+                self.host,
+            )
+        logger.info("WebRTC page at %s", self.url)
+
+    @property
+    def url(self) -> str:
+        host = self.host
+        if host in ("0.0.0.0", "", "::"):
+            host = "127.0.0.1"
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}/"
+
+    async def aclose(self) -> None:
+        """Close every connection (their sessions first), then stop serving."""
+        await self.close_connections()
+        if self._runner is not None:
+            runner, self._runner = self._runner, None
+            await runner.cleanup()
+
+    async def close_connections(self) -> None:
+        transports = list(self.connections.values())
+        await asyncio.gather(*(self._end(t, "server closing") for t in transports))
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _on_shutdown(self, app: web.Application) -> None:
+        await self.close_connections()
+
+    # -- HTTP handlers ------------------------------------------------------------------------
+
+    async def _index(self, request: web.Request) -> web.Response:
+        return web.Response(
+            body=self._files["index.html"],
+            content_type="text/html",
+            charset="utf-8",
+            headers=_SECURITY_HEADERS,
+        )
+
+    async def _static(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        content_type = _STATIC.get(name)
+        if content_type is None:
+            raise web.HTTPNotFound(text=f"no static file {name!r}")
+        return web.Response(
+            body=self._files[name],
+            content_type=content_type,
+            charset="utf-8",
+            headers=_SECURITY_HEADERS,
+        )
+
+    async def _config(self, request: web.Request) -> web.Response:
+        return web.json_response({"iceServers": self.ice_servers}, headers=_SECURITY_HEADERS)
+
+    async def _health(self, request: web.Request) -> web.Response:
+        return web.json_response({"ok": True, "connections": len(self.connections)})
+
+    async def _offer(self, request: web.Request) -> web.Response:
+        try:
+            body = await request.json(loads=_strict_loads)
+        except web.HTTPRequestEntityTooLarge:
+            return _bad_request(f"the offer is larger than {_MAX_BODY} bytes", status=413)
+        except (ValueError, UnicodeDecodeError) as exc:
+            return _bad_request(f"the body is not valid JSON: {exc}")
+        try:
+            offer = parse_offer(body)
+        except OfferError as exc:
+            return _bad_request(str(exc))
+        if len(self.connections) >= self.max_connections:
+            return web.json_response(
+                {"error": f"too many connections (at most {self.max_connections})"}, status=503
+            )
+        connection_id = f"c{next(self._ids)}-{secrets.token_hex(3)}"
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=self._rtc_ice_servers))
+        transport = WebRTCTransport(pc, connection_id=connection_id)
+        try:
+            await pc.setRemoteDescription(offer)
+            pc.addTrack(transport.audio_track)
+            await pc.setLocalDescription(await pc.createAnswer())
+        except Exception as exc:  # aiortc raises ValueError and friends for bad SDP
+            await transport.aclose()
+            logger.info("offer rejected: %s", exc)
+            return _bad_request(f"the offer could not be used: {exc or type(exc).__name__}")
+        self._register(transport)
+        answer = pc.localDescription
+        return web.json_response(
+            {"sdp": answer.sdp, "type": answer.type, "connection_id": connection_id}
+        )
+
+    # -- connections --------------------------------------------------------------------------
+
+    def _register(self, transport: WebRTCTransport) -> None:
+        cid = transport.connection_id
+        self.connections[cid] = transport
+        transport.add_close_callback(lambda: self.connections.pop(cid, None))
+        pc = transport.pc
+
+        @pc.on("connectionstatechange")
+        def _on_state() -> None:
+            state = pc.connectionState
+            logger.debug("connection %s: %s", cid, state)
+            if state in ("failed", "closed"):
+                transport.mark_page_left()
+                self._spawn(self._end(transport, f"peer connection {state}"))
+
+        self._spawn(self._run_entrypoint(transport))
+        self._spawn(self._watch_connect(transport))
+        logger.info("connection %s: offer answered (%d open)", cid, len(self.connections))
+
+    async def _run_entrypoint(self, transport: WebRTCTransport) -> None:
+        try:
+            result = self.entrypoint(self.context_factory(transport))
+            if inspect.isawaitable(result):
+                await result
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            logger.exception("entrypoint failed for connection %s", transport.connection_id)
+            transport.send_event(
+                "error",
+                {
+                    "message": f"the agent failed to start: {exc}",
+                    "code": "entrypoint_failed",
+                    "fatal": True,
+                },
+            )
+            await self._end(transport, "entrypoint failed")
+            return
+        if transport.session is None and not transport.closed:
+            logger.warning(
+                "entrypoint returned without starting a session on connection %s "
+                "(call `await session.start(ctx.transport)`)",
+                transport.connection_id,
+            )
+
+    async def _watch_connect(self, transport: WebRTCTransport) -> None:
+        """Drop a connection whose browser vanished between the offer and ICE/DTLS."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + _CONNECT_TIMEOUT_S
+        while loop.time() < deadline and not transport.closed:
+            if transport.pc.connectionState == "connected":
+                return
+            await asyncio.sleep(0.25)
+        if not transport.closed and transport.pc.connectionState != "connected":
+            await self._end(transport, "the browser never connected")
+
+    async def _end(self, transport: WebRTCTransport, reason: str) -> None:
+        """Close a connection's session (which closes the transport), then the transport."""
+        if transport.closed:
+            return
+        logger.info("connection %s ending: %s", transport.connection_id, reason)
+        session = transport.session
+        if session is not None:
+            try:
+                await session.close()
+            except Exception:
+                logger.exception("closing the session of %s failed", transport.connection_id)
+        await transport.aclose()
+
+    def _spawn(self, coro: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+def _strict_loads(text: str) -> Any:
+    return json.loads(text)
+
+
+def _bad_request(reason: str, status: int = 400) -> web.Response:
+    return web.json_response({"error": reason}, status=status)
+
+
+async def serve(
+    entrypoint: Entrypoint,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    on_ready: Callable[[str], None] | None = None,
+    ice_servers: list[dict[str, Any]] | None = None,
+) -> None:
+    """Serve the page and run ``entrypoint`` per browser connection until cancelled."""
+    server = WebRTCServer(entrypoint, host, port, ice_servers=ice_servers)
+    await server.start()
+    try:
+        if on_ready is not None:
+            on_ready(server.url)
+        await asyncio.Event().wait()
+    finally:
+        try:
+            await server.aclose()
+        except Exception:
+            logger.exception("closing the WebRTC server failed")

@@ -1,0 +1,170 @@
+"""Media plumbing of the WebRTC transport: the agent's voice as an aiortc track, and the pumps
+that carry the browser's microphone and camera into the session.
+
+Why a track that *pulls*: aiortc's sender calls ``recv()`` once per packet and encodes what it
+gets, so the pace of the outgoing stream is set by whoever answers ``recv()``. Here that is
+:meth:`AudioOutput.next_frame`, which releases one 20 ms frame per 20 ms on a drift-free clock and
+records exactly what was handed out (the played position that barge-in truncation needs). Before
+a session is attached the track sends paced silence, so the browser's jitter buffer starts clean.
+
+The 24 kHz mono frames go to aiortc as they are: its Opus encoder resamples to 48 kHz stereo with
+libswresample in its encoder thread, which measured cheaper than resampling on the event loop
+first (see the module's report in the transport's docs).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import av
+import numpy as np
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from realtalk.media.frame import AudioFrame
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from realtalk.media.playout import AudioOutput
+
+__all__ = ["AgentAudioTrack", "pump_audio", "pump_video"]
+
+logger = logging.getLogger("realtalk.transport")
+
+FRAME_MS = 20
+
+
+class AgentAudioTrack(MediaStreamTrack):
+    """The agent's voice: one 20 ms ``av.AudioFrame`` per ``recv()``, paced by the AudioOutput.
+
+    Frames keep the AudioOutput's rate (24 kHz mono by default) with a continuous ``pts`` in
+    samples; aiortc's Opus encoder converts them. A frame at another rate or channel count (an
+    AudioOutput swapped mid-call) is refused with a clear error rather than sent at the wrong
+    speed.
+    """
+
+    kind = "audio"
+
+    def __init__(self, sample_rate: int = 24000) -> None:
+        super().__init__()
+        self.sample_rate = sample_rate
+        self._time_base = fractions.Fraction(1, sample_rate)
+        self._samples_per_frame = sample_rate * FRAME_MS // 1000
+        self._silence = np.zeros((1, self._samples_per_frame), dtype=np.int16)
+        self._output: AudioOutput | None = None
+        self._pts = 0
+        self._t0: float | None = None  # pacing of the silence sent before a session is bound
+        self._n = 0
+
+    def bind(self, output: AudioOutput) -> None:
+        """Start playing ``output`` (the session's AudioOutput) from the next frame on."""
+        if output.sample_rate != self.sample_rate:
+            raise ValueError(
+                f"the AudioOutput plays {output.sample_rate} Hz but this track was built for "
+                f"{self.sample_rate} Hz; build AgentAudioTrack(sample_rate={output.sample_rate})"
+            )
+        self._output = output
+
+    def unbind(self) -> None:
+        """Go back to silence (the session closed but the peer connection still runs)."""
+        self._output = None
+        self._t0 = None
+
+    async def recv(self) -> av.AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        output = self._output
+        if output is None:
+            await self._pace()
+            return self._to_av(self._silence)
+        frame = await output.next_frame()
+        if self.readyState != "live":
+            raise MediaStreamError
+        return self._convert(frame)
+
+    def _convert(self, frame: AudioFrame) -> av.AudioFrame:
+        if frame.sample_rate != self.sample_rate or frame.num_channels != 1:
+            raise MediaStreamError(
+                f"AgentAudioTrack expects {self.sample_rate} Hz mono frames, got "
+                f"{frame.sample_rate} Hz x {frame.num_channels}"
+            )
+        return self._to_av(np.frombuffer(frame.data, dtype="<i2").reshape(1, -1))
+
+    def _to_av(self, samples: np.ndarray[Any, Any]) -> av.AudioFrame:
+        out = av.AudioFrame.from_ndarray(samples, format="s16", layout="mono")
+        out.sample_rate = self.sample_rate
+        out.time_base = self._time_base
+        out.pts = self._pts
+        self._pts += samples.shape[1]
+        return out
+
+    async def _pace(self) -> None:
+        now = time.monotonic()
+        if self._t0 is None:
+            self._t0, self._n = now, 0
+        delay = self._t0 + self._n * FRAME_MS / 1000 - now
+        if delay > 0:
+            await asyncio.sleep(delay)
+        elif -delay > 0.1:  # fell far behind (a stalled loop): re-anchor, never burst
+            self._t0, self._n = now, 0
+        self._n += 1
+
+
+async def pump_audio(
+    track: MediaStreamTrack,
+    deliver: Callable[[AudioFrame], Awaitable[None] | None],
+) -> None:
+    """Read the browser's microphone track until it ends, handing each frame to ``deliver``.
+
+    aiortc decodes Opus to 48 kHz s16 (usually stereo); :meth:`AudioFrame.from_av` reads the
+    rate and channels from each frame, so nothing is assumed here. ``deliver`` returns ``None``
+    to drop a frame (no session yet): the track is drained either way, so aiortc's queue never
+    grows while the agent starts.
+    """
+    failures = 0
+    while True:
+        try:
+            frame = await track.recv()
+        except MediaStreamError:
+            return
+        if not isinstance(frame, av.AudioFrame):
+            continue  # an encoded packet: aiortc only hands those out for relayed tracks
+        try:
+            result = deliver(AudioFrame.from_av(frame))
+            if result is not None:
+                await result
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            failures += 1
+            if failures == 1 or failures % 500 == 0:
+                logger.exception("microphone frame could not be delivered (%d so far)", failures)
+
+
+async def pump_video(
+    track: MediaStreamTrack,
+    deliver: Callable[[Any], Awaitable[None] | None],
+) -> None:
+    """Read the browser's camera track until it ends, handing decoded frames to ``deliver``.
+
+    The session throttles frames to its own rate; ``deliver`` may drop them (camera toggled off).
+    """
+    failures = 0
+    while True:
+        try:
+            frame = await track.recv()
+        except MediaStreamError:
+            return
+        try:
+            result = deliver(frame)
+            if result is not None:
+                await result
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            failures += 1
+            if failures == 1 or failures % 100 == 0:
+                logger.exception("camera frame could not be delivered (%d so far)", failures)

@@ -1,0 +1,194 @@
+"""The WebRTC server's HTTP surface without a browser: offers, the page, data channel messages.
+
+Malformed offers must get HTTP 400 with a reason the page can show; a valid offer gets an SDP
+answer and starts the entrypoint with that connection's transport.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from aiortc import RTCConfiguration, RTCPeerConnection
+
+from realtalk.transports.webrtc import WebRTCServer, WebRTCTransport, parse_offer
+from realtalk.transports.webrtc_transport import MAX_TEXT_CHARS, _parse_message
+
+
+async def _browser_like_offer(*, audio: bool = True) -> tuple[RTCPeerConnection, str]:
+    """An offer shaped like the page's: mic audio (sendrecv), a video slot, the events channel."""
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))  # no STUN: nothing leaves the box
+    if audio:
+        pc.addTransceiver("audio", direction="sendrecv")
+    pc.addTransceiver("video", direction="sendonly")
+    pc.createDataChannel("events")
+    await pc.setLocalDescription(await pc.createOffer())
+    return pc, pc.localDescription.sdp
+
+
+class _Recorder:
+    """An entrypoint that only remembers the contexts it was called with."""
+
+    def __init__(self) -> None:
+        self.contexts: list[Any] = []
+        self.called = asyncio.Event()
+
+    async def __call__(self, ctx: Any) -> None:
+        self.contexts.append(ctx)
+        self.called.set()
+
+
+@pytest.fixture
+async def server() -> Any:
+    srv = WebRTCServer(_Recorder(), max_connections=1)
+    yield srv
+    await srv.close_connections()
+
+
+@pytest.fixture
+async def client(server: WebRTCServer) -> Any:
+    async with TestClient(TestServer(server.build_app())) as c:
+        yield c
+
+
+async def _post_offer(client: TestClient, body: Any) -> tuple[int, dict[str, Any]]:
+    data = body if isinstance(body, str | bytes) else json.dumps(body)
+    resp = await client.post("/api/offer", data=data, headers={"Content-Type": "application/json"})
+    return resp.status, await resp.json()
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ("this is not json", "not valid JSON"),
+        ('{"sdp": "v=0", "type": "offer"', "not valid JSON"),
+        ("[1, 2, 3]", "JSON object"),
+        ({"type": "offer"}, '"sdp" must be a non-empty string'),
+        ({"sdp": "", "type": "offer"}, '"sdp" must be a non-empty string'),
+        ({"sdp": 42, "type": "offer"}, '"sdp" must be a non-empty string'),
+        ({"sdp": "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n"}, '"type" must be "offer"'),
+        ({"sdp": "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n", "type": "answer"}, "answer"),
+        ({"sdp": "hello", "type": "offer"}, 'start with "v=0"'),
+        ({"sdp": "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n", "type": "offer"}, "no audio"),
+    ],
+)
+async def test_malformed_offer_gets_400_with_reason(
+    client: TestClient, server: WebRTCServer, body: Any, reason: str
+) -> None:
+    status, answer = await _post_offer(client, body)
+    assert status == 400
+    assert reason in answer["error"]
+    assert server.connections == {}
+
+
+async def test_offer_that_aiortc_cannot_parse_gets_400_and_leaves_nothing_open(
+    client: TestClient, server: WebRTCServer
+) -> None:
+    sdp = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n"
+    status, answer = await _post_offer(client, {"sdp": sdp, "type": "offer"})
+    assert status == 400
+    assert answer["error"].startswith("the offer could not be used")
+    assert server.connections == {}
+
+
+async def test_oversized_offer_is_refused(client: TestClient) -> None:
+    huge = json.dumps({"sdp": "v=0\r\n" + "a=x\r\n" * 100_000, "type": "offer"})
+    resp = await client.post("/api/offer", data=huge)
+    assert resp.status == 413
+
+
+async def test_valid_offer_is_answered_and_starts_the_entrypoint(
+    client: TestClient, server: WebRTCServer
+) -> None:
+    pc, sdp = await _browser_like_offer()
+    try:
+        status, answer = await _post_offer(client, {"sdp": sdp, "type": "offer"})
+        assert status == 200, answer
+        assert answer["type"] == "answer"
+        assert "m=audio" in answer["sdp"]
+        assert "a=sendrecv" in answer["sdp"]  # the agent's voice rides the mic's transceiver
+        cid = answer["connection_id"]
+        assert set(server.connections) == {cid}
+        recorder = server.entrypoint
+        assert isinstance(recorder, _Recorder)
+        await asyncio.wait_for(recorder.called.wait(), 5)
+        transport = recorder.contexts[0].transport
+        assert isinstance(transport, WebRTCTransport)
+        assert transport.connection_id == cid
+
+        # max_connections=1: the next browser is turned away, not queued
+        pc2, sdp2 = await _browser_like_offer()
+        status2, answer2 = await _post_offer(client, {"sdp": sdp2, "type": "offer"})
+        await pc2.close()
+        assert status2 == 503
+        assert "too many connections" in answer2["error"]
+
+        await server.close_connections()
+        assert server.connections == {}
+        assert transport.closed
+    finally:
+        await pc.close()
+
+
+async def test_page_and_static_files_are_served_with_a_strict_policy(client: TestClient) -> None:
+    resp = await client.get("/")
+    assert resp.status == 200
+    html = await resp.text()
+    assert 'id="connect"' in html
+    assert "default-src 'self'" in resp.headers["Content-Security-Policy"]
+    for name, kind in (("app.js", "javascript"), ("style.css", "css")):
+        r = await client.get(f"/static/{name}")
+        assert r.status == 200
+        assert kind in r.headers["Content-Type"]
+    assert (await client.get("/static/../webrtc.py")).status == 404
+    assert (await client.get("/static/index.htm")).status == 404
+    config = await (await client.get("/api/config")).json()
+    assert config == {"iceServers": []}
+
+
+def test_ice_servers_are_validated_and_given_to_the_page() -> None:
+    turn = {"urls": "turn:turn.example.org:3478", "username": "u", "credential": "p"}
+    srv = WebRTCServer(_Recorder(), ice_servers=[turn])
+    assert srv.ice_servers == [turn]
+    with pytest.raises(ValueError, match="urls"):
+        WebRTCServer(_Recorder(), ice_servers=[{"url": "stun:x"}])
+
+
+def test_parse_offer_accepts_a_browser_offer_shape() -> None:
+    sdp = "v=0\r\ns=-\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n"
+    desc = parse_offer({"sdp": sdp, "type": "offer"})
+    assert desc.type == "offer" and desc.sdp == sdp
+
+
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [
+        ('{"type": "text", "text": "  hello  "}', {"type": "text", "text": "hello"}),
+        ('{"type": "interrupt"}', {"type": "interrupt"}),
+        ('{"type": "camera", "on": false}', {"type": "camera", "on": False}),
+        ('{"type": "bye"}', {"type": "bye"}),
+    ],
+)
+def test_page_messages_are_parsed(message: str, expected: dict[str, Any]) -> None:
+    assert _parse_message(message) == expected
+
+
+@pytest.mark.parametrize(
+    ("message", "reason"),
+    [
+        (b"\x00\x01", "binary"),
+        ("not json", "not JSON"),
+        ('["text"]', "JSON object"),
+        ('{"type": "text"}', "non-empty string"),
+        ('{"type": "text", "text": "   "}', "non-empty string"),
+        (json.dumps({"type": "text", "text": "x" * (MAX_TEXT_CHARS + 1)}), "longer than"),
+        ('{"type": "camera", "on": "yes"}', "boolean"),
+        ('{"type": "dance"}', "unknown message type"),
+    ],
+)
+def test_bad_page_messages_say_what_is_wrong(message: str | bytes, reason: str) -> None:
+    with pytest.raises(ValueError, match=reason):
+        _parse_message(message)
