@@ -406,15 +406,8 @@ def _inspect_function(
     except (TypeError, ValueError) as exc:
         raise TypeError(f"cannot read the signature of tool {tool_name!r}: {exc}") from exc
     params = list(signature.parameters.values())
-    is_method = (
-        bool(params)
-        and params[0].name == "self"
-        and params[0].kind
-        in (
-            inspect.Parameter.POSITIONAL_ONLY,
-            inspect.Parameter.POSITIONAL_OR_KEYWORD,
-        )
-    )
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    is_method = bool(params) and params[0].name == "self" and params[0].kind in positional
     if is_method:
         params = params[1:]
 
@@ -423,7 +416,7 @@ def _inspect_function(
     except Exception as exc:
         raise TypeError(f"cannot resolve the type hints of tool {tool_name!r}: {exc}") from exc
 
-    doc = docstring_parser.parse(inspect.getdoc(func) or "")
+    doc = docstring_parser.parse(inspect.getdoc(_unwrap_partial(func)) or "")
     if description is None:
         description = "\n\n".join(
             part for part in (doc.short_description, doc.long_description) if part
@@ -484,10 +477,15 @@ def _inspect_function(
     )
 
 
-def _annotated_target(func: Callable[..., Any]) -> Any:
-    """The object whose ``__annotations__`` describe ``func``'s parameters."""
+def _unwrap_partial(func: Callable[..., Any]) -> Callable[..., Any]:
     while isinstance(func, functools.partial):
         func = func.func
+    return func
+
+
+def _annotated_target(func: Callable[..., Any]) -> Any:
+    """The object whose ``__annotations__`` describe ``func``'s parameters."""
+    func = _unwrap_partial(func)
     if inspect.isroutine(func):
         return func
     return type(func).__call__  # a callable object

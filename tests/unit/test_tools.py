@@ -649,3 +649,66 @@ def test_function_tool_is_idempotent_and_reconfigurable() -> None:
     renamed = function_tool(name="other")(tool)
     assert renamed.name == "other"
     assert renamed.parameters == tool.parameters
+
+
+# -- other callables ----------------------------------------------------------------------------
+
+
+def test_string_annotations_are_resolved() -> None:
+    def f(point: "Point", n: "int" = 1) -> None: ...
+
+    props = build_tool_schema(f)["properties"]
+    assert props["point"]["required"] == ["x"]
+    assert props["n"] == {"type": "integer", "default": 1}
+
+
+def test_unresolvable_annotation_is_a_clear_error() -> None:
+    def f(thing: "NoSuchType") -> None: ...  # type: ignore[name-defined]  # noqa: F821
+
+    with pytest.raises(TypeError, match="type hints of tool 'f'"):
+        function_tool(f)
+
+
+async def test_partial_needs_a_name_and_uses_the_wrapped_docstring() -> None:
+    import functools
+
+    partial = functools.partial(google_style, units="imperial")
+    with pytest.raises(ValueError, match="name="):
+        function_tool(partial)
+    tool = function_tool(name="weather")(partial)
+    assert tool.description.startswith("Current weather for a city.")
+    assert tool.parameters["properties"]["city"]["description"] == 'City name, e.g. "Paris".'
+    assert (await tool.invoke('{"city": "Rome"}')).output == "Rome"
+
+
+async def test_callable_object_with_async_call() -> None:
+    class Lookup:
+        """Look a word up."""
+
+        async def __call__(self, word: str) -> str:
+            return word.upper()
+
+    tool = function_tool(name="lookup")(Lookup())
+    assert tool.description == "Look a word up."
+    assert (await tool.invoke('{"word": "hi"}')).output == "HI"
+
+
+async def test_plain_function_returning_a_coroutine_is_awaited() -> None:
+    async def inner(word: str) -> str:
+        return word * 2
+
+    def outer(word: str) -> Any:
+        return inner(word)
+
+    assert (await function_tool(outer).invoke('{"word": "ab"}')).output == "abab"
+
+
+async def test_unserialisable_result_is_an_error() -> None:
+    @function_tool
+    def loop() -> dict[str, Any]:
+        cyclic: dict[str, Any] = {}
+        cyclic["self"] = cyclic
+        return cyclic
+
+    result = await loop.invoke("{}")
+    assert result.is_error and "could not be serialised" in (result.error or "")
