@@ -1,0 +1,318 @@
+"""AudioOutput: paced playout of the agent's voice, and the one record of what was really played.
+
+Why this exists: on barge-in the model must be told how much of its reply the user heard
+(`conversation.item.truncate`). Estimates from wall clocks or byte counts are wrong (truncation
+errors, "audio content is already shorter than ..."). Here the position is counted in samples
+handed to the consumer (the WebRTC track, a speaker, a file), exact to the sample.
+
+Also why: the seed kept playing stale audio after the second barge-in (a flag was never reset)
+and played audio of cancelled responses. `flush()` empties everything every time, and audio that
+arrives later for a flushed or discarded item is dropped.
+
+Threading: all methods may be called from any thread (a lock guards the state), but callbacks run
+in the thread that caused them, outside the lock; a speaker thread using `read_frame` must hop to
+its event loop itself (`loop.call_soon_threadsafe`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .frame import AudioFrame, check_format
+
+logger = logging.getLogger("realtalk.media")
+
+_HISTORY_SIZE = 256  # finished/flushed items remembered for played_ms() and late-delta dropping
+
+
+@dataclass(frozen=True, slots=True)
+class FlushResult:
+    """What a barge-in interrupted.
+
+    `item_id` is the item at the head of the queue (None when nothing was queued) and
+    `played_ms` how much of it was handed out (0 when it had not started: delete it rather than
+    truncate). `dropped_item_ids` are the items queued behind it that never started.
+    """
+
+    item_id: str | None
+    played_ms: int
+    dropped_item_ids: tuple[str, ...] = ()
+
+
+class _Item:
+    __slots__ = ("buf", "ended", "item_id", "played", "started")
+
+    def __init__(self, item_id: str) -> None:
+        self.item_id = item_id
+        self.buf = bytearray()  # unplayed bytes; may end with half a sample until the next push
+        self.played = 0  # samples handed out
+        self.started = False
+        self.ended = False
+
+    def available(self) -> int:
+        """Unplayed bytes that form whole samples."""
+        return len(self.buf) & ~1
+
+
+_Event = tuple[Callable[..., Any], tuple[Any, ...]]
+
+
+class AudioOutput:
+    """A queue of items (one per response audio item) played in push order as 20 ms frames.
+
+    Consumers call `await next_frame()` (paced against `clock` when `realtime`) or `read_frame()`
+    (unpaced, for a device that keeps its own clock). Silence is returned whenever nothing is
+    ready, so a WebRTC track never stalls.
+    """
+
+    def __init__(
+        self,
+        sample_rate: int = 24000,
+        frame_ms: int = 20,
+        jitter_ms: int = 40,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        realtime: bool = True,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        max_lag_ms: int = 100,
+        on_item_started: Callable[[str], Any] | None = None,
+        on_item_finished: Callable[[str, int, bool], Any] | None = None,
+        on_idle: Callable[[], Any] | None = None,
+    ) -> None:
+        check_format(sample_rate, 1)
+        if frame_ms <= 0 or (sample_rate * frame_ms) % 1000:
+            raise ValueError(
+                f"frame_ms={frame_ms} is not a whole number of samples at {sample_rate} Hz"
+            )
+        if jitter_ms < 0 or max_lag_ms < 0:
+            raise ValueError("jitter_ms and max_lag_ms must be >= 0")
+        self.sample_rate = sample_rate
+        self.frame_ms = frame_ms
+        self.jitter_ms = jitter_ms
+        self.realtime = realtime
+        self.on_item_started = on_item_started
+        self.on_item_finished = on_item_finished
+        self.on_idle = on_idle
+        self._clock = clock
+        self._sleep = sleep
+        self._frame_samples = sample_rate * frame_ms // 1000
+        self._frame_bytes = 2 * self._frame_samples
+        self._jitter_bytes = 2 * (sample_rate * jitter_ms // 1000)
+        self._frame_s = frame_ms / 1000.0
+        self._max_lag_s = max_lag_ms / 1000.0
+        self._silence = AudioFrame(bytes(self._frame_bytes), sample_rate, 1)
+        self._lock = threading.Lock()
+        self._queue: deque[_Item] = deque()
+        self._items: dict[str, _Item] = {}
+        self._history: OrderedDict[str, int] = OrderedDict()  # item_id -> samples played
+        self._dead: OrderedDict[str, None] = OrderedDict()  # flushed/discarded: drop late audio
+        self._starved = True  # waiting for the jitter buffer to fill before (re)starting
+        self._active = False  # an item has started since the last idle
+        self._t0: float | None = None
+        self._n = 0
+
+    # -- producer side -----------------------------------------------------------------------
+
+    def push(self, item_id: str, pcm: bytes | bytearray | memoryview) -> None:
+        """Queue int16 mono PCM of `item_id`; a trailing half sample waits for the next push."""
+        with self._lock:
+            item = self._items.get(item_id)
+            if item is None:
+                if item_id in self._dead:
+                    return  # a late delta of a flushed/cancelled item: never play it
+                if item_id in self._history:
+                    raise ValueError(f"audio pushed for item {item_id!r} after it ended")
+                item = _Item(item_id)
+                self._items[item_id] = item
+                self._queue.append(item)
+            elif item.ended:
+                raise ValueError(f"audio pushed for item {item_id!r} after end_item()")
+            item.buf += pcm
+
+    def end_item(self, item_id: str) -> None:
+        """Mark that no more audio of `item_id` will come (it may then finish and play out
+        without waiting for the jitter buffer)."""
+        events: list[_Event] = []
+        with self._lock:
+            item = self._items.get(item_id)
+            if item is None or item.ended:
+                return
+            item.ended = True
+            if len(item.buf) & 1:
+                logger.warning("item %s ended with half a sample; dropping one byte", item_id)
+                del item.buf[-1]
+            if not item.buf:
+                # Nothing left to hand out (a started item is always the head): finish now,
+                # not on some later frame.
+                self._remove(item, interrupted=False, events=events)
+        self._emit(events)
+
+    def discard(self, item_id: str) -> int:
+        """Drop the unplayed audio of a cancelled item (and any that arrives later).
+
+        Returns the milliseconds of it that were already played.
+        """
+        events: list[_Event] = []
+        with self._lock:
+            self._mark_dead(item_id)
+            item = self._items.get(item_id)
+            if item is None:
+                return self._ms(self._history.get(item_id, 0))
+            if self._queue and self._queue[0] is item:
+                self._starved = True
+            self._remove(item, interrupted=True, events=events)
+            played = item.played
+        self._emit(events)
+        return self._ms(played)
+
+    def flush(self) -> FlushResult:
+        """Barge-in: drop all queued audio now; the next frame handed out is silence."""
+        events: list[_Event] = []
+        with self._lock:
+            if not self._queue:
+                return FlushResult(None, 0)
+            head = self._queue[0]
+            dropped = tuple(it.item_id for it in list(self._queue)[1:])
+            for it in list(self._queue):
+                self._mark_dead(it.item_id)
+                self._remove(it, interrupted=True, events=events)
+            self._starved = True
+            result = FlushResult(head.item_id, self._ms(head.played), dropped)
+        self._emit(events)
+        return result
+
+    # -- consumer side -----------------------------------------------------------------------
+
+    async def next_frame(self) -> AudioFrame:
+        """The next frame, released at its deadline (start + n * frame_ms) when `realtime`.
+
+        Deadlines never drift; if the consumer falls behind by more than `max_lag_ms` the
+        schedule is re-anchored to now instead of bursting frames to catch up.
+        """
+        if self.realtime:
+            now = self._clock()
+            if self._t0 is None:
+                self._t0, self._n = now, 0
+            delay = self._t0 + self._n * self._frame_s - now
+            if delay > 0:
+                await self._sleep(delay)
+            elif -delay > self._max_lag_s:
+                logger.debug("playout consumer %.0f ms late: re-anchoring", -delay * 1000)
+                self._t0, self._n = now, 0
+            self._n += 1
+        return self.read_frame()
+
+    def read_frame(self) -> AudioFrame:
+        """The next frame right away (no pacing): for consumers with their own clock."""
+        events: list[_Event] = []
+        with self._lock:
+            frame = self._take(events)
+        if events:
+            self._emit(events)
+        return frame
+
+    def _take(self, events: list[_Event]) -> AudioFrame:
+        fb = self._frame_bytes
+        while self._queue:
+            item = self._queue[0]
+            avail = item.available()
+            if self._starved:
+                if not item.ended and avail < self._jitter_bytes:
+                    return self._silence  # jitter buffer still filling
+                self._starved = False
+            if avail >= fb:
+                data = bytes(item.buf[:fb])
+                del item.buf[:fb]
+                self._hand_out(item, self._frame_samples, events)
+                if item.ended and not item.buf:
+                    self._remove(item, interrupted=False, events=events)
+                return AudioFrame(data, self.sample_rate, 1)
+            if item.ended:
+                if not avail:  # never had audio
+                    self._remove(item, interrupted=False, events=events)
+                    continue
+                data = bytes(item.buf) + self._silence.data[avail:]
+                item.buf.clear()
+                self._hand_out(item, avail // 2, events)
+                self._remove(item, interrupted=False, events=events)
+                return AudioFrame(data, self.sample_rate, 1)
+            self._starved = True  # underrun inside an item: refill the jitter buffer
+            return self._silence
+        return self._silence
+
+    def _hand_out(self, item: _Item, samples: int, events: list[_Event]) -> None:
+        item.played += samples
+        if not item.started:
+            item.started = True
+            self._active = True
+            if self.on_item_started is not None:
+                events.append((self.on_item_started, (item.item_id,)))
+
+    def _remove(self, item: _Item, *, interrupted: bool, events: list[_Event]) -> None:
+        self._queue.remove(item)
+        del self._items[item.item_id]
+        self._remember(self._history, item.item_id, item.played)
+        if item.started and self.on_item_finished is not None:
+            events.append(
+                (self.on_item_finished, (item.item_id, self._ms(item.played), interrupted))
+            )
+        if not self._queue:
+            self._starved = True
+            if self._active:
+                self._active = False
+                if self.on_idle is not None:
+                    events.append((self.on_idle, ()))
+
+    def _mark_dead(self, item_id: str) -> None:
+        self._remember(self._dead, item_id, None)
+
+    @staticmethod
+    def _remember(table: OrderedDict[str, Any], key: str, value: Any) -> None:
+        table[key] = value
+        table.move_to_end(key)
+        if len(table) > _HISTORY_SIZE:
+            table.popitem(last=False)
+
+    @staticmethod
+    def _emit(events: list[_Event]) -> None:
+        for callback, args in events:
+            try:
+                callback(*args)
+            except Exception:
+                logger.exception("AudioOutput callback %r failed", callback)
+
+    def _ms(self, samples: int) -> int:
+        return samples * 1000 // self.sample_rate
+
+    # -- queries -------------------------------------------------------------------------------
+
+    def played_ms(self, item_id: str) -> int:
+        """Milliseconds of `item_id` handed out so far (0 for unknown items)."""
+        with self._lock:
+            item = self._items.get(item_id)
+            return self._ms(item.played if item is not None else self._history.get(item_id, 0))
+
+    @property
+    def buffered_ms(self) -> int:
+        """Milliseconds of audio queued and not yet handed out."""
+        with self._lock:
+            return self._ms(sum(it.available() for it in self._queue) // 2)
+
+    @property
+    def playing_item_id(self) -> str | None:
+        """The item whose audio is being handed out (None when idle or still buffering)."""
+        with self._lock:
+            if self._queue and self._queue[0].started:
+                return self._queue[0].item_id
+            return None
+
+    @property
+    def silence_frame(self) -> AudioFrame:
+        return self._silence
