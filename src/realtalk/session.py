@@ -1,0 +1,424 @@
+"""AgentSession: one conversation, wiring a transport (media in and out) to a realtime model.
+
+The session owns the conversation's lifecycle (start, close), what the code may ask of the agent
+(say, reply, interrupt, send_text), who is talking (``user_state``, ``agent_state``), and its own
+events and metrics. It holds no process-wide state: many sessions can share a process.
+
+The model does the protocol work (audio resampling, barge-in truncation, running tools); the session
+turns the model's events into a small, JSON-friendly stream a UI can show as it is::
+
+    user_state_changed    {"state"}: listening | speaking
+    agent_state_changed   {"state"}: initializing | listening | thinking | speaking | closed
+    transcription         {"role": "user" | "agent", "text", "is_final", "item_id"}
+    function_call         {"name", "arguments", "output", "is_error"}
+    metrics               TurnMetrics.to_dict() of each completed turn
+    error                 {"message", "code", "fatal"}
+    reconnecting          {"attempt", "reason"};  reconnected  {"attempt"}
+    closed                {"reason"}
+
+``agent_state`` is derived from what is going on rather than set by hand, so it cannot get stuck:
+``speaking`` while agent audio is being played, else ``thinking`` while a reply is on its way
+(requested, in progress, or due after a tool call), else ``listening``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Literal
+
+from realtalk.errors import NotConnectedError
+from realtalk.events import EventEmitter
+from realtalk.media.frame import AudioFrame
+from realtalk.media.image import FrameThrottler
+from realtalk.media.playout import AudioOutput
+from realtalk.realtime.base import ModelError, RealtimeBaseModel
+
+if TYPE_CHECKING:
+    from realtalk.agent import Agent
+    from realtalk.metrics import TurnMetrics
+    from realtalk.transports.base import Transport
+
+__all__ = ["AgentSession", "AgentState", "UserState"]
+
+logger = logging.getLogger("realtalk.session")
+
+UserState = Literal["listening", "speaking"]
+AgentState = Literal["initializing", "listening", "thinking", "speaking", "closed"]
+
+_OUTPUT_SAMPLE_RATE = 24000  # what Realtime models speak; the transport resamples for its device
+
+
+class AgentSession(EventEmitter[str]):
+    """Runs ``agent`` on ``model`` and exchanges media with a transport.
+
+    Args:
+        agent: the instructions, tools and hooks.
+        model: a realtime model session, not yet connected (e.g. ``OpenAIRealtime(...)``).
+        vision: pass camera frames from :meth:`push_video` to the model; off by default because
+            every image costs tokens.
+        max_video_fps: at most this many camera frames per second reach the model.
+    """
+
+    def __init__(
+        self,
+        *,
+        agent: Agent,
+        model: RealtimeBaseModel,
+        vision: bool = False,
+        max_video_fps: float = 1.0,
+    ) -> None:
+        super().__init__(logger=logger)
+        if not isinstance(model, RealtimeBaseModel):
+            raise TypeError(f"model must be a RealtimeBaseModel, got {type(model).__name__}")
+        self.agent = agent
+        self.model = model
+        self.vision = vision
+        self.user_state: UserState = "listening"
+        self.agent_state: AgentState = "initializing"
+        self.metrics: list[TurnMetrics] = []
+        if model.audio_output is None:
+            model.audio_output = AudioOutput(_OUTPUT_SAMPLE_RATE)
+        self._throttler = FrameThrottler(max_video_fps)
+        self._transport: Transport | None = None
+        self._handlers: list[tuple[str, Callable[..., Any]]] = []
+        self._tasks: set[asyncio.Task[Any]] = set()
+        # What the agent state is derived from.
+        self._connected = False
+        self._speaking_items: set[str] = set()
+        self._active_responses: set[str] = set()
+        self._awaiting_response = False
+        # Lifecycle.
+        self._start_called = False
+        self._entered = False
+        self._started = asyncio.Event()
+        self._closed = asyncio.Event()
+        self._close_task: asyncio.Task[None] | None = None
+        self._vision_warned = False
+
+    # -- properties ------------------------------------------------------------------------------
+
+    @property
+    def audio_output(self) -> AudioOutput:
+        """Where the agent's voice is queued; the transport pulls paced 20 ms frames from it."""
+        output = self.model.audio_output
+        if output is None:  # a model that dropped it; give it a fresh one rather than crash
+            output = self.model.audio_output = AudioOutput(_OUTPUT_SAMPLE_RATE)
+        return output
+
+    @property
+    def transport(self) -> Transport | None:
+        return self._transport
+
+    @property
+    def closed(self) -> bool:
+        return self._close_task is not None
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    async def start(self, transport: Transport | None = None) -> None:
+        """Connect the model, attach the transport, then run the agent's ``on_enter``.
+
+        Raises:
+            RuntimeError: the session was already started.
+            Whatever the model's ``connect`` raises (the session is then closed).
+        """
+        if self._start_called:
+            raise RuntimeError("AgentSession.start() was already called; a session runs once")
+        self._start_called = True
+        self._subscribe()
+        self.agent._attach(self)
+        try:
+            self.model.set_agent(self.agent)
+            await self.model.connect()
+            self._connected = True
+            self._update_agent_state()
+            if transport is not None:
+                self._transport = transport
+                await transport.attach(self)
+        except BaseException as exc:
+            await self.close(reason=f"start failed: {exc}")
+            raise
+        self._entered = True
+        try:
+            await self.agent.on_enter()
+        except Exception as exc:
+            # A failed greeting must not take the conversation down; say so and go on.
+            logger.exception("%s.on_enter() failed", type(self.agent).__name__)
+            self.emit("error", {"message": f"on_enter failed: {exc}", "code": None, "fatal": False})
+        self._started.set()
+
+    async def wait_started(self) -> None:
+        """Return once :meth:`start` finished (``on_enter`` included), or the session closed."""
+        await self._started.wait()
+
+    async def close(self, *, reason: str = "closed") -> None:
+        """Run ``on_exit``, close the transport and the model, and cancel the session's tasks.
+
+        Idempotent; concurrent callers all wait for the one close. Safe to call from a task the
+        close itself cancels (a transport's pump that decides the conversation is over).
+        """
+        if self._close_task is None:
+            self._close_task = asyncio.get_running_loop().create_task(self._close(reason))
+        await asyncio.shield(self._close_task)
+
+    async def wait_closed(self) -> None:
+        """Return once the session is closed (by :meth:`close`, the transport, or the model)."""
+        await self._closed.wait()
+
+    async def _close(self, reason: str) -> None:
+        logger.debug("closing session: %s", reason)
+        self._started.set()  # nobody waits for a start that will not come
+        if self._entered:
+            try:
+                await self.agent.on_exit()
+            except Exception:
+                logger.exception("%s.on_exit() failed", type(self.agent).__name__)
+        self.agent._detach()
+        if self._transport is not None:
+            try:
+                await self._transport.aclose()
+            except Exception:
+                logger.exception("closing the transport failed")
+        try:
+            await self.model.aclose()
+        except Exception:
+            logger.exception("closing the model failed")
+        for event, handler in self._handlers:
+            self.model.off(event, handler)
+        self._handlers.clear()
+        current = asyncio.current_task()
+        pending = [task for task in self._tasks if task is not current]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        self._connected = False
+        self._speaking_items.clear()
+        self._active_responses.clear()
+        self._awaiting_response = False
+        self._set_user_state("listening")
+        self._set_agent_state("closed")
+        self.emit("closed", {"reason": reason})
+        self._closed.set()
+
+    # -- what the agent's code asks for ----------------------------------------------------------
+
+    async def say(self, text: str, *, interruptible: bool = True) -> None:
+        """Make the agent say ``text`` (verbatim where the model can; recorded as its words)."""
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError("say() needs non-empty text")
+        self._check_live("say")
+        self._expect_response()
+        await self.model.send_message(text, interruptible=interruptible)
+
+    async def reply(
+        self,
+        instructions: str | None = None,
+        frames: list[Any] | None = None,
+        *,
+        interruptible: bool = True,
+    ) -> None:
+        """Ask the model to reply now, optionally with one-off instructions and images."""
+        self._check_live("reply")
+        self._expect_response()
+        await self.model.create_response(instructions, frames=frames, interruptible=interruptible)
+
+    async def interrupt(self) -> None:
+        """Stop the agent: silence its audio and cancel the reply in progress."""
+        self._check_live("interrupt")
+        self._awaiting_response = False
+        await self.model.interrupt()
+        self._update_agent_state()
+
+    async def send_text(self, text: str) -> None:
+        """A typed user message; the agent replies to it."""
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError("send_text() needs non-empty text")
+        self._check_live("send_text")
+        self._expect_response()
+        await self.model.send_text_message(text)
+
+    async def push_audio(self, frame: AudioFrame) -> None:
+        """User microphone audio, any rate and channel count (the model converts it).
+
+        Frames that arrive before the model is connected or after close are dropped: a
+        microphone starts and stops on its own schedule.
+        """
+        if not isinstance(frame, AudioFrame):
+            raise ValueError(f"push_audio expects an AudioFrame, got {type(frame).__name__}")
+        if self._connected:
+            await self.model.handle_audio_input(frame)
+
+    async def push_video(self, frame: Any) -> None:
+        """A camera frame; at most ``max_video_fps`` per second reach the model, only if vision."""
+        if not self._connected:
+            return
+        if not self.vision:
+            if not self._vision_warned:
+                self._vision_warned = True
+                logger.info("video frames are ignored: the session was created with vision=False")
+            return
+        if self._throttler.ready():
+            await self.model.handle_video_input(frame)
+
+    async def _on_agent_updated(self, agent: Agent) -> None:
+        """The agent changed its instructions or tools: a live model gets a session update."""
+        if self._connected:
+            await self.model.update_agent(agent)
+
+    def _check_live(self, what: str) -> None:
+        if self.closed:
+            raise NotConnectedError(f"{what}() on a closed AgentSession")
+        if not self._connected:
+            raise NotConnectedError(f"{what}() before AgentSession.start() connected the model")
+
+    def _expect_response(self) -> None:
+        self._awaiting_response = True
+        self._update_agent_state()
+
+    # -- model events ----------------------------------------------------------------------------
+
+    def _subscribe(self) -> None:
+        handlers: dict[str, Callable[..., Any]] = {
+            "user_speech_started": self._on_user_speech_started,
+            "user_speech_ended": self._on_user_speech_ended,
+            "agent_speech_started": self._on_agent_speech_started,
+            "agent_speech_ended": self._on_agent_speech_ended,
+            "response_created": self._on_response_created,
+            "response_done": self._on_response_done,
+            "realtime_model_transcription": self._on_transcription,
+            "function_call": self._on_function_call,
+            "turn_metrics": self._on_turn_metrics,
+            "error": self._on_error,
+            "reconnecting": self._relay("reconnecting"),
+            "reconnected": self._relay("reconnected"),
+            "closed": self._on_model_closed,
+        }
+        for event, handler in handlers.items():
+            self.model.on(event, handler)
+            self._handlers.append((event, handler))
+
+    def _on_user_speech_started(self, _payload: Any = None) -> None:
+        self._set_user_state("speaking")
+
+    def _on_user_speech_ended(self, _payload: Any = None) -> None:
+        self._set_user_state("listening")
+        self._expect_response()  # server VAD committed the turn; a reply follows
+
+    def _on_agent_speech_started(self, payload: dict[str, Any]) -> None:
+        self._speaking_items.add(str(payload.get("item_id")))
+        self._update_agent_state()
+
+    def _on_agent_speech_ended(self, payload: dict[str, Any]) -> None:
+        self._speaking_items.discard(str(payload.get("item_id")))
+        self._update_agent_state()
+
+    def _on_response_created(self, payload: dict[str, Any]) -> None:
+        self._awaiting_response = False
+        self._active_responses.add(str(payload.get("response_id")))
+        self._update_agent_state()
+
+    def _on_response_done(self, payload: dict[str, Any]) -> None:
+        self._active_responses.discard(str(payload.get("response_id")))
+        if _calls_tools(payload):
+            self._awaiting_response = True  # the model replies again once the tools ran
+        self._update_agent_state()
+
+    def _on_transcription(self, payload: dict[str, Any]) -> None:
+        self.emit(
+            "transcription",
+            {
+                "role": payload.get("role"),
+                "text": payload.get("text", ""),
+                "is_final": bool(payload.get("is_final", False)),
+                "item_id": payload.get("item_id"),
+            },
+        )
+
+    def _on_function_call(self, payload: dict[str, Any]) -> None:
+        self.emit(
+            "function_call",
+            {
+                "name": payload.get("name"),
+                "arguments": payload.get("arguments"),
+                "output": payload.get("output"),
+                "is_error": bool(payload.get("is_error", False)),
+            },
+        )
+
+    def _on_turn_metrics(self, metrics: TurnMetrics) -> None:
+        self.metrics.append(metrics)
+        self.emit("metrics", metrics.to_dict())
+
+    def _on_error(self, error: Any) -> None:
+        if isinstance(error, ModelError):
+            payload = {"message": error.message, "code": error.code, "fatal": error.fatal}
+        elif isinstance(error, dict):
+            payload = {
+                "message": str(error.get("message", "")),
+                "code": error.get("code"),
+                "fatal": bool(error.get("fatal", False)),
+            }
+        else:
+            payload = {"message": str(error), "code": None, "fatal": False}
+        if not self._active_responses:
+            # A refused request produces no response; do not stay "thinking" for it.
+            self._awaiting_response = False
+            self._update_agent_state()
+        self.emit("error", payload)
+        if payload["fatal"]:
+            self._spawn(self.close(reason=f"fatal error: {payload['message']}"))
+
+    def _on_model_closed(self, payload: Any = None) -> None:
+        if self._close_task is None:
+            reason = payload.get("reason") if isinstance(payload, dict) else None
+            self._spawn(self.close(reason=str(reason or "model closed")))
+
+    def _relay(self, event: str) -> Callable[..., None]:
+        def relay(payload: Any = None) -> None:
+            self.emit(event, payload if payload is not None else {})
+
+        return relay
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- state -----------------------------------------------------------------------------------
+
+    def _update_agent_state(self) -> None:
+        if self._close_task is not None and self._closed.is_set():
+            return
+        state: AgentState
+        if not self._connected:
+            state = "initializing"
+        elif self._speaking_items:
+            state = "speaking"
+        elif self._active_responses or self._awaiting_response:
+            state = "thinking"
+        else:
+            state = "listening"
+        self._set_agent_state(state)
+
+    def _set_agent_state(self, state: AgentState) -> None:
+        if state != self.agent_state:
+            self.agent_state = state
+            self.emit("agent_state_changed", {"state": state})
+
+    def _set_user_state(self, state: UserState) -> None:
+        if state != self.user_state:
+            self.user_state = state
+            self.emit("user_state_changed", {"state": state})
+
+
+def _calls_tools(response_done: dict[str, Any]) -> bool:
+    """Whether a finished response asked for tool calls (so a follow-up reply is due)."""
+    if response_done.get("function_calls"):
+        return True
+    response = response_done.get("response")
+    output = response.get("output") if isinstance(response, dict) else response_done.get("output")
+    if not isinstance(output, list):
+        return False
+    return any(isinstance(item, dict) and item.get("type") == "function_call" for item in output)
