@@ -637,3 +637,75 @@ def response_function_call_arguments_done(
 
 def rate_limits_updated(event_id: str, rate_limits: list[dict[str, Any]]) -> Event:
     return {"type": "rate_limits.updated", "event_id": event_id, "rate_limits": rate_limits}
+
+
+# --- objects inside server events -------------------------------------------------------------
+
+
+def response_usage(
+    *,
+    input_text_tokens: int,
+    input_audio_tokens: int,
+    output_text_tokens: int,
+    output_audio_tokens: int,
+    cached_tokens: int = 0,
+) -> dict[str, Any]:
+    """``response.usage``: totals are the sums of their details; cached tokens are a subset of
+    the input tokens (never added on top)."""
+    input_tokens = input_text_tokens + input_audio_tokens
+    output_tokens = output_text_tokens + output_audio_tokens
+    return {
+        "total_tokens": input_tokens + output_tokens,
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
+        "input_token_details": {
+            "text_tokens": input_text_tokens,
+            "audio_tokens": input_audio_tokens,
+            "image_tokens": 0,
+            "cached_tokens": cached_tokens,
+            "cached_tokens_details": {"text_tokens": 0, "audio_tokens": 0, "image_tokens": 0},
+        },
+        "output_token_details": {
+            "text_tokens": output_text_tokens,
+            "audio_tokens": output_audio_tokens,
+        },
+    }
+
+
+def response_object(
+    response_id: str,
+    *,
+    status: str,
+    output: list[dict[str, Any]],
+    conversation_id: str | None,
+    output_modalities: list[str],
+    max_output_tokens: int | str,
+    audio_format: dict[str, Any],
+    voice: str,
+    status_details: dict[str, Any] | None = None,
+    metadata: dict[str, Any] | None = None,
+    usage: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The ``response`` of ``response.created`` / ``response.done`` (``RealtimeResponse``)."""
+    return {
+        "id": response_id,
+        "object": "realtime.response",
+        "status": status,
+        "status_details": status_details,
+        "output": output,
+        "conversation_id": conversation_id,
+        "output_modalities": output_modalities,
+        "max_output_tokens": max_output_tokens,
+        "audio": {"output": {"format": audio_format, "voice": voice}},
+        "metadata": metadata,
+        "usage": usage,
+    }
+
+
+def rate_limit(name: str, *, limit: int, remaining: int, reset_seconds: float) -> dict[str, Any]:
+    """One entry of ``rate_limits.updated`` (``name`` is ``requests`` or ``tokens``)."""
+    return {"name": name, "limit": limit, "remaining": remaining, "reset_seconds": reset_seconds}
+
+
+def output_audio_buffer_cleared(event_id: str, response_id: str) -> Event:
+    return {"type": "output_audio_buffer.cleared", "event_id": event_id, "response_id": response_id}

@@ -1,0 +1,607 @@
+"""One Realtime session, server side: client events in, server events out through ``send``.
+
+No sockets here: :class:`Connection` is fed decoded frames (``receive``) and emits event dicts
+through a synchronous ``send`` callable, so unit tests drive it with a list as ``send``. It owns the
+session settings, the input audio buffer and turn detection, the conversation, the transcription
+of user audio, and the responses (at most one in the default conversation, any number out of
+band). Every client event is validated first; any problem becomes an ``error`` event carrying the
+client's ``event_id`` and the session goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from realtalk.protocol import events as ev
+from realtalk.protocol.audio_formats import AudioFormat
+from realtalk.protocol.errors import ProtocolError
+from realtalk.protocol.ids import IdGenerator
+from realtalk.protocol.session import default_session, merge_session
+from realtalk.protocol.validate import decode_audio, validate_client_event
+from realtalk.server.engines.base import Engines, VADStream
+
+from . import errors
+from .context import Context, build_context
+from .conversation import Conversation, Entry
+from .errors import RequestError
+from .input_buffer import InputBuffer, VadFeed, to_pcm16k
+from .response import Response, ResponseSettings
+from .turns import SpeechStarted, SpeechStopped, TurnDetector, TurnSettings
+
+__all__ = ["Connection", "expiry_message"]
+
+logger = logging.getLogger("realtalk.server")
+
+Send = Callable[[dict[str, Any]], None]
+
+#: Appends longer than this run the VAD in a thread; shorter ones cost less than the hop.
+INLINE_VAD_MS = 120
+#: Audio kept before speech while nobody speaks, beyond the prefix padding.
+IDLE_KEEP_MS = 500
+MIN_COMMIT_MS = 100
+
+
+def expiry_message(max_seconds: float) -> str:
+    """OpenAI's wording ("... of 60 minutes."), in seconds when not whole minutes."""
+    if max_seconds >= 60 and max_seconds % 60 == 0:
+        n, unit = int(max_seconds // 60), "minute"
+    else:
+        n, unit = max(int(max_seconds), 1), "second"
+    return f"Your session hit the maximum duration of {n} {unit}{'s' if n != 1 else ''}."
+
+
+@dataclass
+class _Utterance:
+    """The user's current turn under VAD, before it is committed."""
+
+    item_id: str
+    start_ms: float
+    emitted: str = ""  # partial transcript already sent as deltas
+    last_words: list[str] = field(default_factory=list)
+    partial_at_ms: float = 0.0
+    partial_task: asyncio.Task[None] | None = None
+
+
+class Connection:
+    """The server side of one Realtime session."""
+
+    def __init__(
+        self,
+        engines: Engines,
+        send: Send,
+        *,
+        model: str = "gpt-realtime",
+        session_max_seconds: float = 3600.0,
+        new_id: Callable[[str], str] | None = None,
+        now: Callable[[], float] = time.time,
+        partial_transcripts: bool = True,
+        partial_interval_ms: float = 1000.0,
+    ) -> None:
+        self.engines = engines
+        self._send = send
+        self._new_id = new_id or IdGenerator()
+        self.session_max_seconds = session_max_seconds
+        self.partial_transcripts = partial_transcripts
+        self.partial_interval_ms = partial_interval_ms
+        self.session = default_session(model)
+        self.session["id"] = self._new_id("sess")
+        self.session["expires_at"] = int(now() + session_max_seconds)
+        self.conversation = Conversation()
+        self.conversation_id = self._new_id("conv")
+        self.buffer = InputBuffer(self._input_format)
+        self.active: Response | None = None
+        self.responses: dict[str, Response] = {}
+        self._voice_locked = False
+        self.expired = False
+        self._transcripts: dict[tuple[str, int], asyncio.Task[str]] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._vad_feed: VadFeed | None = None
+        self._vad_stream: VADStream | None = None
+        self._turns: TurnDetector | None = None
+        self._utterance: _Utterance | None = None
+        self._configure_turns()
+
+    # --- entry points ------------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Emit ``session.created``: the first event of every session."""
+        self._send(ev.session_created(self._eid(), copy.deepcopy(self.session)))
+
+    async def receive(self, frame: str | bytes) -> None:
+        """One frame from the client: decode it, then :meth:`handle` it."""
+        try:
+            event = json.loads(frame)
+        except (ValueError, UnicodeDecodeError) as exc:
+            self._error(ProtocolError("invalid_json", f"The event is not valid JSON: {exc}."))
+            return
+        await self.handle(event)
+
+    async def handle(self, event: Any) -> None:
+        """One decoded client event; every problem is answered with an ``error`` event."""
+        client_event_id = event.get("event_id") if isinstance(event, dict) else None
+        if not isinstance(client_event_id, str):
+            client_event_id = None
+        problem = validate_client_event(event)
+        if problem is not None:
+            self._error(problem, client_event_id)
+            return
+        handler = self._HANDLERS[event["type"]]
+        try:
+            await handler(self, event)
+        except RequestError as exc:
+            self._error(exc.problem, client_event_id)
+        except Exception as exc:  # a bug must not end the session: say so and go on
+            logger.exception("failed to handle %s", event["type"])
+            self._error(
+                ProtocolError(
+                    "server_error", f"The server had an error: {exc}", type="server_error"
+                ),
+                client_event_id,
+            )
+
+    def expire(self) -> None:
+        """The session reached its maximum duration: emit ``session_expired`` (then close 1001)."""
+        self.expired = True
+        self._error(ProtocolError("session_expired", expiry_message(self.session_max_seconds)))
+
+    async def aclose(self) -> None:
+        """Stop every response and background task (the client is gone)."""
+        for response in list(self.responses.values()):
+            response.cancel("client_cancelled")
+        tasks = [*self._tasks, *(r.task for r in self.responses.values() if r.task)]
+        for task in self._tasks:
+            task.cancel()
+        for task in tasks:
+            if task is not None:
+                await asyncio.gather(task, return_exceptions=True)
+
+    # --- session -----------------------------------------------------------------------------
+
+    async def _session_update(self, event: dict[str, Any]) -> None:
+        update = {
+            k: v for k, v in event["session"].items() if k not in ("id", "object", "expires_at")
+        }
+        if update.get("model", self.session["model"]) != self.session["model"]:
+            raise errors.invalid("session.model", "the model of a session cannot be changed.")
+        new_voice = ((update.get("audio") or {}).get("output") or {}).get("voice")
+        if new_voice is not None and new_voice != self._output["voice"] and self._voice_locked:
+            raise RequestError(
+                ProtocolError(
+                    "invalid_value",
+                    "Cannot update a conversation's voice if assistant audio is present.",
+                    "session.audio.output.voice",
+                )
+            )
+        before = copy.deepcopy(self.session["audio"]["input"])
+        self.session = merge_session(self.session, update)
+        after = self.session["audio"]["input"]
+        if after["format"] != before["format"]:
+            self.buffer.set_format(self._input_format)
+        if (
+            after["format"] != before["format"]
+            or after["turn_detection"] != before["turn_detection"]
+        ):
+            self._configure_turns()
+        self._send(ev.session_updated(self._eid(), copy.deepcopy(self.session)))
+
+    @property
+    def _input_format(self) -> AudioFormat:
+        return AudioFormat.parse(self.session["audio"]["input"]["format"])
+
+    @property
+    def _output(self) -> dict[str, Any]:
+        output: dict[str, Any] = self.session["audio"]["output"]
+        return output
+
+    @property
+    def _transcription(self) -> dict[str, Any] | None:
+        config: dict[str, Any] | None = self.session["audio"]["input"]["transcription"]
+        return config
+
+    def _configure_turns(self) -> None:
+        detection = self.session["audio"]["input"]["turn_detection"]
+        self._drop_utterance()
+        if detection is None:
+            self._turns = self._vad_feed = self._vad_stream = None
+            return
+        vad = self.engines.vad
+        self._vad_feed = VadFeed(self._input_format)
+        self._vad_stream = vad.create_stream()
+        self._turns = TurnDetector(
+            TurnSettings.from_session(detection),
+            window_ms=vad.window_samples * 1000 / vad.sample_rate,
+            start_ms=self.buffer.clock_ms,
+        )
+
+    # --- input audio -------------------------------------------------------------------------
+
+    async def _append(self, event: dict[str, Any]) -> None:
+        data = decode_audio(event["audio"])
+        if isinstance(data, ProtocolError):
+            raise RequestError(data)
+        samples = self.buffer.append(data)
+        if self._turns is not None and samples:
+            await self._hear(samples)
+
+    async def _hear(self, samples: bytes) -> None:
+        feed, stream, turns = self._vad_feed, self._vad_stream, self._turns
+        assert feed is not None and stream is not None and turns is not None
+
+        def work() -> Any:
+            return stream.feed(feed.convert(samples))
+
+        if len(samples) > self.buffer.format.bytes_for_ms(INLINE_VAD_MS):
+            probabilities = await asyncio.to_thread(work)
+        else:
+            probabilities = work()
+        if self._turns is not turns:  # the session was reconfigured meanwhile
+            return
+        for decision in turns.feed(probabilities.tolist()):
+            if isinstance(decision, SpeechStarted):
+                self._speech_started(decision.audio_start_ms)
+            elif isinstance(decision, SpeechStopped):
+                self._speech_stopped(decision.audio_end_ms)
+        if self._utterance is None:
+            keep = turns.settings.prefix_padding_ms + IDLE_KEEP_MS
+            self.buffer.trim_before(self.buffer.clock_ms - keep)
+        else:
+            self._maybe_partial_transcript(self._utterance)
+
+    def _speech_started(self, audio_start_ms: int) -> None:
+        assert self._turns is not None
+        start = max(float(audio_start_ms), self.buffer.start_ms)
+        self._utterance = _Utterance(self._new_id("item"), start, partial_at_ms=start)
+        self._send(ev.speech_started(self._eid(), self._utterance.item_id, round(start)))
+        if self._turns.settings.interrupt_response and self.active is not None:
+            self.active.cancel("turn_detected")
+
+    def _speech_stopped(self, audio_end_ms: int) -> None:
+        utterance, turns = self._utterance, self._turns
+        if utterance is None or turns is None:
+            return
+        self._utterance = None
+        self._send(ev.speech_stopped(self._eid(), utterance.item_id, audio_end_ms))
+        self._commit(utterance.item_id, utterance.start_ms, emitted=utterance.emitted)
+        if turns.settings.create_response:
+            if self.active is None:
+                self._start_response(self._settings({}), None)
+            else:
+                logger.debug("turn ended while %s is active: no new response", self.active.id)
+
+    async def _commit_event(self, event: dict[str, Any]) -> None:
+        if self.buffer.duration_ms < MIN_COMMIT_MS:
+            raise errors.commit_empty(max(self.buffer.duration_ms, 0.0))
+        utterance = self._utterance
+        self._drop_utterance()
+        item_id = utterance.item_id if utterance is not None else self._new_id("item")
+        self._commit(item_id, None, emitted=utterance.emitted if utterance else "")
+        if self._turns is not None:
+            self._turns.reset(self.buffer.clock_ms)
+
+    async def _clear(self, event: dict[str, Any]) -> None:
+        self.buffer.clear()
+        self._drop_utterance()
+        if self._turns is not None:
+            self._turns.reset(self.buffer.clock_ms)
+        self._send(ev.input_audio_buffer_cleared(self._eid()))
+
+    def _drop_utterance(self) -> None:
+        self._utterance = None
+
+    def _commit(self, item_id: str, from_ms: float | None, *, emitted: str) -> None:
+        fmt = self.buffer.format
+        data = self.buffer.take(from_ms)
+        item = ev.message_item(
+            "user",
+            [{"type": "input_audio", "transcript": None}],
+            item_id=item_id,
+            status="completed",
+            with_object=True,
+        )
+        entry = Entry(item, audio={0: bytearray(data)}, audio_format=fmt)
+        previous = self.conversation.add(entry)
+        self._send(ev.input_audio_buffer_committed(self._eid(), item_id, previous))
+        self._send(ev.conversation_item_added(self._eid(), entry.snapshot(), previous))
+        self._send(ev.conversation_item_done(self._eid(), entry.snapshot(), previous))
+        self._transcribe(
+            item_id, 0, data, fmt, report=self._transcription is not None, emitted=emitted
+        )
+
+    # --- transcription -----------------------------------------------------------------------
+
+    def _transcribe(
+        self, item_id: str, index: int, data: bytes, fmt: AudioFormat, *, report: bool, emitted: str
+    ) -> None:
+        task = asyncio.create_task(
+            self._transcription_task(item_id, index, data, fmt, report, emitted)
+        )
+        self._transcripts[(item_id, index)] = task
+        self._track(task)
+
+    async def _transcription_task(
+        self, item_id: str, index: int, data: bytes, fmt: AudioFormat, report: bool, emitted: str
+    ) -> str:
+        transcriber = self.engines.transcriber
+        try:
+            transcript = await asyncio.to_thread(
+                lambda: transcriber.transcribe(to_pcm16k(data, fmt))
+            )
+        except Exception as exc:
+            logger.warning("transcription of %s failed: %s", item_id, exc)
+            if report:
+                self._send(
+                    ev.input_audio_transcription_failed(
+                        self._eid(),
+                        item_id,
+                        message=str(exc),
+                        code="transcription_failed",
+                        content_index=index,
+                    )
+                )
+            return ""
+        text = transcript.text.strip()
+        if report:
+            if emitted and text.startswith(emitted) and len(text) > len(emitted):
+                self._send(
+                    ev.input_audio_transcription_delta(
+                        self._eid(), item_id, text[len(emitted) :], index
+                    )
+                )
+            elif not emitted and text:
+                self._send(ev.input_audio_transcription_delta(self._eid(), item_id, text, index))
+            self._send(
+                ev.input_audio_transcription_completed(
+                    self._eid(),
+                    item_id,
+                    text,
+                    usage={"type": "duration", "seconds": round(transcript.duration_s, 3)},
+                    content_index=index,
+                )
+            )
+            entry = self.conversation.get(item_id)
+            if entry is not None and index < len(entry.item["content"]):
+                entry.item["content"][index]["transcript"] = text
+        return text
+
+    async def _transcript_of(self, item_id: str, index: int) -> str:
+        task = self._transcripts.get((item_id, index))
+        if task is None:
+            return ""
+        return await asyncio.shield(task)
+
+    def _maybe_partial_transcript(self, utterance: _Utterance) -> None:
+        if not self.partial_transcripts or self._transcription is None:
+            return
+        if self.buffer.clock_ms - utterance.partial_at_ms < self.partial_interval_ms:
+            return
+        if utterance.partial_task is not None and not utterance.partial_task.done():
+            return
+        utterance.partial_at_ms = self.buffer.clock_ms
+        data, fmt = self.buffer.peek(utterance.start_ms), self.buffer.format
+        utterance.partial_task = asyncio.create_task(self._partial(utterance, data, fmt))
+        self._track(utterance.partial_task)
+
+    async def _partial(self, utterance: _Utterance, data: bytes, fmt: AudioFormat) -> None:
+        """Send the words two partial transcripts agree on (they rarely change after that)."""
+        transcriber = self.engines.transcriber
+        try:
+            text = await asyncio.to_thread(
+                lambda: transcriber.transcribe(to_pcm16k(data, fmt)).text
+            )
+        except Exception as exc:
+            logger.debug("partial transcription failed: %s", exc)
+            return
+        if self._utterance is not utterance:  # committed or dropped meanwhile
+            return
+        words = text.split()
+        stable = 0
+        for old, new in zip(utterance.last_words, words, strict=False):
+            if old != new:
+                break
+            stable += 1
+        utterance.last_words = words
+        sent = len(utterance.emitted.split())
+        if stable > sent:
+            delta = (" " if utterance.emitted else "") + " ".join(words[sent:stable])
+            utterance.emitted += delta
+            self._send(ev.input_audio_transcription_delta(self._eid(), utterance.item_id, delta))
+
+    # --- conversation ------------------------------------------------------------------------
+
+    async def _item_create(self, event: dict[str, Any]) -> None:
+        item = copy.deepcopy(event["item"])
+        item.setdefault("id", self._new_id("item"))
+        item["object"] = "realtime.item"
+        item["status"] = "completed"
+        audio: dict[int, bytearray] = {}
+        fmt = self._input_format
+        kind = item["type"]
+        if kind == "function_call":
+            item.setdefault("call_id", self._new_id("call"))
+        if kind == "message":
+            for index, part in enumerate(item["content"]):
+                if part["type"] == "text":  # beta spelling of an assistant text part
+                    part["type"] = "output_text"
+                if part["type"] == "input_audio":
+                    part.setdefault("transcript", None)
+                    if "audio" in part:
+                        data = decode_audio(part.pop("audio"), f"item.content[{index}].audio")
+                        if isinstance(data, ProtocolError):
+                            raise RequestError(data)
+                        audio[index] = bytearray(data)
+        entry = Entry(item, audio=audio, audio_format=fmt if audio else None)
+        previous = self.conversation.add(entry, event.get("previous_item_id"))
+        self._send(ev.conversation_item_added(self._eid(), entry.snapshot(), previous))
+        self._send(ev.conversation_item_done(self._eid(), entry.snapshot(), previous))
+        for index, stored in audio.items():
+            if item["content"][index].get("transcript") is None:
+                self._transcribe(entry.id, index, bytes(stored), fmt, report=False, emitted="")
+
+    async def _item_retrieve(self, event: dict[str, Any]) -> None:
+        item = self.conversation.retrieve(event["item_id"])
+        self._send(ev.conversation_item_retrieved(self._eid(), item))
+
+    async def _item_truncate(self, event: dict[str, Any]) -> None:
+        item_id = event["item_id"]
+        active = self.active
+        if active is not None and item_id in active.item_ids:
+            active.cancel("client_cancelled")  # cutting what is still being written ends it
+        self.conversation.truncate(item_id, event["content_index"], event["audio_end_ms"])
+        self._send(
+            ev.conversation_item_truncated(
+                self._eid(), item_id, event["content_index"], event["audio_end_ms"]
+            )
+        )
+
+    async def _item_delete(self, event: dict[str, Any]) -> None:
+        entry = self.conversation.delete(event["item_id"])
+        for key in [k for k in self._transcripts if k[0] == entry.id]:
+            del self._transcripts[key]
+        self._send(ev.conversation_item_deleted(self._eid(), entry.id))
+
+    # --- responses ---------------------------------------------------------------------------
+
+    async def _response_create(self, event: dict[str, Any]) -> None:
+        params = event.get("response") or {}
+        settings = self._settings(params)
+        if settings.in_conversation and self.active is not None:
+            raise errors.active_response(self.active.id)
+        items = self._resolve_input(params["input"]) if "input" in params else None
+        self._start_response(settings, items)
+
+    async def _response_cancel(self, event: dict[str, Any]) -> None:
+        response_id = event.get("response_id")
+        if response_id is not None:
+            response = self.responses.get(response_id)
+            if response is None:
+                raise errors.cancel_not_active(response_id)
+        else:
+            response = self.active
+            if response is None:
+                raise errors.cancel_not_active()
+        response.cancel("client_cancelled")
+
+    async def _output_audio_buffer_clear(self, event: dict[str, Any]) -> None:
+        raise RequestError(
+            ProtocolError(
+                "invalid_value",
+                "output_audio_buffer.clear is only supported for WebRTC and SIP sessions; over "
+                "a WebSocket the client owns playback (send response.cancel and "
+                "conversation.item.truncate instead).",
+                "type",
+            )
+        )
+
+    def _settings(self, params: dict[str, Any]) -> ResponseSettings:
+        s = self.session
+        conversation = params.get("conversation", "auto")
+        if conversation not in ("auto", "none"):
+            raise errors.invalid(
+                "response.conversation", f"{conversation!r}. Supported values are: 'auto', 'none'."
+            )
+        out = (params.get("audio") or {}).get("output") or {}
+        return ResponseSettings(
+            in_conversation=conversation == "auto",
+            instructions=params.get("instructions", s["instructions"]),
+            tools=params.get("tools", s["tools"]),
+            tool_choice=params.get("tool_choice", s["tool_choice"]),
+            output_modalities=params.get("output_modalities", s["output_modalities"]),
+            max_output_tokens=params.get("max_output_tokens", s["max_output_tokens"]),
+            output_format=AudioFormat.parse(out.get("format", self._output["format"])),
+            voice=out.get("voice", self._output["voice"]),
+            metadata=params.get("metadata"),
+        )
+
+    def _resolve_input(self, input_items: list[dict[str, Any]]) -> list[tuple[dict[str, Any], int]]:
+        """``response.input``: items inline or by reference, used instead of the conversation."""
+        out: list[tuple[dict[str, Any], int]] = []
+        for index, item in enumerate(input_items):
+            if item.get("type") == "item_reference":
+                entry = self.conversation.get(item["id"])
+                if entry is None:
+                    raise errors.invalid(
+                        f"response.input[{index}].id", f"no item with id '{item['id']}'."
+                    )
+                out.append((entry.snapshot(), sum(entry.audio_ms(i) for i in entry.audio)))
+            else:
+                inline = copy.deepcopy(item)
+                for part in inline.get("content") or []:
+                    part.pop("audio", None)  # inline audio is not transcribed; its transcript is
+                out.append((inline, 0))
+        return out
+
+    def _start_response(
+        self, settings: ResponseSettings, items: list[tuple[dict[str, Any], int]] | None
+    ) -> Response:
+        if items is None:
+            items = [(e.snapshot(), sum(e.audio_ms(i) for i in e.audio)) for e in self.conversation]
+        snapshot = items
+
+        async def context() -> Context:
+            return await build_context(settings.instructions, snapshot, self._transcript_of)
+
+        response = Response(
+            self._new_id("resp"),
+            settings,
+            engines=self.engines,
+            send=self._send,
+            new_id=self._new_id,
+            conversation=self.conversation,
+            conversation_id=self.conversation_id,
+            context=context,
+            on_finished=self._response_finished,
+        )
+        self.responses[response.id] = response
+        if settings.in_conversation:
+            self.active = response
+        response.start()
+        return response
+
+    def _response_finished(self, response: Response) -> None:
+        self.responses.pop(response.id, None)
+        if self.active is response:
+            self.active = None
+        if response.audio_bytes:
+            self._voice_locked = True
+
+    # --- helpers -----------------------------------------------------------------------------
+
+    def _track(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _error(self, problem: ProtocolError, client_event_id: str | None = None) -> None:
+        self._send(
+            ev.error(
+                self._eid(),
+                message=problem.message,
+                type=problem.type,
+                code=problem.code,
+                param=problem.param,
+                client_event_id=client_event_id,
+            )
+        )
+
+    def _eid(self) -> str:
+        return self._new_id("event")
+
+    _HANDLERS: ClassVar[dict[str, Callable[[Connection, dict[str, Any]], Any]]] = {
+        "session.update": _session_update,
+        "input_audio_buffer.append": _append,
+        "input_audio_buffer.commit": _commit_event,
+        "input_audio_buffer.clear": _clear,
+        "conversation.item.create": _item_create,
+        "conversation.item.retrieve": _item_retrieve,
+        "conversation.item.truncate": _item_truncate,
+        "conversation.item.delete": _item_delete,
+        "response.create": _response_create,
+        "response.cancel": _response_cancel,
+        "output_audio_buffer.clear": _output_audio_buffer_clear,
+    }

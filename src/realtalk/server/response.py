@@ -1,0 +1,496 @@
+"""One response: from the LLM's tokens to audio deltas, as one task with a synchronous cancel.
+
+The pipeline streams: text deltas are cut into sentences as they arrive; a voice worker speaks
+each sentence in a thread while the LLM goes on writing the next one, resamples it to the output
+format and sends ``response.output_audio.delta`` chunks, each sentence's transcript delta going out
+with its first audio. Function calls become ``function_call`` items and end the response (the
+client sends the output and asks for the next response).
+
+Cancelling is synchronous on purpose: :meth:`Response.cancel` emits every closing event (audio,
+transcript, content part, output item, conversation item, then ``response.done``) before it
+returns, so a ``speech_started`` that interrupts is followed by the whole cancellation in order.
+After that the task emits nothing more.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import copy
+import logging
+import re
+import threading
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from realtalk.media.resample import StreamResampler
+from realtalk.protocol import events as ev
+from realtalk.protocol.audio_formats import AudioFormat
+from realtalk.server.engines.base import Engines, LLMUsage, TextDelta, ToolCall
+from realtalk.server.engines.sentences import split_sentences
+from realtalk.server.engines.threads import iterate_in_thread
+
+from .context import Context
+from .conversation import Conversation, Entry, SpokenSegment
+from .input_buffer import encode_from_int16
+
+__all__ = ["Response", "ResponseSettings"]
+
+logger = logging.getLogger("realtalk.server")
+
+Send = Callable[[dict[str, Any]], None]
+
+#: Audio per ``response.output_audio.delta``.
+AUDIO_CHUNK_MS = 200
+# A complete sentence in streamed text: up to the last end mark followed by whitespace.
+_LAST_SENTENCE_END = re.compile(r".*[.!?…][\"'”’)\]]*\s", re.S)
+# Limits reported by rate_limits.updated (the local server has none; clients just want numbers).
+_REQUEST_LIMIT = 10_000
+_TOKEN_LIMIT = 1_000_000
+
+
+@dataclass
+class ResponseSettings:
+    """The session's settings with the response's own overrides applied."""
+
+    in_conversation: bool
+    instructions: str
+    tools: list[dict[str, Any]]
+    tool_choice: str | dict[str, Any]
+    output_modalities: list[str]
+    max_output_tokens: int | str
+    output_format: AudioFormat
+    voice: str | dict[str, Any]
+    metadata: dict[str, Any] | None = None
+
+    @property
+    def audio(self) -> bool:
+        return self.output_modalities == ["audio"]
+
+
+class _Message:
+    """The assistant message a response is writing."""
+
+    def __init__(self, entry: Entry, output_index: int, audio: bool) -> None:
+        self.entry = entry
+        self.output_index = output_index
+        self.audio = audio
+        self.text = ""  # transcript (audio) or text so far
+        self.pending = ""  # streamed text not yet voiced (audio only)
+        self.sentences: asyncio.Queue[str | None] = asyncio.Queue()
+        self.voice_task: asyncio.Task[None] | None = None
+
+    @property
+    def id(self) -> str:
+        return self.entry.id
+
+    @property
+    def part(self) -> dict[str, Any]:
+        content: list[dict[str, Any]] = self.entry.item["content"]
+        return content[0]
+
+
+class Response:
+    """Generates one response; emits its events through ``send``."""
+
+    def __init__(
+        self,
+        response_id: str,
+        settings: ResponseSettings,
+        *,
+        engines: Engines,
+        send: Send,
+        new_id: Callable[[str], str],
+        conversation: Conversation,
+        conversation_id: str,
+        context: Callable[[], Awaitable[Context]],
+        on_finished: Callable[[Response], None],
+    ) -> None:
+        self.id = response_id
+        self.settings = settings
+        self._engines = engines
+        self._send_event = send
+        self._new_id = new_id
+        self._conversation = conversation
+        self._conversation_id = conversation_id if settings.in_conversation else None
+        self._context_factory = context
+        self._on_finished = on_finished
+        self._output: list[dict[str, Any]] = []
+        self._message: _Message | None = None
+        self._context: Context | None = None
+        self._llm_usage: LLMUsage | None = None
+        self._text_chars = 0
+        self._audio_bytes = 0
+        self._task: asyncio.Task[None] | None = None
+        self.status = "in_progress"
+        self.finished = asyncio.Event()
+
+    @property
+    def item_ids(self) -> list[str]:
+        """The ids of the items this response has output so far."""
+        return [str(item["id"]) for item in self._output]
+
+    @property
+    def audio_bytes(self) -> int:
+        """Bytes of audio sent so far (in the output format)."""
+        return self._audio_bytes
+
+    @property
+    def task(self) -> asyncio.Task[None] | None:
+        return self._task
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Emit ``response.created`` and ``rate_limits.updated``, then generate in a task."""
+        self._send(ev.response_created(self._eid(), self._object()))
+        self._send(
+            ev.rate_limits_updated(
+                self._eid(),
+                [
+                    ev.rate_limit(
+                        "requests",
+                        limit=_REQUEST_LIMIT,
+                        remaining=_REQUEST_LIMIT - 1,
+                        reset_seconds=0.006,
+                    ),
+                    ev.rate_limit(
+                        "tokens",
+                        limit=_TOKEN_LIMIT,
+                        remaining=_TOKEN_LIMIT - self._reserved_tokens(),
+                        reset_seconds=0.06,
+                    ),
+                ],
+            )
+        )
+        self._task = asyncio.create_task(self._run(), name=f"realtalk-{self.id}")
+
+    def cancel(self, reason: str) -> bool:
+        """Stop now and emit every closing event; False if the response had already ended."""
+        if self.status != "in_progress":
+            return False
+        if self._task is not None:
+            self._task.cancel()
+        self._finish("cancelled", {"type": "cancelled", "reason": reason})
+        return True
+
+    async def wait(self) -> None:
+        """Until the generation task has ended (after cancel: until its threads were told)."""
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(self._task)
+
+    # --- generation --------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        try:
+            self._context = await self._context_factory()
+            await self._generate(self._context)
+        except asyncio.CancelledError:
+            if self.status == "in_progress":  # cancelled from outside without cancel(): close
+                self._finish("cancelled", {"type": "cancelled", "reason": "client_cancelled"})
+            raise
+        except Exception as exc:
+            logger.exception("response %s failed", self.id)
+            self._finish(
+                "failed",
+                {
+                    "type": "failed",
+                    "error": {"type": "server_error", "code": "engine_error", "message": str(exc)},
+                },
+            )
+            return
+        limit = self.settings.max_output_tokens
+        usage = self._llm_usage
+        if isinstance(limit, int) and usage is not None and usage.output_tokens >= limit:
+            self._finish("incomplete", {"type": "incomplete", "reason": "max_output_tokens"})
+        else:
+            self._finish("completed", None)
+
+    async def _generate(self, context: Context) -> None:
+        limit = self.settings.max_output_tokens
+        stream = self._engines.llm.stream(
+            context.messages,
+            tools=self.settings.tools,
+            tool_choice=self.settings.tool_choice,
+            max_output_tokens=limit if isinstance(limit, int) else None,
+        )
+        async with contextlib.aclosing(stream) as chunks:  # type: ignore[type-var]
+            async for chunk in chunks:
+                if isinstance(chunk, TextDelta):
+                    if chunk.text:
+                        self._on_text(chunk.text)
+                elif isinstance(chunk, ToolCall):
+                    await self._close_message()
+                    self._function_call(chunk)
+                elif isinstance(chunk, LLMUsage):
+                    self._llm_usage = chunk
+        await self._close_message()
+
+    # --- assistant message -------------------------------------------------------------------
+
+    def _on_text(self, text: str) -> None:
+        message = self._message or self._open_message()
+        self._text_chars += len(text)
+        if not message.audio:
+            message.text += text
+            message.part["text"] = message.text
+            self._send(
+                ev.response_output_text_delta(
+                    self._eid(), self.id, message.id, message.output_index, 0, text
+                )
+            )
+            return
+        message.pending += text
+        match = _LAST_SENTENCE_END.match(message.pending)
+        if match is not None:
+            complete, message.pending = (
+                message.pending[: match.end()],
+                message.pending[match.end() :],
+            )
+            for sentence in split_sentences(complete):
+                message.sentences.put_nowait(sentence)
+
+    def _open_message(self) -> _Message:
+        audio = self.settings.audio
+        item = ev.message_item(
+            "assistant", [], item_id=self._new_id("item"), status="in_progress", with_object=True
+        )
+        entry = Entry(item, audio_format=self.settings.output_format if audio else None)
+        message = _Message(entry, len(self._output), audio)
+        self._message = message
+        self._output.append(item)
+        self._send(
+            ev.response_output_item_added(
+                self._eid(), self.id, message.output_index, entry.snapshot()
+            )
+        )
+        self._add_to_conversation(entry)
+        part_public = {"type": "audio", "transcript": ""} if audio else {"type": "text", "text": ""}
+        item["content"].append(
+            {"type": "output_audio", "transcript": ""}
+            if audio
+            else {"type": "output_text", "text": ""}
+        )
+        if audio:
+            entry.audio[0] = bytearray()
+            message.voice_task = asyncio.create_task(self._voice_worker(message))
+        self._send(
+            ev.response_content_part_added(
+                self._eid(), self.id, message.id, message.output_index, 0, part_public
+            )
+        )
+        return message
+
+    async def _close_message(self) -> None:
+        """Voice what is left, wait for the voice, then emit the message's done events."""
+        message = self._message
+        if message is None:
+            return
+        if message.audio and message.voice_task is not None:
+            for sentence in split_sentences(message.pending):
+                message.sentences.put_nowait(sentence)
+            message.pending = ""
+            message.sentences.put_nowait(None)
+            await message.voice_task
+        self._end_message("completed")
+
+    def _end_message(self, status: str) -> None:
+        message = self._message
+        if message is None:
+            return
+        self._message = None
+        if message.voice_task is not None and not message.voice_task.done():
+            message.voice_task.cancel()
+        loc = (self.id, message.id, message.output_index, 0)
+        if message.audio:
+            self._send(ev.response_output_audio_done(self._eid(), *loc))
+            self._send(ev.response_output_audio_transcript_done(self._eid(), *loc, message.text))
+            part = {"type": "audio", "transcript": message.text}
+        else:
+            self._send(ev.response_output_text_done(self._eid(), *loc, message.text))
+            part = {"type": "text", "text": message.text}
+        self._send(ev.response_content_part_done(self._eid(), *loc, part))
+        self._done_item(message.entry, message.output_index, status)
+
+    async def _voice_worker(self, message: _Message) -> None:
+        while True:
+            sentence = await message.sentences.get()
+            if sentence is None:
+                return
+            await self._speak(message, sentence)
+
+    async def _speak(self, message: _Message, sentence: str) -> None:
+        fmt = self.settings.output_format
+        voice = self._engines.voice
+        piece = sentence if not message.text else " " + sentence
+        start_char = len(message.text)
+        start_ms = self._item_audio_ms(message)
+        said = False
+
+        def produce(stop: threading.Event) -> Iterator[bytes]:
+            resampler = (
+                StreamResampler(voice.sample_rate, fmt.rate)
+                if voice.sample_rate != fmt.rate
+                else None
+            )
+            for chunk in voice.synthesize(sentence):
+                if stop.is_set():
+                    return
+                pcm = resampler.push(chunk) if resampler is not None else chunk
+                if pcm.size:
+                    yield encode_from_int16(np.asarray(pcm, dtype=np.int16), fmt)
+            if resampler is not None:
+                tail = resampler.flush()
+                if tail.size:
+                    yield encode_from_int16(tail, fmt)
+
+        async for data in iterate_in_thread(produce, name="realtalk-voice"):
+            if not said:
+                said = True
+                self._transcript_delta(message, piece)
+            self._audio_delta(message, data)
+        if not said:
+            self._transcript_delta(message, piece)
+        message.entry.spoken.append(
+            SpokenSegment(start_ms, self._item_audio_ms(message), start_char, len(message.text))
+        )
+
+    def _transcript_delta(self, message: _Message, piece: str) -> None:
+        message.text += piece
+        message.part["transcript"] = message.text
+        self._send(
+            ev.response_output_audio_transcript_delta(
+                self._eid(), self.id, message.id, message.output_index, 0, piece
+            )
+        )
+
+    def _audio_delta(self, message: _Message, data: bytes) -> None:
+        step = self.settings.output_format.bytes_for_ms(AUDIO_CHUNK_MS)
+        store = message.entry.audio[0]
+        for i in range(0, len(data), step):
+            chunk = data[i : i + step]
+            store += chunk
+            self._audio_bytes += len(chunk)
+            self._send(
+                ev.response_output_audio_delta(
+                    self._eid(),
+                    self.id,
+                    message.id,
+                    message.output_index,
+                    0,
+                    base64.b64encode(chunk).decode("ascii"),
+                )
+            )
+
+    def _item_audio_ms(self, message: _Message) -> float:
+        return len(message.entry.audio[0]) / self.settings.output_format.bytes_per_ms
+
+    # --- function calls ----------------------------------------------------------------------
+
+    def _function_call(self, call: ToolCall) -> None:
+        call_id = self._new_id("call")
+        item = ev.function_call_item(
+            call_id=call_id,
+            name=call.name,
+            arguments="",
+            item_id=self._new_id("item"),
+            status="in_progress",
+            with_object=True,
+        )
+        entry = Entry(item)
+        index = len(self._output)
+        self._output.append(item)
+        self._send(ev.response_output_item_added(self._eid(), self.id, index, entry.snapshot()))
+        self._add_to_conversation(entry)
+        self._send(
+            ev.response_function_call_arguments_delta(
+                self._eid(), self.id, entry.id, index, call_id, call.arguments
+            )
+        )
+        item["arguments"] = call.arguments
+        self._send(
+            ev.response_function_call_arguments_done(
+                self._eid(), self.id, entry.id, index, call_id, call.name, call.arguments
+            )
+        )
+        self._done_item(entry, index, "completed")
+
+    # --- shared ------------------------------------------------------------------------------
+
+    def _add_to_conversation(self, entry: Entry) -> None:
+        if not self.settings.in_conversation:
+            return
+        previous = self._conversation.add(entry)
+        self._send(ev.conversation_item_added(self._eid(), entry.snapshot(), previous))
+
+    def _done_item(self, entry: Entry, output_index: int, status: str) -> None:
+        entry.item["status"] = status
+        self._send(
+            ev.response_output_item_done(self._eid(), self.id, output_index, entry.snapshot())
+        )
+        if self.settings.in_conversation and entry.id in self._conversation:
+            previous = self._conversation.previous_id(entry.id)
+            self._send(ev.conversation_item_done(self._eid(), entry.snapshot(), previous))
+
+    def _finish(self, status: str, details: dict[str, Any] | None) -> None:
+        """Close what is open and emit ``response.done``; the last event of this response."""
+        if self.status != "in_progress":
+            return
+        if self._message is not None:
+            self._end_message("incomplete" if status != "completed" else "completed")
+        self.status = status
+        self._send(ev.response_done(self._eid(), self._object(details, final=True)))
+        self.finished.set()
+        self._on_finished(self)
+
+    def _object(
+        self, details: dict[str, Any] | None = None, *, final: bool = False
+    ) -> dict[str, Any]:
+        s = self.settings
+        voice = s.voice if isinstance(s.voice, str) else str(s.voice.get("id", ""))
+        return ev.response_object(
+            self.id,
+            status=self.status,
+            status_details=details,
+            output=copy.deepcopy(self._output) if final else [],
+            conversation_id=self._conversation_id,
+            output_modalities=list(s.output_modalities),
+            max_output_tokens=s.max_output_tokens,
+            audio_format=s.output_format.to_dict(),
+            voice=voice,
+            metadata=s.metadata,
+            usage=self._usage() if final else None,
+        )
+
+    def _usage(self) -> dict[str, Any]:
+        context = self._context
+        llm = self._llm_usage
+        if llm is not None:
+            text_in, text_out = llm.input_tokens, llm.output_tokens
+        else:  # cancelled before the LLM reported: estimate ~4 characters a token
+            chars_in = sum(len(m.content) for m in context.messages) if context else 0
+            text_in, text_out = -(-chars_in // 4), -(-self._text_chars // 4)
+        audio_in = (context.audio_ms // 100) if context else 0
+        out_ms = self._audio_bytes / self.settings.output_format.bytes_per_ms
+        return ev.response_usage(
+            input_text_tokens=text_in,
+            input_audio_tokens=audio_in,
+            output_text_tokens=text_out,
+            output_audio_tokens=int(out_ms // 50),
+        )
+
+    def _reserved_tokens(self) -> int:
+        limit = self.settings.max_output_tokens
+        return limit if isinstance(limit, int) else 4096
+
+    def _send(self, event: dict[str, Any]) -> None:
+        if self.status == "in_progress" or event["type"] == "response.done":
+            self._send_event(event)
+
+    def _eid(self) -> str:
+        return self._new_id("event")

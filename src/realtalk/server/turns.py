@@ -1,0 +1,137 @@
+"""Turn detection from speech probabilities: when the user starts and stops speaking.
+
+Pure and clock-free: the detector is fed one probability per VAD window (32 ms at 16 kHz) and keeps
+its own position on the session's audio clock, so tests feed numbers and read decisions without
+audio, sockets or sleeps.
+
+Rules (as Silero's own segmenter does it, tuned for conversation):
+
+- Speech starts when ``min_speech_ms`` of consecutive windows reach ``threshold``. The start is
+  reported at the first of those windows, moved back by ``prefix_padding_ms`` (never before the
+  point the detector started listening), as ``audio_start_ms``.
+- Speech stops after ``silence_duration_ms`` below the lower threshold (``threshold - 0.15``);
+  windows between the two thresholds neither end nor reset a silence. ``audio_end_ms`` is where
+  the silence began: the end of the user's speech.
+- ``semantic_vad`` is approximated by a silence timeout chosen by its eagerness.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "EAGERNESS_SILENCE_MS",
+    "SpeechStarted",
+    "SpeechStopped",
+    "TurnDecision",
+    "TurnDetector",
+    "TurnSettings",
+]
+
+#: Silence that ends a turn under semantic_vad, by eagerness ("auto" is "medium").
+EAGERNESS_SILENCE_MS = {"low": 1200, "medium": 700, "high": 350, "auto": 700}
+
+_HYSTERESIS = 0.15
+
+
+@dataclass(frozen=True, slots=True)
+class TurnSettings:
+    """What the session's ``turn_detection`` says about detecting a turn."""
+
+    threshold: float = 0.5
+    prefix_padding_ms: int = 300
+    silence_duration_ms: int = 500
+    min_speech_ms: int = 64
+    create_response: bool = True
+    interrupt_response: bool = True
+
+    @classmethod
+    def from_session(cls, turn_detection: dict[str, Any]) -> TurnSettings:
+        """Read ``session.audio.input.turn_detection`` (server_vad or semantic_vad)."""
+        common = {
+            "create_response": bool(turn_detection.get("create_response", True)),
+            "interrupt_response": bool(turn_detection.get("interrupt_response", True)),
+        }
+        if turn_detection.get("type") == "semantic_vad":
+            eagerness = str(turn_detection.get("eagerness") or "auto")
+            return cls(silence_duration_ms=EAGERNESS_SILENCE_MS.get(eagerness, 700), **common)
+        return cls(
+            threshold=float(turn_detection.get("threshold", 0.5)),
+            prefix_padding_ms=int(turn_detection.get("prefix_padding_ms", 300)),
+            silence_duration_ms=int(turn_detection.get("silence_duration_ms", 500)),
+            **common,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechStarted:
+    audio_start_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechStopped:
+    audio_end_ms: int
+
+
+TurnDecision = SpeechStarted | SpeechStopped
+
+
+class TurnDetector:
+    """Speech start/stop decisions from a stream of per-window speech probabilities."""
+
+    def __init__(
+        self, settings: TurnSettings, *, window_ms: float = 32.0, start_ms: float = 0.0
+    ) -> None:
+        if window_ms <= 0:
+            raise ValueError(f"window_ms must be positive, got {window_ms}")
+        self.settings = settings
+        self.window_ms = window_ms
+        self.reset(start_ms)
+
+    def reset(self, at_ms: float) -> None:
+        """Start listening afresh at ``at_ms`` on the audio clock (forget any speech)."""
+        self._origin_ms = at_ms
+        self._now_ms = at_ms
+        self.speaking = False
+        self._onset_ms: float | None = None  # first loud window of a possible start
+        self._silence_ms: float | None = None  # where the current silence began
+
+    @property
+    def position_ms(self) -> float:
+        """The audio clock after the last window fed."""
+        return self._now_ms
+
+    def feed(self, probabilities: Iterable[float]) -> list[TurnDecision]:
+        """Advance one window per probability; the decisions reached, in order."""
+        out: list[TurnDecision] = []
+        s = self.settings
+        low = max(s.threshold - _HYSTERESIS, 0.01)
+        for p in probabilities:
+            start = self._now_ms
+            self._now_ms += self.window_ms
+            if not self.speaking:
+                if p >= s.threshold:
+                    if self._onset_ms is None:
+                        self._onset_ms = start
+                    if self._now_ms - self._onset_ms >= s.min_speech_ms:
+                        self.speaking = True
+                        self._silence_ms = None
+                        begin = max(self._onset_ms - s.prefix_padding_ms, self._origin_ms)
+                        out.append(SpeechStarted(round(begin)))
+                else:
+                    self._onset_ms = None
+                continue
+            if p >= s.threshold:
+                self._silence_ms = None
+            elif p < low:
+                if self._silence_ms is None:
+                    self._silence_ms = start
+                if self._now_ms - self._silence_ms >= s.silence_duration_ms:
+                    out.append(SpeechStopped(round(self._silence_ms)))
+                    self.speaking = False
+                    self._onset_ms = None
+                    self._silence_ms = None
+                    self._origin_ms = self._now_ms  # audio up to here is committed
+        return out

@@ -1,0 +1,87 @@
+"""Fixtures shared by every test package.
+
+- ``scripted_server``: a :class:`~realtalk.server.LocalServer` on a free port with the scripted
+  engines (EnergyVAD, ScriptedTranscriber, ScriptedLLM, ToneVoice): starts in milliseconds, replies
+  deterministically ("You said: <text>."; "call <tool> {json}" makes a function call).
+- ``scripted_engines``: a fresh set of those engines, for tests that build their own server.
+- ``make_speech_wav(text, path)``: espeak-ng speech as a WAV file (skips the test without
+  espeak-ng); ``speech_pcm24k(text)`` gives the same speech as 24 kHz int16 mono bytes, the
+  Realtime wire format.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import wave
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from realtalk.server import LocalServer
+from realtalk.server.engines.base import Engines
+from realtalk.server.engines.energy import EnergyVAD
+from realtalk.server.engines.scripted import ScriptedLLM, ScriptedTranscriber, ToneVoice
+
+__all__ = ["make_engines", "make_speech_wav", "read_wav_pcm24k"]
+
+
+def make_engines(*, word_delay_s: float = 0.0) -> Engines:
+    """Scripted engines; ``word_delay_s`` slows the LLM down for interruption tests."""
+    return Engines(
+        vad=EnergyVAD(),
+        transcriber=ScriptedTranscriber(),
+        llm=ScriptedLLM(word_delay_s=word_delay_s),
+        voice=ToneVoice(),
+        name="scripted",
+    )
+
+
+def make_speech_wav(text: str, path: Path | str) -> Path:
+    """Speak ``text`` with espeak-ng into a WAV at ``path`` (22,050 Hz mono); skip without it."""
+    exe = shutil.which("espeak-ng")
+    if exe is None:
+        pytest.skip("espeak-ng is not installed (scripts/setup installs it)")
+    path = Path(path)
+    subprocess.run([exe, "-v", "en-us", "-s", "160", "-w", str(path), text], check=True)
+    return path
+
+
+def read_wav_pcm24k(path: Path | str) -> bytes:
+    """A mono 16-bit WAV resampled to 24 kHz int16 little-endian bytes."""
+    from realtalk.media.resample import resample_oneshot
+
+    with wave.open(str(path), "rb") as wav:
+        if wav.getsampwidth() != 2:
+            raise ValueError(f"{path}: expected 16-bit samples")
+        rate, channels = wav.getframerate(), wav.getnchannels()
+        pcm = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2")
+    if channels > 1:
+        pcm = pcm.reshape(-1, channels).mean(axis=1).astype(np.int16)
+    out = resample_oneshot(pcm, rate, 24000) if rate != 24000 else pcm
+    return np.asarray(out, dtype="<i2").tobytes()
+
+
+@pytest.fixture
+def scripted_engines() -> Engines:
+    return make_engines()
+
+
+@pytest.fixture
+async def scripted_server() -> AsyncIterator[LocalServer]:
+    """A running LocalServer with scripted engines on 127.0.0.1 and a free port."""
+    async with LocalServer(port=0, engines=make_engines(), partial_transcripts=False) as server:
+        yield server
+
+
+@pytest.fixture
+def speech_pcm24k(tmp_path: Path) -> Callable[[str], bytes]:
+    """``speech_pcm24k(text)``: espeak-ng speech as 24 kHz int16 mono bytes."""
+    counter = iter(range(1_000_000))
+
+    def speak(text: str) -> bytes:
+        return read_wav_pcm24k(make_speech_wav(text, tmp_path / f"speech_{next(counter)}.wav"))
+
+    return speak
