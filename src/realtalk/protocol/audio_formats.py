@@ -67,7 +67,8 @@ class AudioFormat:
         if kind in ("audio/pcmu", "audio/pcma"):
             return PCMU if kind == "audio/pcmu" else PCMA
         raise ValueError(
-            f"unknown audio format type {kind!r}: expected 'audio/pcm', 'audio/pcmu' or 'audio/pcma'"
+            f"unknown audio format type {kind!r}: "
+            "expected 'audio/pcm', 'audio/pcmu' or 'audio/pcma'"
         )
 
 

@@ -275,7 +275,7 @@ def error(
     param: str | None = None,
     client_event_id: str | None = None,
 ) -> Event:
-    """OpenAI's error shape; ``code``, ``param`` and ``event_id`` are always present (may be null)."""
+    """OpenAI's error shape: ``code``, ``param`` and ``event_id`` always present, maybe null."""
     return {
         "type": "error",
         "event_id": event_id,

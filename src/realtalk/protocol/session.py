@@ -141,7 +141,7 @@ def _number_in(low: float, high: float, *, nullable: bool = False, integer: bool
         kinds: tuple[type, ...] = (int,) if integer else (int, float)
         if isinstance(value, bool) or not isinstance(value, kinds):
             return invalid_type(param, "an integer" if integer else "a number", value)
-        if not low <= value <= high:
+        if not low <= float(value) <= high:
             return invalid_value(param, f"expected a value between {low} and {high}, got {value}.")
         return None
 

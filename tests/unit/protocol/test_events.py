@@ -41,9 +41,7 @@ CLIENT_EVENTS = [
         ev.message_item("user", [ev.input_image("data:image/jpeg;base64,AAAA", "low")])
     ),
     ev.conversation_item_create(ev.function_call_output_item("call_1", '{"ok": true}')),
-    ev.conversation_item_create(
-        ev.function_call_item(call_id="call_1", name="f", arguments="{}")
-    ),
+    ev.conversation_item_create(ev.function_call_item(call_id="call_1", name="f", arguments="{}")),
     ev.conversation_item_retrieve("item_1"),
     ev.conversation_item_truncate("item_1", 1234),
     ev.conversation_item_delete("item_1"),
@@ -53,7 +51,7 @@ CLIENT_EVENTS = [
             "instructions": "say hi",
             "metadata": {"client_request_id": "r1"},
             "conversation": "none",
-            "input": [{"type": "item_reference", "id": "item_1"}],
+            "input": [ev.user_text_item("classify this")],
             "output_modalities": ["text"],
         }
     ),

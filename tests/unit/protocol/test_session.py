@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from realtalk.protocol import AudioFormat, PCM24K, PCMU, default_session, merge_session
-from realtalk.protocol import validate_session
+from realtalk.protocol import (
+    PCM24K,
+    PCMU,
+    AudioFormat,
+    default_session,
+    merge_session,
+    validate_session,
+)
 
 
 def test_merge_is_deep_and_partial() -> None:
@@ -68,7 +74,10 @@ def test_turn_detection_of_another_type_replaces_the_old_one() -> None:
         ),
         ({"type": "realtime", "instructions": 5}, "invalid_type", "session.instructions"),
         (
-            {"type": "realtime", "audio": {"input": {"format": {"type": "audio/pcm", "rate": 16000}}}},
+            {
+                "type": "realtime",
+                "audio": {"input": {"format": {"type": "audio/pcm", "rate": 16000}}},
+            },
             "invalid_value",
             "session.audio.input.format",
         ),

@@ -34,14 +34,20 @@ def test_what_we_build_is_what_we_accept(event: dict) -> None:
             "audio_end_ms",
         ),
         (
-            {"type": "conversation.item.truncate", "item_id": "i", "content_index": 0,
-             "audio_end_ms": -5},
+            {
+                "type": "conversation.item.truncate",
+                "item_id": "i",
+                "content_index": 0,
+                "audio_end_ms": -5,
+            },
             "invalid_value",
             "audio_end_ms",
         ),
         (
-            {"type": "conversation.item.create", "item": {"type": "message", "role": "robot",
-                                                          "content": []}},
+            {
+                "type": "conversation.item.create",
+                "item": {"type": "message", "role": "robot", "content": []},
+            },
             "invalid_value",
             "item.role",
         ),
@@ -65,8 +71,10 @@ def test_what_we_build_is_what_we_accept(event: dict) -> None:
             "item.content[0].image_url",
         ),
         (
-            {"type": "conversation.item.create", "item": {"type": "function_call_output",
-                                                          "call_id": "c"}},
+            {
+                "type": "conversation.item.create",
+                "item": {"type": "function_call_output", "call_id": "c"},
+            },
             "missing_required_parameter",
             "item.output",
         ),
@@ -92,6 +100,15 @@ def test_bad_events_get_openais_error(event: object, code: str, param: str | Non
     assert isinstance(problem, ProtocolError)
     assert (problem.code, problem.param) == (code, param)
     assert problem.type == "invalid_request_error"
+
+
+def test_item_references_are_accepted_in_response_input() -> None:
+    # The SDK types them only in its *_with_references params, not in the event union.
+    event = ev.response_create({"input": [{"type": "item_reference", "id": "item_1"}]})
+    assert validate_client_event(event) is None
+    broken = ev.response_create({"input": [{"type": "item_reference"}]})
+    problem = validate_client_event(broken)
+    assert problem is not None and problem.param == "response.input[0].id"
 
 
 def test_decode_audio() -> None:
