@@ -138,10 +138,10 @@ def _number_in(low: float, high: float, *, nullable: bool = False, integer: bool
     def check(param: str, value: Any) -> ProtocolError | None:
         if value is None and nullable:
             return None
-        kinds: tuple[type, ...] = (int,) if integer else (int, float)
-        if isinstance(value, bool) or not isinstance(value, kinds):
+        wrong = not isinstance(value, int) if integer else not isinstance(value, int | float)
+        if isinstance(value, bool) or wrong:
             return invalid_type(param, "an integer" if integer else "a number", value)
-        if not low <= float(value) <= high:
+        if not low <= value <= high:
             return invalid_value(param, f"expected a value between {low} and {high}, got {value}.")
         return None
 
