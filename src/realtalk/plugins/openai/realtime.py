@@ -1,0 +1,914 @@
+"""OpenAIRealtime: the OpenAI Realtime (GA) model behind the seed's public surface.
+
+Structure: :meth:`OpenAIRealtime.feed` is the sans-I/O heart — it takes one decoded server event,
+updates the state and queues the client events to send; it never awaits, so it can run in the
+receive loop and in tests without a socket. Around it: a send loop (one queue per connection) and
+a receive loop (which survives bad events), the connect handshake that waits for
+``session.updated``, and reconnection with replay of the conversation.
+
+Decisions (each fixes a seed defect or a pain users report):
+
+- Barge-in: ``input_audio_buffer.speech_started`` flushes the AudioOutput *every time* (when the
+  session's turn detection has ``interrupt_response``), then truncates the interrupted item at the
+  played position, clamped to the audio received; an item of which nothing was played is deleted.
+  :meth:`interrupt` does the same and sends ``response.cancel`` only while a response is active.
+- Non-interruptible replies (``say(..., interruptible=False)``): server VAD with
+  ``interrupt_response`` would cancel them on the server, so just before such a
+  ``response.create`` the client sends a ``session.update`` turning ``interrupt_response`` off,
+  and restores it when that response is done. Locally, speech does not flush its audio while it is
+  generated, queued or played (an interruptible response started meanwhile is still cut).
+- ``say`` asks the model to speak the text verbatim through per-response ``instructions`` and
+  an empty ``input`` (nothing is added to the conversation on the user's side, and the model is not
+  distracted by it); the spoken reply lands in the conversation as the assistant's words. OpenAI
+  has no exact-text voice, so ``capabilities.exact_say`` is False.
+- Tools run as tasks; one ``response.create`` follows when the calling response is done and all
+  tools finished (see :mod:`.tools_runner` for interruptions).
+- Reconnection after an unexpected close or ``session_expired``, and a planned recycle before
+  OpenAI's 60-minute limit: the session settings, tools and a text copy of the conversation are
+  replayed (:mod:`.conversation`). Authentication and quota errors are fatal and end the session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from websockets.exceptions import ConnectionClosed
+
+from realtalk.errors import (
+    ConfigurationError,
+    ConnectionLostError,
+    FatalServerError,
+    NotConnectedError,
+    RealtalkError,
+    ServerError,
+)
+from realtalk.media.frame import AudioFrame
+from realtalk.media.image import FrameThrottler, data_url, encode_jpeg_async
+from realtalk.media.playout import AudioOutput
+from realtalk.metrics import PriceTable, SessionMetrics
+from realtalk.protocol import IdGenerator, events, parse_event
+from realtalk.realtime.base import ModelError, RealtimeBaseModel, RealtimeCapabilities
+
+from .audio import AudioInput, BargeIn, OutputAudio, barge_in_events
+from .config import OpenAIRealtimeConfig, build_session, normalize_transcription
+from .connection import open_websocket
+from .conversation import ConversationMirror
+from .handlers import HANDLERS
+from .responses import ResponseRequest, ResponseState, ResponseTracker
+from .tools_runner import FollowUp, ToolCall, ToolRunner
+from .url import OPENAI_BASE_URL, auth_headers, needs_api_key, redact_url
+from .url import process_base_url as _process_base_url
+
+if TYPE_CHECKING:
+    from websockets.asyncio.client import ClientConnection
+
+    from realtalk.agent import Agent
+    from realtalk.tools import FunctionTool, ToolResult
+
+__all__ = ["SAY_INSTRUCTIONS", "OpenAIRealtime", "OpenAISession"]
+
+logger = logging.getLogger("realtalk.client")
+
+SAY_INSTRUCTIONS = "Say exactly the following text, word for word, and nothing else: "
+
+# Client events that make no sense on a new connection (live audio, cuts of old audio).
+_NOT_REPLAYED = frozenset(
+    {
+        "input_audio_buffer.append",
+        "input_audio_buffer.commit",
+        "input_audio_buffer.clear",
+        "conversation.item.truncate",
+        "conversation.item.delete",
+        "conversation.item.retrieve",
+        "conversation.item.create",  # replayed from the conversation mirror instead
+        "response.cancel",
+        "response.create",  # requests are re-queued by the ResponseTracker
+        "session.update",  # the new connection gets a full one
+    }
+)
+
+
+@dataclass
+class OpenAISession:
+    """One live WebSocket connection: the socket, its outgoing queue and its I/O tasks."""
+
+    ws: ClientConnection
+    msg_queue: asyncio.Queue[dict[str, Any]]
+    tasks: list[asyncio.Task[Any]]
+    #: Resolved by the ``session.updated`` that answers the first ``session.update``.
+    ready: asyncio.Future[dict[str, Any]] | None = None
+    update_event_id: str | None = None
+    #: Items whose audio arrived on this connection (only those can be truncated here).
+    audio_items: set[str] = field(default_factory=set)
+    expired: bool = False
+
+
+class OpenAIRealtime(RealtimeBaseModel):
+    """OpenAI's realtime model (GA protocol) over a WebSocket.
+
+    Args:
+        api_key: OpenAI (or Azure) key; read from ``OPENAI_API_KEY`` when not given. Needed for
+            OpenAI and Azure; a local server (``realtalk serve``) or another custom base URL may
+            go without.
+        model: the model (e.g. ``"gpt-realtime"``), or the Azure deployment name.
+        config: :class:`OpenAIRealtimeConfig`; defaults to server VAD, voice "alloy".
+        base_url: defaults to ``OPENAI_BASE_URL`` from the environment, else
+            ``https://api.openai.com/v1``. Azure: ``https://<resource>.openai.azure.com``.
+
+    Raises:
+        ValueError (:class:`~realtalk.errors.ConfigurationError`): no API key for OpenAI/Azure,
+            or an invalid model name.
+    """
+
+    capabilities = RealtimeCapabilities(vision=True, exact_say=False, reconnects=True)
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None = None,
+        model: str,
+        config: OpenAIRealtimeConfig | None = None,
+        base_url: str | None = None,
+    ) -> None:
+        super().__init__(logger=logger)
+        if not isinstance(model, str) or not model.strip():
+            raise ConfigurationError("model must be a model name such as 'gpt-realtime'")
+        self.model = model
+        self.config: OpenAIRealtimeConfig = config or OpenAIRealtimeConfig()
+        self.base_url = base_url or os.getenv("OPENAI_BASE_URL") or OPENAI_BASE_URL
+        self.api_key = api_key or os.getenv("OPENAI_API_KEY")
+        if not self.api_key and needs_api_key(self.base_url):
+            raise ConfigurationError(
+                "OpenAI API key missing: pass OpenAIRealtime(api_key=...) or set the "
+                "OPENAI_API_KEY environment variable. To run without a key, start the local "
+                "server (`realtalk serve`) and pass base_url='http://127.0.0.1:<port>/v1'."
+            )
+        self._ids = IdGenerator()
+        self._instructions: str | None = None
+        self._tools: list[FunctionTool] = []
+        self._formatted_tools: list[dict[str, Any]] = []
+        self._session: OpenAISession | None = None
+        self._closing = False
+        self._fatal: ModelError | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: int | None = None
+        self._reconnect_task: asyncio.Task[None] | None = None
+        self._reconnecting = False
+        self._background: set[asyncio.Task[Any]] = set()
+        self._deferred: list[dict[str, Any]] = []  # sent while reconnecting
+        self._recycle_handle: asyncio.TimerHandle | None = None
+        self._recycle_due = False
+        self._user_turn_handle: asyncio.TimerHandle | None = None
+
+        self._mirror = ConversationMirror()
+        self._responses = ResponseTracker()
+        self._runner = ToolRunner(self._on_tool_result, timeout_s=self.config.tool_timeout_s)
+        self._follow_up = FollowUp()
+        self._pending_calls: dict[str, ToolCall] = {}
+        self._audio_in = AudioInput(
+            self.config.input_format,
+            raw_rate=self.config.input_sample_rate,
+            raw_channels=self.config.input_channels,
+            batch_ms=self.config.append_batch_ms,
+        )
+        self._audio_out: OutputAudio | None = None
+        self._hooked_output: AudioOutput | None = None
+        self._playing: set[str] = set()  # items pushed to the AudioOutput, not yet finished
+        self._user_turn_open = False
+        self._vad_relaxed = False
+        self._text: dict[str, str] = {}  # interim transcripts by item id ("u:"/"a:" prefixed)
+        self._throttle = FrameThrottler(self.config.max_image_fps)
+        self._encoding_image = False
+        self._effective_session: dict[str, Any] = {}
+        transcription = normalize_transcription(self.config.input_audio_transcription)
+        prices = self.config.prices or PriceTable.for_model(
+            model, transcription_model=transcription["model"] if transcription else None
+        )
+        self._metrics = SessionMetrics(prices)
+
+    # -- public state ---------------------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        return self._session is not None and not self._closing
+
+    @property
+    def conversation(self) -> ConversationMirror:
+        """The client's mirror of the server conversation (what a reconnect replays)."""
+        return self._mirror
+
+    @property
+    def metrics(self) -> SessionMetrics:
+        """Per-turn latency, tokens and cost of this model instance."""
+        return self._metrics
+
+    @property
+    def session_settings(self) -> dict[str, Any]:
+        """The effective session the server last confirmed (``session.updated``)."""
+        return self._effective_session
+
+    # -- agent ----------------------------------------------------------------------------------
+
+    def set_agent(self, agent: Agent) -> None:
+        self._instructions = agent.instructions
+        self._tools = list(agent.tools)
+        self._formatted_tools = [tool.to_openai() for tool in self._tools]
+        self._runner.set_tools(self._tools)
+
+    async def update_agent(self, agent: Agent) -> None:
+        """New instructions and tools, sent to a live session at once."""
+        self.set_agent(agent)
+        if self._session is not None:
+            await self.send_first_session_update()
+
+    # -- connection -----------------------------------------------------------------------------
+
+    def process_base_url(self, url: str, model: str) -> str:
+        """The WebSocket URL (see :func:`realtalk.plugins.openai.url.process_base_url`)."""
+        return _process_base_url(url, model)
+
+    async def connect(self) -> None:
+        """Open the session; returns once the server confirmed the settings (``session.updated``).
+
+        Raises:
+            FatalServerError: the key was refused, or the server rejected the settings for good.
+            ConnectionLostError: the server could not be reached or did not confirm in time.
+        """
+        if self._session is not None:
+            return
+        self._closing = False
+        self._fatal = None
+        try:
+            await self._open()
+        except FatalServerError as exc:
+            if self._fatal is None:  # not yet reported by an error event
+                self._fatal = _model_error(exc, fatal=True)
+                self._emit_error(self._fatal)
+            raise
+        self._schedule_recycle()
+
+    async def _open(self) -> OpenAISession:
+        url = self.process_base_url(self.base_url, self.model)
+        headers = auth_headers(self.api_key, url)
+        ws = await open_websocket(url, headers, timeout_s=self.config.connect_timeout_s)
+        loop = asyncio.get_running_loop()
+        session = OpenAISession(ws=ws, msg_queue=asyncio.Queue(), tasks=[])
+        session.ready = loop.create_future()
+        self._attach(session)
+        session.tasks.append(loop.create_task(self._send_loop(session), name="realtime-send"))
+        session.tasks.append(loop.create_task(self._receive_loop(session), name="realtime-recv"))
+        update = self._session_update_event()
+        session.update_event_id = update["event_id"]
+        session.msg_queue.put_nowait(update)
+        try:
+            await asyncio.wait_for(asyncio.shield(session.ready), self.config.connect_timeout_s)
+        except (TimeoutError, RealtalkError) as exc:
+            self._session = None
+            await self._close_session(session)
+            if isinstance(exc, TimeoutError):
+                raise ConnectionLostError(
+                    f"{redact_url(url)} did not confirm the session settings (no session.updated "
+                    f"within {self.config.connect_timeout_s:g} s)"
+                ) from None
+            raise
+        logger.info("connected to %s (model %s)", redact_url(url), self.model)
+        return session
+
+    def _attach(self, session: OpenAISession) -> None:
+        """Make ``session`` the live connection (unit tests attach one with a fake socket)."""
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        self._ensure_audio_output()
+        self._session = session
+
+    def _session_update_event(self) -> dict[str, Any]:
+        session = build_session(
+            self.config, instructions=self._instructions, tools=self._formatted_tools
+        )
+        if self._responses.waiting_protected() and self._vad_relaxed:
+            td = session["audio"]["input"]["turn_detection"]
+            if td is not None:
+                td["interrupt_response"] = False
+        return events.session_update(session, event_id=self._ids("event"))
+
+    async def send_first_session_update(self) -> None:
+        """Send the full session settings (instructions, tools, audio, turn detection)."""
+        if self._session is None:
+            return
+        self._send(self._session_update_event())
+
+    async def aclose(self) -> None:
+        """Close the session and release everything; safe to call twice."""
+        if self._closing:
+            return
+        self._closing = True
+        for handle in (self._recycle_handle, self._user_turn_handle):
+            if handle is not None:
+                handle.cancel()
+        task = self._reconnect_task
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self._runner.cancel_all()
+        session, self._session = self._session, None
+        if session is not None:
+            await self._close_session(session)
+        if self._audio_out is not None:
+            self._audio_out.output.flush()
+        for bg in list(self._background):
+            if bg is not asyncio.current_task():
+                bg.cancel()
+        await self.wait_idle()
+        self.emit("closed", {"reason": self._fatal.message if self._fatal else "closed"})
+
+    async def _close_session(self, session: OpenAISession) -> None:
+        current = asyncio.current_task()
+        for task in session.tasks:
+            if task is not current and not task.done():
+                task.cancel()
+        for task in session.tasks:
+            if task is not current:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(session.ws.close(), 2.0)
+        if session.ready is not None and not session.ready.done():
+            session.ready.cancel()
+
+    # -- I/O loops ------------------------------------------------------------------------------
+
+    async def send_event(self, event: dict[str, Any]) -> None:
+        """Queue a client event for the live connection."""
+        self._send(event)
+
+    def _send(self, event: dict[str, Any]) -> None:
+        kind = event.get("type")
+        if kind == "conversation.item.create":
+            self._mirror.created(event["item"])
+        session = self._session
+        if session is None or self._reconnecting:
+            if kind not in _NOT_REPLAYED:
+                self._deferred.append(event)
+            return
+        session.msg_queue.put_nowait(event)
+
+    async def _send_loop(self, session: OpenAISession) -> None:
+        ws = session.ws
+        queue = session.msg_queue
+        try:
+            while True:
+                event = await queue.get()
+                await ws.send(json.dumps(event, separators=(",", ":")))
+        except ConnectionClosed:
+            return  # the receive loop sees the close and decides what happens next
+
+    async def _receive_loop(self, session: OpenAISession) -> None:
+        reason = "the connection closed"
+        try:
+            async for raw in session.ws:
+                try:
+                    event = parse_event(raw)
+                except ValueError as exc:
+                    self._emit_error(
+                        ModelError(f"unreadable server event: {exc}", code="invalid_event")
+                    )
+                    continue
+                try:
+                    self.feed(event)
+                except Exception as exc:
+                    logger.exception("handling %s failed", event.get("type"))
+                    self._emit_error(
+                        ModelError(
+                            f"the client failed handling {event.get('type')}: {exc}",
+                            code="client_error",
+                        )
+                    )
+        except ConnectionClosed as exc:
+            reason = f"connection lost ({exc})"
+        else:
+            ws = session.ws
+            reason = (
+                f"closed by the server (code {ws.close_code}, {ws.close_reason or 'no reason'})"
+            )
+        self._connection_lost(session, reason)
+
+    def _connection_lost(self, session: OpenAISession, reason: str) -> None:
+        if session.ready is not None and not session.ready.done():
+            session.ready.set_exception(ConnectionLostError(reason))
+        if self._closing or self._session is not session:
+            return
+        logger.warning("realtime connection lost: %s", reason)
+        if self._fatal is not None:
+            self._spawn(self.aclose())
+            return
+        self._start_reconnect(reason, session)
+
+    # -- reconnection -------------------------------------------------------------------------
+
+    def _start_reconnect(self, reason: str, old: OpenAISession) -> None:
+        if self._reconnect_task is not None or self._closing:
+            return
+        self._reconnect_task = asyncio.get_running_loop().create_task(
+            self._reconnect(reason, old), name="realtime-reconnect"
+        )
+
+    async def _reconnect(self, reason: str, old: OpenAISession) -> None:
+        self._reconnecting = True
+        try:
+            await self._do_reconnect(reason, old)
+        finally:
+            self._reconnecting = False
+            self._reconnect_task = None
+
+    async def _do_reconnect(self, reason: str, old: OpenAISession) -> None:
+        self._session = None
+        salvaged = []
+        while not old.msg_queue.empty():
+            event = old.msg_queue.get_nowait()
+            if event.get("type") not in _NOT_REPLAYED:
+                salvaged.append(event)
+        self._deferred[:0] = salvaged
+        await self._close_session(old)
+        cut = self._responses.connection_lost()
+        if cut is not None:
+            self._end_audio_of(cut)
+            if not cut.cancelled:  # the reply was cut by the network, not by the user: resume
+                self._enqueue_request("resume", {}, interruptible=cut.interruptible)
+        self._user_turn_open = False
+        self._vad_relaxed = False
+        self._text.clear()
+        self._audio_in.reset()
+        policy = self.config.reconnect
+        last_error: Exception | None = None
+        for attempt in range(1, policy.max_attempts + 1):
+            self.emit("reconnecting", {"attempt": attempt, "reason": reason})
+            await asyncio.sleep(policy.delay_s(attempt) if attempt > 1 or old.expired else 0.0)
+            if self._closing:
+                return
+            try:
+                session = await self._open()
+            except FatalServerError as exc:
+                self._fatal = _model_error(exc, fatal=True)
+                self._emit_error(self._fatal)
+                self._spawn(self.aclose())
+                return
+            except (ConnectionLostError, ServerError) as exc:
+                last_error = exc
+                logger.warning("reconnect attempt %d failed: %s", attempt, exc)
+                continue
+            self._replay(session)
+            self._reconnecting = False
+            self.emit("reconnected", {"attempt": attempt})
+            self._schedule_recycle()
+            self._pump()
+            return
+        self._fatal = ModelError(
+            f"could not reconnect after {policy.max_attempts} attempts: {last_error or reason}",
+            code="connection_lost",
+            fatal=True,
+        )
+        self._emit_error(self._fatal)
+        self._spawn(self.aclose())
+
+    def _replay(self, session: OpenAISession) -> None:
+        """Rebuild the conversation in the new session, then send what waited meanwhile."""
+        items = self._mirror.replay_items()
+        self._mirror.clear()
+        previous: str | None = None
+        for item in items:
+            self._mirror.created(item)
+            session.msg_queue.put_nowait(
+                events.conversation_item_create(
+                    item,
+                    previous_item_id=previous,
+                    event_id=self._ids("event"),
+                )
+            )
+            previous = item.get("id")
+        deferred, self._deferred = self._deferred, []
+        for event in deferred:
+            session.msg_queue.put_nowait(event)
+        logger.info("replayed %d conversation items into the new session", len(items))
+
+    def _schedule_recycle(self) -> None:
+        if self._recycle_handle is not None:
+            self._recycle_handle.cancel()
+            self._recycle_handle = None
+        self._recycle_due = False
+        seconds = self.config.session_recycle_s
+        if seconds is not None and self._loop is not None:
+            self._recycle_handle = self._loop.call_later(seconds, self._on_recycle_due)
+
+    def _on_recycle_due(self) -> None:
+        self._recycle_due = True
+        self._maybe_recycle()
+
+    def _maybe_recycle(self) -> None:
+        session = self._session
+        if not self._recycle_due or session is None or not self._idle(audio=True):
+            return
+        self._recycle_due = False
+        logger.info("recycling the realtime session before its time limit")
+        self._start_reconnect("session recycle (time limit ahead)", session)
+
+    # -- the sans-I/O heart -------------------------------------------------------------------
+
+    def feed(self, event: dict[str, Any]) -> None:
+        """Handle one decoded server event (GA names; ``parse_event`` maps beta ones).
+
+        Never awaits: it updates the state, emits events and queues client events to send.
+        """
+        handler = HANDLERS.get(event.get("type", ""))
+        if handler is None:
+            logger.debug("ignoring server event %s", event.get("type"))
+            return
+        handler(self, event)
+
+    def _emit_error(self, error: ModelError) -> None:
+        log = logger.error if error.fatal else logger.warning
+        log("realtime error: %s", error)
+        self.emit("error", error)
+
+    # -- audio in -------------------------------------------------------------------------------
+
+    async def handle_audio_input(self, audio: bytes | AudioFrame) -> None:
+        """User audio: an AudioFrame (its own rate/channels) or raw int16 bytes in the declared
+        input format (``input_sample_rate``/``input_channels``). Dropped while not connected."""
+        if self._session is None or self._closing or self._reconnecting:
+            return
+        payload = self._audio_in.push(audio)
+        if payload is not None:
+            self._send(events.input_audio_buffer_append(payload))
+
+    async def commit_audio_input(self) -> None:
+        """Push-to-talk (``turn_detection=None``): send what is buffered and commit it."""
+        payload = self._audio_in.flush()
+        if payload is not None:
+            self._send(events.input_audio_buffer_append(payload))
+        self._send(events.input_audio_buffer_commit(event_id=self._ids("event")))
+
+    async def clear_audio_input(self) -> None:
+        """Drop the user audio buffered here and on the server."""
+        self._audio_in.reset()
+        self._send(events.input_audio_buffer_clear(event_id=self._ids("event")))
+
+    # -- audio out and barge-in -----------------------------------------------------------------
+
+    def _ensure_audio_output(self) -> None:
+        output = self.audio_output
+        wire = self.config.output_format
+        if output is None:
+            output = AudioOutput(sample_rate=wire.rate)
+            self.audio_output = output
+        if self._hooked_output is not output:
+            self._hook(output)
+            self._hooked_output = output
+            self._audio_out = OutputAudio(output, wire)
+
+    def _hook(self, output: AudioOutput) -> None:
+        """Chain our callbacks in front of any the owner set."""
+        prev_started, prev_finished = output.on_item_started, output.on_item_finished
+        prev_idle = output.on_idle
+
+        def started(item_id: str) -> None:
+            self._threadsafe(self._on_item_started, item_id)
+            if prev_started is not None:
+                prev_started(item_id)
+
+        def finished(item_id: str, played_ms: int, interrupted: bool) -> None:
+            self._threadsafe(self._on_item_finished, item_id, played_ms, interrupted)
+            if prev_finished is not None:
+                prev_finished(item_id, played_ms, interrupted)
+
+        def idle() -> None:
+            self._threadsafe(self._on_playout_idle)
+            if prev_idle is not None:
+                prev_idle()
+
+        output.on_item_started = started
+        output.on_item_finished = finished
+        output.on_idle = idle
+
+    def _threadsafe(self, func: Any, *args: Any) -> None:
+        loop = self._loop
+        if loop is None or threading.get_ident() == self._loop_thread:
+            func(*args)
+        elif not loop.is_closed():
+            loop.call_soon_threadsafe(func, *args)
+
+    def _on_item_started(self, item_id: str) -> None:
+        self._metrics.first_audio_played()
+        self.emit("agent_speech_started", {"item_id": item_id})
+
+    def _on_item_finished(self, item_id: str, played_ms: int, interrupted: bool) -> None:
+        self._playing.discard(item_id)
+        self._responses.item_finished(item_id)
+        self.emit(
+            "agent_speech_ended",
+            {"item_id": item_id, "played_ms": played_ms, "interrupted": interrupted},
+        )
+
+    def _on_playout_idle(self) -> None:
+        self._maybe_complete_turn()
+        self._maybe_recycle()
+
+    def _interrupt_on_speech(self) -> bool:
+        td = self._turn_detection()
+        return td is not None and bool(td.get("interrupt_response", True))
+
+    def _turn_detection(self) -> dict[str, Any] | None:
+        return self.config.turn_detection_dict
+
+    def _barge_in(self, *, explicit: bool) -> BargeIn | None:
+        """Silence the agent now and tell the server what the user heard."""
+        active = self._responses.active
+        if active is not None and (explicit or active.interruptible):
+            active.cancelled = True
+            if explicit:
+                self._send(
+                    events.response_cancel(
+                        response_id=active.response_id, event_id=self._ids("event")
+                    )
+                )
+        out = self._audio_out
+        if out is None:
+            return None
+        if not explicit and self._responses.protected_items:
+            # Non-interruptible audio plays on; only audio of a response cut now is dropped.
+            if active is not None and active.cancelled:
+                self._cut_items(active.audio_items)
+            return None
+        flushed = out.output.flush()
+        session = self._session
+        result, cuts = barge_in_events(flushed, out.received_ms, self._ids)
+        for item_id in (flushed.item_id, *flushed.dropped_item_ids):
+            if item_id is not None:
+                self._playing.discard(item_id)
+                self._responses.item_finished(item_id)
+        for cut in cuts:
+            self._send_cut(cut, session)
+        if flushed.item_id is not None:
+            self._metrics.interrupted()
+            logger.debug(
+                "barge-in: item %s cut at %d ms (received %d ms)",
+                flushed.item_id,
+                flushed.played_ms,
+                out.received_ms(flushed.item_id),
+            )
+        return result
+
+    def _cut_items(self, item_ids: Sequence[str]) -> None:
+        """Drop the unplayed audio of these items and truncate/delete them on the server."""
+        out = self._audio_out
+        if out is None:
+            return
+        session = self._session
+        for item_id in item_ids:
+            if item_id not in self._playing:
+                continue
+            self._playing.discard(item_id)
+            self._responses.item_finished(item_id)
+            played = out.discard(item_id)
+            end_ms = min(played, out.received_ms(item_id))
+            if end_ms > 0:
+                cut = events.conversation_item_truncate(
+                    item_id, end_ms, event_id=self._ids("event")
+                )
+            else:
+                cut = events.conversation_item_delete(item_id, event_id=self._ids("event"))
+            self._send_cut(cut, session)
+
+    def _send_cut(self, cut: dict[str, Any], session: OpenAISession | None) -> None:
+        item_id = cut["item_id"]
+        if session is not None and item_id in session.audio_items:
+            self._send(cut)
+        elif cut["type"] == "conversation.item.truncate":  # offline: fix the mirror ourselves
+            total = self._audio_out.received_ms(item_id) if self._audio_out else 0
+            self._mirror.truncated(item_id, cut["audio_end_ms"], total)
+        elif session is None:
+            self._mirror.deleted(item_id)
+
+    def _end_audio_of(self, state: ResponseState) -> None:
+        """Let the audio already received of a response cut by the network play out."""
+        if self._audio_out is None:
+            return
+        for item_id in state.audio_items:
+            if item_id not in state.ended_items:
+                state.ended_items.add(item_id)
+                self._audio_out.end(item_id)
+
+    def _set_vad_relaxed(self, relaxed: bool) -> None:
+        """Turn the server's interrupt_response off (for a non-interruptible reply) or back on."""
+        td = self._turn_detection()
+        if td is None or not td.get("interrupt_response", True) or relaxed == self._vad_relaxed:
+            return
+        self._vad_relaxed = relaxed
+        update = {"audio": {"input": {"turn_detection": {**td, "interrupt_response": not relaxed}}}}
+        self._send(events.session_update(update, event_id=self._ids("event")))
+
+    async def interrupt(self) -> None:
+        """Stop the agent now: silence the output (every time), cancel an active response,
+        and truncate what the user did not hear. Also cuts non-interruptible replies."""
+        self._barge_in(explicit=True)
+
+    # -- text, say, replies ---------------------------------------------------------------------
+
+    def _require_session(self) -> None:
+        if self._session is None and not self._reconnecting:
+            self._emit_error(ModelError("No active WebSocket session", code="not_connected"))
+            raise NotConnectedError("No active WebSocket session: call connect() first")
+
+    def _create_item(self, item: dict[str, Any]) -> str:
+        item.setdefault("id", self._ids("item"))
+        self._send(events.conversation_item_create(item, event_id=self._ids("event")))
+        return str(item["id"])
+
+    async def send_text_message(self, message: str) -> None:
+        """A user text message, then a reply."""
+        self._require_session()
+        self._create_item(events.user_text_item(message))
+        self._enqueue_request("reply", {})
+
+    async def send_message(self, message: str, *, interruptible: bool = True) -> None:
+        """Make the agent say ``message`` verbatim; it is recorded as the agent's words.
+
+        OpenAI has no exact-text voice: the model is asked to repeat the text through this
+        response's instructions, with an empty input so nothing else distracts it. Nothing is
+        added on the user's side of the conversation.
+        """
+        self._require_session()
+        if not message.strip():
+            raise ValueError("say() needs some text")
+        body = {"instructions": SAY_INSTRUCTIONS + message, "input": []}
+        self._enqueue_request("say", body, interruptible=interruptible)
+
+    say = send_message
+
+    async def create_response(
+        self,
+        instructions: str | None = None,
+        *,
+        frames: list[Any] | None = None,
+        interruptible: bool = True,
+    ) -> None:
+        """Ask for a reply now; ``instructions`` are added to the agent's for this reply only,
+        ``frames`` are sent first as a user message of images."""
+        self._require_session()
+        if frames:
+            content = await self._encode_frames(frames)
+            if content:
+                self._create_item(events.message_item("user", content))
+        body: dict[str, Any] = {}
+        if instructions:
+            base = self._instructions or ""
+            body["instructions"] = f"{base}\n\n{instructions}" if base else instructions
+        self._enqueue_request("reply", body, interruptible=interruptible)
+
+    async def send_message_with_frames(self, message: str | None, frames: list[Any]) -> None:
+        """A user message of text and images, then a reply."""
+        self._require_session()
+        content: list[dict[str, Any]] = []
+        if message:
+            content.append(events.input_text(message))
+        content += await self._encode_frames(frames)
+        if not content:
+            logger.warning("send_message_with_frames: no text and no usable frame; nothing sent")
+            return
+        self._create_item(events.message_item("user", content))
+        self._enqueue_request("reply", {})
+
+    async def handle_video_input(self, frame: Any) -> None:
+        """A camera frame; at most ``max_image_fps`` per second are encoded (off the event loop,
+        aspect ratio kept) and added to the conversation as user images. No reply is asked."""
+        if self._session is None or self._closing or self._encoding_image:
+            return
+        if not self._throttle.ready():
+            return
+        self._encoding_image = True
+        try:
+            content = await self._encode_frames([frame], report=True)
+        finally:
+            self._encoding_image = False
+        if content and self._session is not None:
+            self._create_item(events.message_item("user", content))
+
+    async def _encode_frames(
+        self, frames: Sequence[Any], *, report: bool = False
+    ) -> list[dict[str, Any]]:
+        width, height = self.config.image_max_size
+        parts: list[dict[str, Any]] = []
+        for frame in frames:
+            try:
+                jpeg = await encode_jpeg_async(frame, max_width=width, max_height=height)
+            except (ValueError, TypeError, OSError) as exc:
+                if report:
+                    self._emit_error(
+                        ModelError(f"video frame skipped: {exc}", code="invalid_image")
+                    )
+                else:
+                    logger.warning("frame skipped: %s", exc)
+                continue
+            parts.append(events.input_image(data_url(jpeg)))
+        return parts
+
+    def bytes_to_base64_url(self, image_bytes: bytes, fmt: str = "jpeg") -> str:
+        return data_url(image_bytes, f"image/{fmt.lower()}")
+
+    # -- requests and follow-ups ----------------------------------------------------------------
+
+    def _enqueue_request(
+        self, kind: str, body: dict[str, Any], *, interruptible: bool = True
+    ) -> ResponseRequest:
+        request_id = self._ids("req")
+        body = {**body, "metadata": {"client_request_id": request_id, "kind": kind}}
+        request = ResponseRequest(request_id, kind, body, interruptible)
+        self._responses.enqueue(request)
+        self._pump()
+        return request
+
+    def _pump(self) -> None:
+        """Send the next reply request, or the tool follow-up, when the conversation is free."""
+        if self._session is None or self._reconnecting or self._closing:
+            return
+        if self._responses.busy:
+            return
+        if not self._responses.queued and self._follow_up.wanted:
+            if self._runner.running or self._user_turn_open:
+                return
+            self._enqueue_request("tool_followup", {})
+            return
+        request = self._responses.next_to_send()
+        if request is None:
+            return
+        if not request.interruptible:
+            self._set_vad_relaxed(True)
+        request.event_id = self._ids("event")
+        self._follow_up.covered()  # queued after every output sent so far: it sees them all
+        self._send(events.response_create(request.body, event_id=request.event_id))
+
+    def _on_tool_result(self, call: ToolCall, result: ToolResult) -> None:
+        item_id = self._create_item(events.function_call_output_item(call.call_id, result.output))
+        self._follow_up.output_sent(item_id)
+        self._metrics.tool_called(call.name)
+        self.emit(
+            "function_call",
+            {
+                "name": call.name,
+                "call_id": call.call_id,
+                "arguments": call.arguments,
+                "output": result.output,
+                "is_error": result.is_error,
+            },
+        )
+        self._pump()
+
+    # -- turns ----------------------------------------------------------------------------------
+
+    def _idle(self, *, audio: bool) -> bool:
+        if self._responses.busy or self._responses.queued or self._runner.running:
+            return False
+        if self._follow_up.wanted or self._user_turn_open:
+            return False
+        if audio and self.audio_output is not None:
+            output = self.audio_output
+            if output.playing_item_id is not None or output.buffered_ms > 0:
+                return False
+        return True
+
+    def _maybe_complete_turn(self) -> None:
+        turn = self._metrics.current_turn
+        if turn is None or not turn.responses or any(r.status is None for r in turn.responses):
+            return
+        if self._idle(audio=True):
+            self.emit("turn_metrics", self._metrics.turn_completed())
+
+    def _transcription(self, role: str, text: str, item_id: str, *, final: bool) -> None:
+        self.emit(
+            "realtime_model_transcription",
+            {"role": role, "text": text, "is_final": final, "item_id": item_id},
+        )
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+
+def _model_error(exc: ServerError, *, fatal: bool) -> ModelError:
+    return ModelError(
+        exc.message,
+        code=exc.code,
+        type=exc.type,
+        param=exc.param,
+        event_id=exc.event_id,
+        fatal=fatal,
+    )
