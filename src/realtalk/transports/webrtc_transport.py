@@ -75,6 +75,8 @@ class WebRTCTransport(Transport):
         self.audio_track = AgentAudioTrack(sample_rate=audio_sample_rate)
         self.session: AgentSession | None = None
         self.video_enabled = True  # the page switches it with {"type": "camera"}
+        #: Frames received from the browser so far, by kind (for health checks and tests).
+        self.frames_in = {"audio": 0, "video": 0}
         self._channel: RTCDataChannel | None = None
         self._queued: deque[str] = deque(maxlen=_MAX_QUEUED)
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -176,12 +178,14 @@ class WebRTCTransport(Transport):
             self._spawn(pump_video(track, self._deliver_video), f"cam-{self.connection_id}")
 
     def _deliver_audio(self, frame: AudioFrame) -> Any:
+        self.frames_in["audio"] += 1
         session = self.session
         if session is None or self._closing:
             return None  # the agent is still starting: drop, never queue stale speech
         return session.push_audio(frame)
 
     def _deliver_video(self, frame: Any) -> Any:
+        self.frames_in["video"] += 1
         session = self.session
         if session is None or self._closing or not self.video_enabled:
             return None

@@ -25,7 +25,7 @@
   // Everything a test (or a curious developer in the console) may want to read.
   const state = {
     connected: false, agentState: "idle", userState: null, transcripts: [], metrics: [],
-    events: [], errors: [], connectionId: null,
+    events: [], errors: [], connectionId: null, remotePeak: 0,
   };
 
   let pc = null;
@@ -41,6 +41,7 @@
   let turnCount = 0;
   let totals = { input: 0, output: 0, cost: 0 };
   const bubbles = new Map(); // role + item_id -> {li, textEl}
+  const typedPending = []; // bubbles of typed messages, adopted by their transcription
 
   // ---- small helpers ---------------------------------------------------------------------
 
@@ -121,6 +122,12 @@
     const role = ev.role === "user" ? "user" : "agent";
     const key = `${role}:${ev.item_id || "?"}`;
     let b = bubbles.get(key);
+    if (!b && role === "user") {
+      // A typed message may come back as the user's transcription: reuse its bubble.
+      const i = typedPending.findIndex((p) => p.text === (ev.text || "").trim());
+      if (i >= 0) b = typedPending.splice(i, 1)[0].bubble;
+      if (b) { bubbles.set(key, b); return; }
+    }
     if (!b) {
       b = addBubble(role, role === "user" ? "You" : "Agent", "");
       bubbles.set(key, b);
@@ -279,6 +286,9 @@
       const pct = Math.round(level * 100);
       ui.levelBar.style.width = `${pct}%`;
       ui.level.setAttribute("aria-valuenow", String(pct));
+      const remote = rms(remoteAnalyser);
+      state.remotePeak = Math.max(state.remotePeak, remote);
+      ui.orb.style.setProperty("--level", Math.min(1, remote * 5).toFixed(3));
     }, 60);
   }
 
@@ -286,6 +296,7 @@
     if (meterTimer) clearInterval(meterTimer);
     meterTimer = null;
     ui.levelBar.style.width = "0%";
+    ui.orb.style.setProperty("--level", "0");
     ui.level.setAttribute("aria-valuenow", "0");
   }
 
@@ -499,7 +510,9 @@
       showBanner("Not connected yet — the message was not sent.", "info");
       return;
     }
-    addBubble("user", "You", text);
+    const bubble = addBubble("user", "You", text);
+    typedPending.push({ text, bubble });
+    if (typedPending.length > 20) typedPending.shift();
     state.transcripts.push({ role: "user", text, item_id: null, typed: true });
     ui.text.value = "";
   }
