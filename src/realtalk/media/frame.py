@@ -143,6 +143,7 @@ def _layout_name(num_channels: int) -> str:
 
 def float_to_int16(x: npt.NDArray[Any]) -> npt.NDArray[np.int16]:
     """Scale float samples in [-1, 1] to int16, rounding to nearest and clipping."""
-    y = np.rint(np.asarray(x, dtype=np.float32) * 32768.0)
+    y = np.multiply(x, np.float32(32768.0), dtype=np.float32)  # a new array: x is untouched
+    np.rint(y, out=y)
     np.clip(y, -32768.0, 32767.0, out=y)
     return y.astype(np.int16)
