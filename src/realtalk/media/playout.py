@@ -301,9 +301,11 @@ class AudioOutput:
 
     @property
     def buffered_ms(self) -> int:
-        """Milliseconds of audio queued and not yet handed out."""
+        """Milliseconds of audio queued and not yet handed out, rounded UP: it is > 0 whenever
+        any sample is waiting (a consumer polling it never strands a sub-millisecond tail)."""
         with self._lock:
-            return self._ms(sum(it.available() for it in self._queue) // 2)
+            samples = sum(it.available() for it in self._queue) // 2
+        return -(-samples * 1000 // self.sample_rate)
 
     @property
     def playing_item_id(self) -> str | None:
@@ -315,4 +317,5 @@ class AudioOutput:
 
     @property
     def silence_frame(self) -> AudioFrame:
+        """The one frame object handed out whenever nothing is ready (compare with `is`)."""
         return self._silence

@@ -118,7 +118,9 @@ async def test_flush_five_times_in_a_row() -> None:
         result = out.flush()
         assert result.item_id == item
         assert result.played_ms == played_frames * 20
-        assert is_silence(await out.next_frame()), f"stale audio after flush #{round_ + 1}"
+        after = await out.next_frame()
+        assert after is out.silence_frame, f"stale audio after flush #{round_ + 1}"
+        assert is_silence(after)
         # Late deltas of the interrupted item must never be played.
         out.push(item, pcm(4 * FRAME))
         assert all(is_silence(f) for f in await frames(out, 3))
@@ -299,6 +301,9 @@ def test_buffered_ms_and_bad_construction() -> None:
     out.push("a", pcm(RATE // 10))
     out.push("b", pcm(RATE // 20))
     assert out.buffered_ms == 150
+    tail, _ = make_output()
+    tail.push("a", pcm(10))  # 0.42 ms: still reported, so a poller does not strand it
+    assert tail.buffered_ms == 1
     assert AudioOutput(22050, 20).silence_frame.samples_per_channel == 441
     with pytest.raises(ValueError, match="whole number of samples"):
         AudioOutput(11025, 20)  # 220.5 samples per frame
