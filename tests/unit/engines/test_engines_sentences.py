@@ -1,0 +1,31 @@
+"""Sentence splitting for text-to-speech."""
+
+from __future__ import annotations
+
+from realtalk.server.engines.sentences import split_sentences
+
+
+def test_splits_at_sentence_ends_and_keeps_punctuation_and_quotes() -> None:
+    text = 'It is sunny. He said "hi." Really?! Yes…\nNew line'
+    assert split_sentences(text) == [
+        "It is sunny.",
+        'He said "hi."',
+        "Really?!",
+        "Yes…",
+        "New line",
+    ]
+
+
+def test_decimal_numbers_and_blank_text_are_not_split() -> None:
+    assert split_sentences("It costs 3.50 dollars.") == ["It costs 3.50 dollars."]
+    assert split_sentences("   \n ") == []
+
+
+def test_long_sentences_are_cut_at_clauses_without_losing_words() -> None:
+    text = "one two three, four five six; seven eight nine: ten eleven twelve, thirteen"
+    pieces = split_sentences(text, max_chars=30)
+    assert all(len(p) <= 30 for p in pieces)
+    assert len(pieces) > 1
+    assert " ".join(pieces).replace(",", "").replace(";", "").replace(":", "").split() == (
+        text.replace(",", "").replace(";", "").replace(":", "").split()
+    )
