@@ -113,9 +113,10 @@ async def start_stack(engine: str, *, vision: bool = False) -> AgentStack:
     local_server = LocalServer("127.0.0.1", port=0, engine=engine)
     await local_server.start()
     sessions: list[Any] = []
+    base_url = local_server.base_url
 
     async def entrypoint(ctx: Any) -> None:
-        model = OpenAIRealtime(model="gpt-realtime", base_url=local_server.base_url, api_key=None)
+        model = OpenAIRealtime(model="gpt-realtime", base_url=base_url, api_key=None)
         session = AgentSession(agent=Agent(instructions=INSTRUCTIONS), model=model, vision=vision)
         sessions.append(session)
         await session.start(ctx.transport)

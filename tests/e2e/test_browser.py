@@ -216,6 +216,25 @@ async def test_two_pages_are_two_independent_sessions(
     )
 
 
+async def test_agent_that_cannot_start_is_reported_on_the_page(
+    browser_launcher: Any, silence_wav: Path
+) -> None:
+    stack = await start_stack("scripted")
+    await stack.local_server.aclose()  # the model has nowhere to connect
+    try:
+        browser = await browser_launcher(silence_wav)
+        page = await open_page(browser, stack.url)
+        await page.get_by_role("button", name="Connect").click()
+        banner = page.locator("#banner")
+        await banner.wait_for(state="visible", timeout=20_000)
+        assert "failed to start" in await banner.inner_text()
+        await wait_until(lambda: not stack.webrtc.connections, timeout_s=15)
+        assert stack.sessions and stack.sessions[0].closed
+        await page.wait_for_function("!window.realtalk.state.connected", timeout=10_000)
+    finally:
+        await stop_stack(stack)
+
+
 # -- the real local engines ---------------------------------------------------------------------
 
 

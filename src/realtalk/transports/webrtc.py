@@ -56,6 +56,7 @@ _STATIC = {
 }
 _MAX_BODY = 256 * 1024  # a browser offer is a few kB; refuse anything absurd before parsing
 _CONNECT_TIMEOUT_S = 30.0  # an answered offer that never connects is dropped after this
+_REPORT_WAIT_S = 5.0  # how long a failed start waits for the page's channel to say why
 _CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "media-src 'self' blob: mediastream:; connect-src 'self'; object-src 'none'; "
@@ -318,11 +319,14 @@ class WebRTCServer:
             transport.send_event(
                 "error",
                 {
-                    "message": f"the agent failed to start: {exc}",
+                    "message": f"the agent failed to start: {str(exc)[:300] or type(exc).__name__}",
                     "code": "entrypoint_failed",
                     "fatal": True,
                 },
             )
+            # Let the page learn why before the connection goes (its channel may still be
+            # opening: the entrypoint can fail within milliseconds of the answer).
+            await transport.wait_channel_open(timeout=_REPORT_WAIT_S)
             await self._end(transport, "entrypoint failed")
             return
         if transport.session is None and not transport.closed:

@@ -85,6 +85,7 @@ class WebRTCTransport(Transport):
         self._closing = False
         self._page_left = False  # the page said "bye" or its connection dropped
         self._closed = asyncio.Event()
+        self._channel_open = asyncio.Event()
         pc.on("track", self._on_track)
         pc.on("datachannel", self._on_datachannel)
 
@@ -147,6 +148,14 @@ class WebRTCTransport(Transport):
 
     async def wait_closed(self) -> None:
         await self._closed.wait()
+
+    async def wait_channel_open(self, timeout: float) -> bool:
+        """Wait (at most ``timeout`` s) for the page's events channel; False if it never came."""
+        try:
+            await asyncio.wait_for(self._channel_open.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
 
     def add_close_callback(self, callback: Callable[[], Any]) -> None:
         """Run ``callback()`` once the connection is fully released."""
@@ -218,6 +227,7 @@ class WebRTCTransport(Transport):
         self.send_event("hello", hello)
         for text in queued:
             channel.send(text)
+        self._channel_open.set()
 
     def _on_message(self, message: str | bytes) -> None:
         try:

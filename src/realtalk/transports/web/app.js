@@ -68,8 +68,10 @@
     const k = document.createElement("span");
     k.className = "kind";
     k.textContent = kind;
-    li.append(time, k, document.createTextNode(
-      typeof detail === "string" ? detail : JSON.stringify(detail)));
+    const full = typeof detail === "string" ? detail : JSON.stringify(detail);
+    const shown = full.length > 240 ? `${full.slice(0, 240)}…` : full;
+    if (shown !== full) li.title = full;
+    li.append(time, k, document.createTextNode(shown));
     ui.log.prepend(li);
     while (ui.log.childElementCount > MAX_LOG) ui.log.lastElementChild.remove();
     ui.logCount.textContent = String(state.events.length);
@@ -242,7 +244,9 @@
       case "reconnecting": showBanner("Connection to the model lost — reconnecting…", "info"); break;
       case "reconnected": showBanner(null); break;
       case "closed":
-        showBanner(`The agent ended the session${ev.reason ? ` (${ev.reason})` : ""}.`, "info");
+        if (!state.errors.some((e) => e.fatal)) {
+          showBanner(`The agent ended the session${ev.reason ? ` (${ev.reason})` : ""}.`, "info");
+        }
         disconnect();
         break;
       default: break;
@@ -412,7 +416,7 @@
         if (s === "connected") {
           setStatus("connected", "Connected");
         } else if (s === "failed") {
-          showBanner("The connection to the agent failed.");
+          if (!state.errors.some((e) => e.fatal)) showBanner("The connection to the agent failed.");
           disconnect("error");
         } else if (s === "disconnected") {
           setStatus("connecting", "Reconnecting…");
