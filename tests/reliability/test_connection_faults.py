@@ -265,3 +265,23 @@ async def test_audio_sent_during_an_outage_is_replayed_or_reported(
         lost=None if told else f"{offline_ms} ms of user audio, silently",
     )
     assert told, f"{offline_ms} ms of user audio sent during the outage vanished without a word"
+
+
+async def test_session_expiry_every_second_and_a_half(rig: StartRig, ledger: Ledger) -> None:
+    """The server ends every session after 1.5 s (as OpenAI does after 60 min): turns go on
+    across at least three expiries and the conversation is carried from session to session."""
+    r = await rig(session_max_seconds=1.5)
+    said: list[str] = []
+    async with asyncio.timeout(40):
+        while len(r.events.of("reconnected")) < 3:
+            text = f"turn {len(said)}"
+            assert await r.turn(text) == f"You said: {text}."
+            said.append(text)
+            await r.idle()
+            await asyncio.sleep(0.1)  # a user pauses between turns
+    await r.events.wait(r.acknowledged)
+    users = [t for t in r.replayable_texts() if t.startswith("user: ")]
+    assert users == [f"user: {t}" for t in said]
+    assert r.events.fatal_errors() == []
+    expiries = len(r.events.of("reconnected"))
+    ledger.record(AREA, "session expiry (server limit 1.5 s)", tries=expiries)
