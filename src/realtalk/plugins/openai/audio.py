@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,6 +38,8 @@ _DECODERS: dict[str, Callable[[bytes], bytes]] = {
     "audio/pcmu": ulaw_decode,
     "audio/pcma": alaw_decode,
 }
+logger = logging.getLogger("realtalk.client")
+
 _KEEP_ITEMS = 256  # per-item counters remembered for truncation bounds
 
 
@@ -107,7 +110,10 @@ class OutputAudio:
         pcm = self._decode(wire) if self._decode is not None else wire
         if self._resample:
             pcm = self._resampler(item_id).push(AudioFrame(pcm, self.wire.rate)).tobytes()
-        self.output.push(item_id, pcm)
+        try:
+            self.output.push(item_id, pcm)
+        except ValueError as exc:  # a late delta of an item that already ended: drop it
+            logger.debug("dropping audio delta: %s", exc)
         return len(wire)
 
     def end(self, item_id: str) -> None:

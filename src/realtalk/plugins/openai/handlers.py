@@ -166,10 +166,7 @@ def on_audio_delta(model: OpenAIRealtime, event: Event) -> None:
         if not state.audio_seen:
             state.audio_seen = True
             model._metrics.first_audio_received()
-    try:
-        out.push(item_id, str(event.get("delta") or ""))
-    except ValueError as exc:  # a late delta of an item that already ended
-        logger.debug("dropping audio delta: %s", exc)
+    out.push(item_id, str(event.get("delta") or ""))
 
 
 def on_audio_done(model: OpenAIRealtime, event: Event) -> None:

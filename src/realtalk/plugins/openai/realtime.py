@@ -441,7 +441,9 @@ class OpenAIRealtime(RealtimeBaseModel):
         cut = self._responses.connection_lost()
         if cut is not None:
             self._end_audio_of(cut)
-            if not cut.cancelled:  # the reply was cut by the network, not by the user: resume
+            # Cut by the network, not by the user: ask again, unless a newer request waits
+            # (its reply sees the cut one in the replayed conversation).
+            if not cut.cancelled and not self._responses.queued:
                 self._enqueue_request("resume", {}, interruptible=cut.interruptible)
         self._user_turn_open = False
         self._vad_relaxed = False

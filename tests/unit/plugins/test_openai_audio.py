@@ -1,0 +1,120 @@
+"""User audio to the wire (rate and channels from each frame, batching, G.711) and audio out."""
+
+from __future__ import annotations
+
+import base64
+
+import numpy as np
+
+from realtalk.media.frame import AudioFrame
+from realtalk.media.g711 import ulaw_decode, ulaw_encode
+from realtalk.media.playout import AudioOutput
+from realtalk.plugins.openai import OpenAIRealtimeConfig
+from realtalk.plugins.openai.audio import AudioInput, OutputAudio
+from realtalk.protocol import PCM24K, PCMU
+from tests.unit.plugins.harness import Harness
+
+
+def sine(freq: float, rate: int, ms: int, channels: int = 1) -> np.ndarray:
+    t = np.arange(rate * ms // 1000) / rate
+    mono = (np.sin(2 * np.pi * freq * t) * 10000).astype(np.int16)
+    return np.repeat(mono[:, None], channels, axis=1) if channels > 1 else mono
+
+
+def frames(signal: np.ndarray, rate: int, frame_ms: int = 20) -> list[AudioFrame]:
+    step = rate * frame_ms // 1000
+    return [AudioFrame.from_array(signal[i : i + step], rate) for i in range(0, len(signal), step)]
+
+
+def peak_hz(pcm: np.ndarray, rate: int) -> float:
+    spectrum = np.abs(np.fft.rfft(pcm.astype(np.float64)))
+    return float(np.argmax(spectrum) * rate / len(pcm))
+
+
+def run(audio_in: AudioInput, chunks: list) -> tuple[list[bytes], bytes]:
+    payloads = [p for c in chunks if (p := audio_in.push(c)) is not None]
+    tail = audio_in.flush()
+    decoded = [base64.b64decode(p) for p in payloads]
+    return decoded, b"".join(decoded) + (base64.b64decode(tail) if tail else b"")
+
+
+def test_48k_stereo_frames_become_24k_mono_at_the_right_speed() -> None:
+    audio_in = AudioInput(PCM24K, raw_rate=48000, raw_channels=1, batch_ms=40)
+    batches, total = run(audio_in, frames(sine(1000, 48000, 1000, channels=2), 48000))
+    pcm = np.frombuffer(total, dtype="<i2")
+    assert abs(len(pcm) - 24000) <= 24  # one second, not half or double
+    assert abs(peak_hz(pcm, 24000) - 1000) < 5  # pitch kept: no 0.75x/2x speed
+    # Appends of at least 40 ms (24 kHz int16), not one per 20 ms frame (soxr hands out its
+    # output in ~34 ms blocks, so a batch may hold two of them).
+    assert all(len(b) >= 1920 for b in batches)
+    assert 12 <= len(batches) <= 26
+
+
+def test_raw_bytes_use_the_declared_input_format() -> None:
+    audio_in = AudioInput(PCM24K, raw_rate=16000, raw_channels=1, batch_ms=40)
+    signal = sine(500, 16000, 1000)
+    chunks = [signal[i : i + 320].tobytes() for i in range(0, len(signal), 320)]
+    _, total = run(audio_in, chunks)
+    pcm = np.frombuffer(total, dtype="<i2")
+    assert abs(len(pcm) - 24000) <= 24
+    assert abs(peak_hz(pcm, 24000) - 500) < 5
+
+
+def test_frames_at_the_wire_rate_pass_through_unchanged() -> None:
+    audio_in = AudioInput(PCM24K, raw_rate=24000, raw_channels=1, batch_ms=40)
+    signal = sine(300, 24000, 200)
+    _, total = run(audio_in, frames(signal, 24000))
+    assert total == signal.tobytes()
+
+
+def test_g711_input_is_8k_ulaw() -> None:
+    audio_in = AudioInput(PCMU, raw_rate=48000, raw_channels=2, batch_ms=40)
+    _, total = run(audio_in, frames(sine(400, 48000, 1000, channels=2), 48000))
+    assert abs(len(total) - 8000) <= 8  # one byte per sample at 8 kHz
+    pcm = np.frombuffer(ulaw_decode(total), dtype="<i2")
+    assert abs(peak_hz(pcm, 8000) - 400) < 5
+
+
+def test_bad_raw_audio_is_a_clear_error() -> None:
+    audio_in = AudioInput(PCM24K, raw_rate=48000, raw_channels=2, batch_ms=40)
+    try:
+        audio_in.push(b"\x00\x01\x02")
+    except ValueError as exc:
+        assert "partial sample" in str(exc)
+    else:  # pragma: no cover
+        raise AssertionError("odd-sized audio was accepted")
+
+
+async def test_model_sends_batched_appends_from_frames() -> None:
+    h = Harness(OpenAIRealtimeConfig(append_batch_ms=100))
+    for f in frames(sine(440, 48000, 1000, channels=2), 48000):
+        await h.model.handle_audio_input(f)
+    appends = h.sent()
+    assert {e["type"] for e in appends} == {"input_audio_buffer.append"}
+    assert 7 <= len(appends) <= 10  # >= 100 ms each, not one per 20 ms frame
+
+
+async def test_push_to_talk_commit_flushes_the_tail() -> None:
+    h = Harness(OpenAIRealtimeConfig(turn_detection=None))
+    for f in frames(sine(440, 48000, 60), 48000):
+        await h.model.handle_audio_input(f)
+    await h.model.commit_audio_input()
+    assert h.sent_types()[-2:] == ["input_audio_buffer.append", "input_audio_buffer.commit"]
+
+
+def test_output_counts_received_ms_and_decodes_g711() -> None:
+    output = AudioOutput(sample_rate=8000, realtime=False, jitter_ms=0)
+    out = OutputAudio(output, PCMU)
+    pcm = sine(300, 8000, 250)
+    out.push("item_a", base64.b64encode(ulaw_encode(pcm)).decode())
+    assert out.received_ms("item_a") == 250
+    assert output.buffered_ms == 250
+
+
+def test_output_resamples_when_the_playout_rate_differs() -> None:
+    output = AudioOutput(sample_rate=24000, realtime=False, jitter_ms=0)
+    out = OutputAudio(output, PCMU)
+    out.push("item_a", base64.b64encode(ulaw_encode(sine(300, 8000, 500))).decode())
+    out.end("item_a")
+    assert abs(output.buffered_ms - 500) <= 2
+    assert out.received_ms("item_a") == 500

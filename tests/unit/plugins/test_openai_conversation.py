@@ -1,0 +1,117 @@
+"""The conversation mirror: built from server acknowledgements, replayed as text later."""
+
+from __future__ import annotations
+
+from realtalk.plugins.openai import ConversationMirror
+from realtalk.plugins.openai.conversation import MAX_REPLAYED_IMAGES
+from realtalk.protocol import events, validate_client_event
+from tests.conformance import check_client_event
+
+
+def user_audio(item_id: str) -> dict:
+    return events.message_item(
+        "user", [{"type": "input_audio", "transcript": None}], item_id=item_id, with_object=True
+    )
+
+
+def agent_audio(item_id: str, transcript: str) -> dict:
+    return events.message_item(
+        "assistant",
+        [{"type": "output_audio", "transcript": transcript}],
+        item_id=item_id,
+        status="completed",
+        with_object=True,
+    )
+
+
+def replayed(mirror: ConversationMirror) -> list[dict]:
+    items = mirror.replay_items()
+    for item in items:
+        event = events.conversation_item_create(item)
+        check_client_event(event)
+        assert validate_client_event(event) is None
+    return items
+
+
+def test_replay_turns_audio_into_text_and_keeps_tools() -> None:
+    m = ConversationMirror()
+    m.added(user_audio("item_u1"))
+    m.set_transcript("item_u1", "what is the weather in Paris")
+    m.added(
+        events.function_call_item(
+            call_id="c1", name="get_weather", arguments='{"city":"Paris"}', item_id="item_f"
+        )
+    )
+    m.added(events.function_call_output_item("c1", '{"temp_c": 18}', item_id="item_o"))
+    m.added(agent_audio("item_a1", "It is eighteen degrees."))
+    m.added(user_audio("item_u2"))  # never transcribed: cannot be replayed
+    items = replayed(m)
+    assert [(i["type"], i.get("role")) for i in items] == [
+        ("message", "user"),
+        ("function_call", None),
+        ("function_call_output", None),
+        ("message", "assistant"),
+    ]
+    assert items[0]["content"] == [{"type": "input_text", "text": "what is the weather in Paris"}]
+    assert items[3]["content"] == [{"type": "output_text", "text": "It is eighteen degrees."}]
+    assert [i["id"] for i in items] == ["item_u1", "item_f", "item_o", "item_a1"]
+
+
+def test_truncation_keeps_only_what_was_heard() -> None:
+    m = ConversationMirror()
+    m.added(agent_audio("item_a", "one two three four five six seven eight nine ten"))
+    m.truncated("item_a", audio_end_ms=300, total_ms=1000)
+    m.done(agent_audio("item_a", "one two three four five six seven eight nine ten"))
+    assert m.transcript("item_a") == "one two three"
+    m.truncated("item_a", audio_end_ms=0, total_ms=1000)
+    assert replayed(m) == []  # nothing heard: nothing replayed
+
+
+def test_order_follows_previous_item_id_and_deletes() -> None:
+    m = ConversationMirror()
+    m.added(events.user_text_item("first", item_id="a"))
+    m.added(events.user_text_item("third", item_id="c"), previous_item_id="a")
+    m.added(events.user_text_item("second", item_id="b"), previous_item_id="a")
+    assert [i["id"] for i in m.replay_items()] == ["a", "b", "c"]
+    m.deleted("b")
+    assert [i["id"] for i in m.replay_items()] == ["a", "c"]
+    assert len(m) == 2 and "b" not in m
+
+
+def test_unacknowledged_creations_are_replayed_after_the_acknowledged() -> None:
+    m = ConversationMirror()
+    m.added(events.user_text_item("hello", item_id="a"))
+    m.created(events.function_call_output_item("c9", "late result", item_id="out"))
+    assert not m.is_acknowledged("out")
+    assert [i["id"] for i in replayed(m)] == ["a", "out"]
+    m.added(events.function_call_output_item("c9", "late result", item_id="out"))
+    assert m.is_acknowledged("out")
+    assert [i["id"] for i in m.replay_items()] == ["a", "out"]  # once, not twice
+
+
+def test_a_reply_cut_by_the_network_replays_what_arrived() -> None:
+    m = ConversationMirror()
+    m.added(events.message_item("assistant", [], item_id="a", status="in_progress"))
+    m.append_transcript("a", "The answer")
+    m.append_transcript("a", " is")
+    assert replayed(m)[0]["content"] == [{"type": "output_text", "text": "The answer is"}]
+
+
+def test_only_the_latest_images_are_kept() -> None:
+    m = ConversationMirror()
+    url = "data:image/jpeg;base64,/9g="
+    for i in range(MAX_REPLAYED_IMAGES + 3):
+        m.added(events.message_item("user", [events.input_image(url)], item_id=f"img{i}"))
+    items = replayed(m)
+    assert len(items) == MAX_REPLAYED_IMAGES
+    assert items[0]["id"] == "img3"
+
+
+def test_audio_bytes_are_never_kept() -> None:
+    m = ConversationMirror()
+    item = events.message_item(
+        "user", [{"type": "input_audio", "audio": "AAAA", "transcript": "hi"}], item_id="u"
+    )
+    m.added(item)
+    assert "audio" not in m.item("u")["content"][0]
+    assert m.transcript("u") == "hi"
