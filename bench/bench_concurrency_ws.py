@@ -1,0 +1,345 @@
+"""Concurrent sessions over WebSocket: how many one client process carries in real time.
+
+The local server (scripted engines) runs in its own process. This process runs N sessions, each a
+full ``AgentSession`` + ``OpenAIRealtime``: a microphone pushing 48 kHz mono 20 ms frames (silence,
+resampled and sent as 40 ms appends like any microphone audio), a text message every 4 s whose
+~3.5 s spoken reply streams back, and a speaker awaiting ``next_frame`` in real time. The ramp
+adds sessions in steps (10 s each) until the p99 lateness of the speakers' frames passes 10 ms.
+Sessions per core = sessions / cores of CPU this process used at the largest step that held.
+
+Baseline, same run: the same traffic with bare ``websockets`` + ``json`` + ``base64`` (appends
+prebuilt, deltas decoded into a bytearray, frames sliced on the same drift-free schedule): the
+floor for an asyncio Python client. Ratio = ours / baseline sessions per core at the same count.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import logging
+import random
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+
+from bench.common import Row, proc_cpu_s, proc_rss_mb, row
+from bench.harness import silence_frame
+from bench.ramp import Lateness, LatenessClock, Probe, Step, passing, ramp
+from bench.serve import ServerProcess
+from realtalk.agent import Agent
+from realtalk.plugins.openai import OpenAIRealtime
+from realtalk.session import AgentSession
+from realtalk.transports.base import Transport
+
+LIMIT_MS = 10.0
+GOAL_PER_CORE = 200.0
+TEXT = "one two three four five six seven eight nine ten eleven twelve"
+TALK_EVERY_S = 4.0
+FRAME_S = 0.02
+
+log = logging.getLogger("bench")
+
+
+def _say(line: str) -> None:
+    print(f"  ws: {line}", file=sys.stderr, flush=True)
+
+
+class Speaker(Transport):
+    """Pulls the agent's voice in real time, as a sound card or a WebRTC track would."""
+
+    def __init__(self, clock: LatenessClock) -> None:
+        self.clock = clock
+        self._task: asyncio.Task[None] | None = None
+
+    async def attach(self, session: AgentSession) -> None:
+        self.session = session
+        self._task = asyncio.get_running_loop().create_task(self._play(session))
+
+    async def _play(self, session: AgentSession) -> None:
+        output = session.audio_output
+        loop = asyncio.get_running_loop()
+        self.clock.start(loop.time())
+        while True:
+            await output.next_frame()
+            self.clock.frame(loop.time())
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+
+class _Fleet:
+    """N live sessions, one shared 20 ms microphone ticker, a talker per session."""
+
+    def __init__(self, lateness: Lateness, seed: int) -> None:
+        self.lateness = lateness
+        self.rng = random.Random(seed)
+        self.tasks: list[asyncio.Task[Any]] = []
+        self.count = 0
+
+    async def add(self, n: int, start_one: Callable[[], Awaitable[None]]) -> int:
+        """Bring the fleet to n sessions (25 connecting at a time)."""
+        while self.count < n:
+            batch = min(25, n - self.count)
+            results = await asyncio.gather(
+                *(start_one() for _ in range(batch)), return_exceptions=True
+            )
+            failed = [r for r in results if isinstance(r, BaseException)]
+            self.count += batch - len(failed)
+            if failed:
+                log.warning("%d sessions failed to start: %s", len(failed), failed[0])
+                break
+        return self.count
+
+    def spawn(self, coro: Awaitable[Any]) -> None:
+        self.tasks.append(asyncio.ensure_future(coro))
+
+    async def cancel(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
+
+async def _ticker(every_s: float, tick: Callable[[], Awaitable[None]]) -> None:
+    loop = asyncio.get_running_loop()
+    t0, n = loop.time(), 0
+    while True:
+        await tick()
+        n += 1
+        delay = t0 + n * every_s - loop.time()
+        if delay < -0.1:
+            t0, n = loop.time(), 0
+        await asyncio.sleep(max(delay, 0.0))
+
+
+# -- ours -----------------------------------------------------------------------------------------
+
+
+async def _run_ours(
+    base_url: str, steps: list[int], window_s: float, budget_s: float, server_pid: int
+) -> tuple[list[Step], float]:
+    lateness = Lateness()
+    fleet = _Fleet(lateness, seed=1)
+    sessions: list[AgentSession] = []
+    frame = silence_frame(48000)
+
+    async def start_one() -> None:
+        model = OpenAIRealtime(model="gpt-realtime", base_url=base_url)
+        session = AgentSession(agent=Agent(instructions="You are a benchmark."), model=model)
+        await session.start(Speaker(lateness.consumer()))
+        sessions.append(session)
+        fleet.spawn(_talk(session, fleet.rng.uniform(0, TALK_EVERY_S)))
+
+    async def mic_tick() -> None:
+        for session in sessions:
+            await session.push_audio(frame)
+
+    rss0 = proc_rss_mb()
+    fleet.spawn(_ticker(FRAME_S, mic_tick))
+    try:
+        results = await ramp(
+            lambda n: fleet.add(n, start_one),
+            _local_probe(lateness, server_pid),
+            steps,
+            limit_ms=LIMIT_MS,
+            window_s=window_s,
+            settle_s=2.0,
+            budget_s=budget_s,
+            log=_say,
+        )
+    finally:
+        await fleet.cancel()
+        await _bounded(asyncio.gather(*(s.close() for s in sessions), return_exceptions=True))
+    return results, rss0
+
+
+async def _talk(session: AgentSession, offset_s: float) -> None:
+    await asyncio.sleep(offset_s)
+    while True:
+        with contextlib.suppress(Exception):
+            await session.send_text(TEXT)
+        await asyncio.sleep(TALK_EVERY_S)
+
+
+# -- baseline: bare websockets --------------------------------------------------------------------
+
+
+async def _run_bare(
+    base_url: str, n: int, window_s: float, server_pid: int
+) -> tuple[list[Step], float]:
+    lateness = Lateness()
+    fleet = _Fleet(lateness, seed=2)
+    sockets: list[ClientConnection] = []
+    url = base_url.replace("http", "ws", 1) + "/realtime?model=gpt-realtime"
+    append = json.dumps(
+        {
+            "type": "input_audio_buffer.append",
+            "audio": base64.b64encode(bytes(2 * 24000 * 40 // 1000)).decode("ascii"),
+        }
+    )
+    say = [
+        json.dumps(
+            {
+                "type": "conversation.item.create",
+                "item": {
+                    "type": "message",
+                    "role": "user",
+                    "content": [{"type": "input_text", "text": TEXT}],
+                },
+            }
+        ),
+        json.dumps({"type": "response.create"}),
+    ]
+
+    async def start_one() -> None:
+        ws = await connect(url, compression=None, max_size=None)
+        sockets.append(ws)
+        buf = bytearray()
+        fleet.spawn(_bare_receive(ws, buf))
+        fleet.spawn(_bare_speaker(buf, lateness.consumer()))
+        fleet.spawn(_bare_talk(ws, say, fleet.rng.uniform(0, TALK_EVERY_S)))
+
+    ticks = 0
+
+    async def mic_tick() -> None:
+        nonlocal ticks
+        ticks += 1
+        if ticks % 2 == 0:  # 40 ms appends, as ours batches them
+            for ws in sockets:
+                with contextlib.suppress(Exception):
+                    await ws.send(append)
+
+    rss0 = proc_rss_mb()
+    fleet.spawn(_ticker(FRAME_S, mic_tick))
+    try:
+        results = await ramp(
+            lambda k: fleet.add(k, start_one),
+            _local_probe(lateness, server_pid),
+            [n],
+            limit_ms=LIMIT_MS,
+            window_s=window_s,
+            settle_s=2.0,
+            budget_s=window_s + 60,
+            log=lambda line: _say("baseline " + line),
+        )
+    finally:
+        await fleet.cancel()
+        await _bounded(asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True))
+    return results, rss0
+
+
+async def _bare_receive(ws: ClientConnection, buf: bytearray) -> None:
+    async for raw in ws:
+        event = json.loads(raw)
+        if event.get("type") == "response.output_audio.delta":
+            buf += base64.b64decode(event["delta"])
+
+
+async def _bare_speaker(buf: bytearray, clock: LatenessClock) -> None:
+    loop = asyncio.get_running_loop()
+    t0, n = loop.time(), 0
+    clock.start(t0)
+    while True:
+        delay = t0 + n * FRAME_S - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        elif -delay > 0.1:
+            t0, n = loop.time(), 0
+        n += 1
+        frame = bytes(buf[:960])
+        del buf[:960]
+        clock.frame(loop.time())
+        del frame
+
+
+async def _bare_talk(ws: ClientConnection, say: list[str], offset_s: float) -> None:
+    await asyncio.sleep(offset_s)
+    while True:
+        for text in say:
+            await ws.send(text)
+        await asyncio.sleep(TALK_EVERY_S)
+
+
+# -- shared ---------------------------------------------------------------------------------------
+
+
+def _local_probe(lateness: Lateness, server_pid: int) -> Probe:
+    async def start() -> None:
+        lateness.values = []
+        lateness.recording = True
+
+    async def stop() -> list[float]:
+        lateness.recording = False
+        return lateness.values
+
+    return Probe(
+        cpu_s=proc_cpu_s,
+        rss_mb=proc_rss_mb,
+        other_cpu_s=lambda: proc_cpu_s(server_pid),
+        start_recording=start,
+        stop_recording=stop,
+    )
+
+
+async def _bounded(aw: Awaitable[Any], timeout: float = 30.0) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(aw, timeout)
+
+
+def run(quick: bool = False) -> list[Row]:
+    if quick:
+        steps, window, budget, bare_n = [5, 10], 3.0, 30.0, 10
+    else:
+        steps, window, budget, bare_n = [10, 25, 50, 100, 150, 200, 250, 300, 400], 8.0, 150.0, 50
+    start = time.monotonic()
+    with ServerProcess("scripted") as server:
+        bare, bare_rss0 = asyncio.run(_run_bare(server.base_url, bare_n, window, server.pid))
+    with ServerProcess("scripted") as server:
+        ours, rss0 = asyncio.run(
+            _run_ours(
+                server.base_url, [*steps, bare_n] if quick else steps, window, budget, server.pid
+            )
+        )
+    elapsed = time.monotonic() - start
+    best = passing(ours, LIMIT_MS)
+    same_n = next((s for s in ours if s.sessions == bare_n), None)
+    bare_step = bare[0] if bare else None
+    ratio = (
+        same_n.per_core / bare_step.per_core
+        if same_n is not None and bare_step is not None and bare_step.cores > 0
+        else None
+    )
+    steps_text = "; ".join(s.text() for s in ours)
+    first_fail = next((s for s in ours if s.p99_ms > LIMIT_MS), None)
+    return [
+        row(
+            f"WebSocket sessions per client core at p99 frame lateness ≤ {LIMIT_MS:.0f} ms",
+            best.per_core if best else None,
+            bare_step.per_core if bare_step else None,
+            ratio=ratio,
+            goal=f"≥ {GOAL_PER_CORE:.0f} sessions per core",
+            met=best is not None and best.per_core >= GOAL_PER_CORE,
+            note=(
+                f"largest passing step {best.sessions if best else 0} sessions"
+                f"{'' if first_fail is None else f', failed at {first_fail.sessions}'}; "
+                f"ratio compares {bare_n} sessions each (baseline: "
+                f"{bare_step.text() if bare_step else 'n/a'}); steps: {steps_text}; "
+                f"{elapsed:.0f} s"
+            ),
+        ),
+        row(
+            "WebSocket: client memory per session, MiB",
+            (best.rss_mb - rss0) / best.sessions if best else None,
+            (bare_step.rss_mb - bare_rss0) / bare_step.sessions if bare_step else None,
+            ratio=None,
+            goal="report",
+            note="RSS growth of the client process / sessions, at the largest passing step",
+        ),
+    ]

@@ -1,0 +1,141 @@
+"""A bounded ramp of concurrent sessions, and the playout-lateness recorder it judges by.
+
+The ramp adds sessions in steps, lets each step settle, then measures for a fixed window: the
+p99 lateness of output frames (how late each 20 ms frame left ``next_frame`` against its ideal
+deadline), the measured process's CPU (cores busy = CPU seconds / wall seconds) and memory. It
+stops at the first step whose p99 passes the limit, or when its time budget is spent, so a run
+always ends by itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+from bench.common import percentile
+
+FRAME_S = 0.02
+MAX_LAG_S = 0.1  # AudioOutput's default: beyond this the schedule is re-anchored
+
+
+class Lateness:
+    """Per-frame lateness of paced consumers, recorded only while ``recording``."""
+
+    def __init__(self) -> None:
+        self.values: list[float] = []
+        self.recording = False
+
+    def consumer(self) -> LatenessClock:
+        return LatenessClock(self)
+
+
+class LatenessClock:
+    """One consumer's ideal schedule: frame n is due at t0 + n x 20 ms (re-anchored like the
+    AudioOutput when more than 100 ms behind)."""
+
+    __slots__ = ("_n", "_sink", "_t0")
+
+    def __init__(self, sink: Lateness) -> None:
+        self._sink = sink
+        self._t0: float | None = None
+        self._n = 0
+
+    def start(self, now: float) -> None:
+        """Call just before the first ``next_frame``."""
+        self._t0, self._n = now, 0
+
+    def frame(self, now: float) -> None:
+        """Call as each frame is returned."""
+        if self._t0 is None:
+            self._t0, self._n = now, 0
+        late = now - (self._t0 + self._n * FRAME_S)
+        if late > MAX_LAG_S:
+            self._t0, self._n = now, 0
+        if self._sink.recording:
+            self._sink.values.append(max(late, 0.0))
+        self._n += 1
+
+
+@dataclass
+class Step:
+    sessions: int
+    p50_ms: float
+    p99_ms: float
+    frames: int
+    cores: float  # the measured process
+    rss_mb: float
+    other_cores: float  # the server process(es)
+
+    @property
+    def per_core(self) -> float:
+        return self.sessions / self.cores if self.cores > 0 else float("nan")
+
+    def text(self) -> str:
+        return (
+            f"{self.sessions} sessions: p99 {self.p99_ms:.1f} ms (p50 {self.p50_ms:.1f}), "
+            f"client {self.cores:.2f} cores, {self.rss_mb:.0f} MiB, server "
+            f"{self.other_cores:.2f} cores"
+        )
+
+
+@dataclass
+class Probe:
+    """How to read the measured process: CPU seconds, RSS MiB, and the other processes' CPU."""
+
+    cpu_s: Callable[[], float]
+    rss_mb: Callable[[], float]
+    other_cpu_s: Callable[[], float]
+    #: Start/stop recording lateness and return the values (they may live in another process).
+    start_recording: Callable[[], Awaitable[None]]
+    stop_recording: Callable[[], Awaitable[list[float]]]
+
+
+async def ramp(
+    add: Callable[[int], Awaitable[int]],
+    probe: Probe,
+    steps: Sequence[int],
+    *,
+    limit_ms: float,
+    window_s: float,
+    settle_s: float,
+    budget_s: float,
+    log: Callable[[str], None] = lambda line: None,
+) -> list[Step]:
+    """Raise the session count through ``steps`` (``add(n)`` brings it to n, returns how many
+    really run) until p99 lateness exceeds ``limit_ms`` or ``budget_s`` is spent."""
+    start = time.monotonic()
+    results: list[Step] = []
+    for target in steps:
+        if time.monotonic() - start + settle_s + window_s > budget_s:
+            log(f"time budget spent before {target} sessions")
+            break
+        running = await add(target)
+        await asyncio.sleep(settle_s)
+        await probe.start_recording()
+        cpu0, other0, t0 = probe.cpu_s(), probe.other_cpu_s(), time.monotonic()
+        await asyncio.sleep(window_s)
+        cpu1, other1, t1 = probe.cpu_s(), probe.other_cpu_s(), time.monotonic()
+        values = await probe.stop_recording()
+        ms = [v * 1000 for v in values]
+        step = Step(
+            sessions=running,
+            p50_ms=percentile(ms, 50),
+            p99_ms=percentile(ms, 99),
+            frames=len(ms),
+            cores=(cpu1 - cpu0) / (t1 - t0),
+            rss_mb=probe.rss_mb(),
+            other_cores=(other1 - other0) / (t1 - t0),
+        )
+        results.append(step)
+        log(step.text())
+        if running < target or not ms or step.p99_ms > limit_ms:
+            break
+    return results
+
+
+def passing(steps: Sequence[Step], limit_ms: float) -> Step | None:
+    """The largest step that held the lateness limit."""
+    ok = [s for s in steps if s.frames and s.p99_ms <= limit_ms]
+    return max(ok, key=lambda s: s.sessions) if ok else None

@@ -1,0 +1,100 @@
+"""Smoke test of the benchmarks: the cheap figures run in --quick mode and produce numbers.
+
+No timing is asserted (the machine may be busy); only that each figure yields rows with finite
+numbers where numbers are due, that the command line works end to end, and that the helpers
+compute what they say.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from bench.common import better_ratio, percentile, table
+from bench.run import CHEAP, FIGURES, main, run_figure
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def test_downlink_quick_rows_have_numbers() -> None:
+    rows = run_figure("downlink", quick=True)
+    assert [r["figure"] for r in rows if "FAILED" in r["figure"]] == []
+    cost, share = rows
+    assert _is_number(cost["ours"]) and cost["ours"] > 0
+    assert _is_number(cost["baseline"]) and cost["baseline"] > 0
+    assert _is_number(cost["ratio"]) and cost["ratio"] > 0
+    assert 0 < share["ours"] < 100  # parsing is part of the cost, never all of it
+
+
+def test_cli_runs_the_cheap_figures_and_writes_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "rows.json"
+    assert main(["cheap", "--quick", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "machine:" in printed and "downlink cost" in printed
+    data = json.loads(out.read_text())
+    assert data["quick"] is True
+    rows = data["rows"]
+    assert not [r for r in rows if "FAILED" in r["figure"]]
+    uplink = [r for r in rows if "uplink" in r["figure"]]
+    assert uplink, "the uplink figure produced no rows"
+    for r in rows:
+        assert set(r) >= {"figure", "ours", "baseline", "ratio", "goal", "met"}
+        assert _is_number(r["ours"]) or r["ours"] is None
+    cost = next(r for r in uplink if "cost" in r["figure"])
+    assert _is_number(cost["ours"]) and cost["ours"] > 0
+    assert cost["met"] in (True, False)  # judged against the issue's goal
+
+
+def test_cli_rejects_an_unknown_figure() -> None:
+    with pytest.raises(SystemExit):
+        main(["no-such-figure"])
+
+
+def test_cheap_figures_are_registered() -> None:
+    assert set(CHEAP) <= set(FIGURES)
+
+
+def test_a_failing_figure_becomes_a_row(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(FIGURES, "broken", ("bench.no_such_module", "broken on purpose"))
+    (r,) = run_figure("broken", quick=True)
+    assert "FAILED" in r["figure"] and r["met"] is False
+
+
+def test_percentile_matches_numpy() -> None:
+    values = [5.0, 1.0, 9.0, 3.0, 7.0, 2.0]
+    for q in (0, 25, 50, 90, 99, 100):
+        assert percentile(values, q) == pytest.approx(float(np.percentile(values, q)))
+    assert math.isnan(percentile([], 50))
+
+
+def test_better_ratio_direction() -> None:
+    assert better_ratio(10.0, 30.0, lower_is_better=True) == pytest.approx(3.0)
+    assert better_ratio(300.0, 100.0, lower_is_better=False) == pytest.approx(3.0)
+    assert better_ratio(0.0, 30.0, lower_is_better=True) is None
+    assert better_ratio(1.0, None, lower_is_better=True) is None
+
+
+def test_table_lists_every_row() -> None:
+    rows = [
+        {"figure": "a", "ours": 1.5, "baseline": None, "ratio": None, "goal": "g", "met": True},
+        {
+            "figure": "b",
+            "ours": float("inf"),
+            "baseline": 2.0,
+            "ratio": 3.0,
+            "goal": "",
+            "met": None,
+        },
+    ]
+    text = table(rows)
+    assert len(text.splitlines()) == 3
+    assert "inf" in text and "yes" in text
+    md = table(rows, markdown=True)
+    assert md.splitlines()[1].startswith("|---")
