@@ -78,12 +78,14 @@ def validate_client_event(event: Any) -> ProtocolError | None:
 
 def decode_audio(value: str, param: str = "audio") -> bytes | ProtocolError:
     """Base64 audio of an append, or the error OpenAI gives for it."""
+    too_big = invalid_value(param, "audio exceeds the maximum of 15 MiB per event.")
     if len(value) > MAX_AUDIO_APPEND_BYTES * 4 // 3 + 4:
-        return invalid_value(param, "audio exceeds the maximum of 15 MiB per event.")
+        return too_big
     try:
-        return base64.b64decode(value, validate=True)
+        data = base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
         return invalid_value(param, "audio is not valid base64.")
+    return too_big if len(data) > MAX_AUDIO_APPEND_BYTES else data
 
 
 def validate_item(param: str, item: Any) -> ProtocolError | None:

@@ -540,12 +540,20 @@ class Connection:
     def _start_response(
         self, settings: ResponseSettings, items: list[tuple[dict[str, Any], int]] | None
     ) -> Response:
-        if items is None:
-            items = [(e.snapshot(), sum(e.audio_ms(i) for i in e.audio)) for e in self.conversation]
-        snapshot = items
+        pending = [t for t in self._transcripts.values() if not t.done()]
 
         async def context() -> Context:
-            return await build_context(settings.instructions, snapshot, self._transcript_of)
+            if items is not None:
+                chosen = items
+            else:
+                # Wait for the transcripts first, then read the conversation: a truncate that
+                # arrived meanwhile (the client cutting what it played) is then already in it.
+                for task in pending:
+                    await asyncio.wait([task])
+                chosen = [
+                    (e.snapshot(), sum(e.audio_ms(i) for i in e.audio)) for e in self.conversation
+                ]
+            return await build_context(settings.instructions, chosen, self._transcript_of)
 
         response = Response(
             self._new_id("resp"),

@@ -48,6 +48,8 @@ Send = Callable[[dict[str, Any]], None]
 AUDIO_CHUNK_MS = 200
 # A complete sentence in streamed text: up to the last end mark followed by whitespace.
 _LAST_SENTENCE_END = re.compile(r".*[.!?…][\"'”’)\]]*\s", re.S)
+# Before anything is voiced, a first clause this long is spoken without waiting for the sentence.
+_FIRST_CLAUSE = re.compile(r".{24,}?[,;:]\s", re.S)
 # Limits reported by rate_limits.updated (the local server has none; clients just want numbers).
 _REQUEST_LIMIT = 10_000
 _TOKEN_LIMIT = 1_000_000
@@ -81,6 +83,7 @@ class _Message:
         self.audio = audio
         self.text = ""  # transcript (audio) or text so far
         self.pending = ""  # streamed text not yet voiced (audio only)
+        self.queued = 0  # sentences handed to the voice so far
         self.sentences: asyncio.Queue[str | None] = asyncio.Queue()
         self.voice_task: asyncio.Task[None] | None = None
 
@@ -247,12 +250,15 @@ class Response:
             return
         message.pending += text
         match = _LAST_SENTENCE_END.match(message.pending)
+        if match is None and message.queued == 0:
+            match = _FIRST_CLAUSE.match(message.pending)  # first audio as early as possible
         if match is not None:
             complete, message.pending = (
                 message.pending[: match.end()],
                 message.pending[match.end() :],
             )
             for sentence in split_sentences(complete):
+                message.queued += 1
                 message.sentences.put_nowait(sentence)
 
     def _open_message(self) -> _Message:

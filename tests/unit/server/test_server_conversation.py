@@ -1,0 +1,140 @@
+"""Conversation bookkeeping: insert-after, delete, retrieve and truncate, without events."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from realtalk.protocol import events as ev
+from realtalk.protocol.audio_formats import PCM24K, PCMU
+from realtalk.server.conversation import Conversation, Entry, SpokenSegment, spoken_text
+from realtalk.server.errors import RequestError
+
+
+def text_entry(item_id: str, text: str = "hi") -> Entry:
+    return Entry(ev.message_item("user", [ev.input_text(text)], item_id=item_id))
+
+
+def assistant_audio(item_id: str, transcript: str, ms: int, fmt=PCM24K) -> Entry:  # type: ignore[no-untyped-def]
+    item = ev.message_item(
+        "assistant", [{"type": "output_audio", "transcript": transcript}], item_id=item_id
+    )
+    return Entry(item, audio={0: bytearray(fmt.bytes_for_ms(ms))}, audio_format=fmt)
+
+
+def ids(conversation: Conversation) -> list[str]:
+    return [entry.id for entry in conversation]
+
+
+def test_items_append_and_report_their_predecessor() -> None:
+    conversation = Conversation()
+    assert conversation.add(text_entry("a")) is None
+    assert conversation.add(text_entry("b")) == "a"
+    assert conversation.last_id == "b"
+
+
+def test_insert_after_an_item_and_at_the_root() -> None:
+    conversation = Conversation()
+    for item_id in "abc":
+        conversation.add(text_entry(item_id))
+    assert conversation.add(text_entry("x"), previous_item_id="a") == "a"
+    assert conversation.add(text_entry("r"), previous_item_id="root") is None
+    assert ids(conversation) == ["r", "a", "x", "b", "c"]
+    assert conversation.previous_id("b") == "x"
+
+
+def test_unknown_previous_item_and_duplicate_ids_are_refused() -> None:
+    conversation = Conversation()
+    conversation.add(text_entry("a"))
+    with pytest.raises(RequestError) as unknown:
+        conversation.add(text_entry("b"), previous_item_id="nope")
+    assert unknown.value.problem.param == "previous_item_id"
+    with pytest.raises(RequestError) as duplicate:
+        conversation.add(text_entry("a"))
+    assert duplicate.value.problem.code == "invalid_value"
+    assert ids(conversation) == ["a"]
+
+
+def test_delete_removes_and_missing_items_get_openai_codes() -> None:
+    conversation = Conversation()
+    conversation.add(text_entry("a"))
+    conversation.add(text_entry("b"))
+    assert conversation.delete("a").id == "a"
+    assert ids(conversation) == ["b"]
+    for action, call in [
+        ("delete", lambda: conversation.delete("a")),
+        ("retrieve", lambda: conversation.retrieve("a")),
+        ("truncate", lambda: conversation.truncate("a", 0, 0)),
+    ]:
+        with pytest.raises(RequestError) as missing:
+            call()
+        assert missing.value.problem.code == f"item_{action}_invalid_item_id"
+        assert missing.value.problem.param == "item_id"
+
+
+def test_retrieve_returns_the_audio_and_snapshots_are_independent() -> None:
+    conversation = Conversation()
+    entry = assistant_audio("a", "Hello there.", 100)
+    conversation.add(entry)
+    item = conversation.retrieve("a")
+    audio = base64.b64decode(item["content"][0]["audio"])
+    assert len(audio) == PCM24K.bytes_for_ms(100)
+    snapshot = entry.snapshot()
+    assert "audio" not in snapshot["content"][0]
+    entry.item["content"][0]["transcript"] = "changed"
+    assert snapshot["content"][0]["transcript"] == "Hello there."
+
+
+def test_truncate_cuts_audio_and_keeps_the_words_heard() -> None:
+    conversation = Conversation()
+    transcript = "One two three four. Five six seven eight."
+    entry = assistant_audio("a", transcript, 2000)
+    entry.spoken = [
+        SpokenSegment(0, 1000, 0, 19),
+        SpokenSegment(1000, 2000, 19, len(transcript)),
+    ]
+    conversation.add(entry)
+    conversation.truncate("a", 0, 1500)
+    assert entry.audio_ms() == 1500
+    assert entry.item["content"][0]["transcript"] == "One two three four. Five six"
+
+
+def test_truncate_in_g711_counts_one_byte_a_sample() -> None:
+    conversation = Conversation()
+    entry = assistant_audio("a", "Hi there.", 1000, fmt=PCMU)
+    conversation.add(entry)
+    conversation.truncate("a", 0, 250)
+    assert len(entry.audio[0]) == 2000
+
+
+def test_truncate_past_the_end_names_both_durations() -> None:
+    conversation = Conversation()
+    conversation.add(assistant_audio("a", "Hi.", 900))
+    with pytest.raises(RequestError) as too_long:
+        conversation.truncate("a", 0, 1200)
+    problem = too_long.value.problem
+    assert (problem.code, problem.param) == ("invalid_value", "audio_end_ms")
+    assert problem.message == "Audio content of 900ms is already shorter than 1200ms"
+
+
+def test_only_assistant_audio_can_be_truncated() -> None:
+    conversation = Conversation()
+    conversation.add(text_entry("u"))
+    conversation.add(Entry(ev.assistant_text_item("Just text.", item_id="t")))
+    for item_id in ("u", "t"):
+        with pytest.raises(RequestError) as refused:
+            conversation.truncate(item_id, 0, 0)
+        assert refused.value.problem.code == "unsupported_content_type"
+    conversation.add(assistant_audio("a", "Hi.", 500))
+    with pytest.raises(RequestError) as bad_index:
+        conversation.truncate("a", 1, 0)
+    assert bad_index.value.problem.param == "content_index"
+
+
+@pytest.mark.parametrize(
+    ("end_ms", "expected"),
+    [(0, ""), (250, "one"), (500, "one two"), (999, "one two three"), (1000, "one two three four")],
+)
+def test_spoken_text_without_timing_spreads_words_evenly(end_ms: int, expected: str) -> None:
+    assert spoken_text("one two three four", [], end_ms, 1000) == expected

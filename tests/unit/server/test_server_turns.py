@@ -1,0 +1,113 @@
+"""Turn detection fed probabilities directly: no audio, no clock."""
+
+from __future__ import annotations
+
+import pytest
+
+from realtalk.server.turns import (
+    EAGERNESS_SILENCE_MS,
+    SpeechStarted,
+    SpeechStopped,
+    TurnDetector,
+    TurnSettings,
+)
+
+W = 32.0  # ms per VAD window
+
+
+def windows(ms: float) -> int:
+    return round(ms / W)
+
+
+def test_start_includes_prefix_padding_and_stop_reports_where_silence_began() -> None:
+    detector = TurnDetector(TurnSettings(prefix_padding_ms=300, silence_duration_ms=200))
+    decisions = detector.feed([0.0] * 50)  # 1.6 s of silence
+    assert decisions == []
+    decisions = detector.feed([0.9] * 30)  # speech from 1600 ms
+    assert decisions == [SpeechStarted(1600 - 300)]
+    assert detector.speaking
+    decisions = detector.feed([0.0] * 10)  # silence from 2560 ms, 320 ms of it
+    assert decisions == [SpeechStopped(1600 + 30 * 32)]
+    assert not detector.speaking
+
+
+def test_padding_never_reaches_before_the_start_of_listening() -> None:
+    detector = TurnDetector(TurnSettings(prefix_padding_ms=300), start_ms=5000.0)
+    assert detector.feed([0.9, 0.9]) == [SpeechStarted(5000)]
+
+
+def test_a_click_shorter_than_min_speech_is_ignored() -> None:
+    detector = TurnDetector(TurnSettings(min_speech_ms=64))
+    assert detector.feed([0.9, 0.0, 0.9, 0.0, 0.0]) == []
+    assert detector.feed([0.9, 0.9]) != []
+
+
+def test_stop_waits_for_the_whole_silence_duration() -> None:
+    settings = TurnSettings(silence_duration_ms=500)
+    detector = TurnDetector(settings)
+    detector.feed([0.9] * 5)
+    assert detector.feed([0.0] * (windows(500) - 1)) == []
+    assert detector.feed([0.0]) == [SpeechStopped(5 * 32)]
+
+
+def test_speech_during_the_silence_restarts_it() -> None:
+    detector = TurnDetector(TurnSettings(silence_duration_ms=200))
+    detector.feed([0.9] * 5)
+    assert detector.feed([0.0] * 5 + [0.9] + [0.0] * 5) == []  # never 200 ms in a row
+    assert detector.feed([0.0] * 2) == [SpeechStopped(11 * 32)]
+
+
+def test_probabilities_between_the_thresholds_neither_end_nor_reset_silence() -> None:
+    detector = TurnDetector(TurnSettings(threshold=0.5, silence_duration_ms=192))
+    detector.feed([0.9] * 3)
+    # 0.4 is below the start threshold but above the stop threshold (0.35): no silence begins
+    assert detector.feed([0.4] * 20) == []
+    assert detector.feed([0.1] * 3 + [0.4] * 2 + [0.1]) == [SpeechStopped(23 * 32)]
+
+
+def test_a_second_turn_cannot_reach_back_into_the_first() -> None:
+    detector = TurnDetector(TurnSettings(prefix_padding_ms=1000, silence_duration_ms=64))
+    detector.feed([0.9] * 3 + [0.0] * 2)  # turn ends at 160 ms (decision taken there)
+    started = detector.feed([0.9] * 2)
+    assert started == [SpeechStarted(160)]
+
+
+def test_reset_forgets_speech_and_moves_the_clock() -> None:
+    detector = TurnDetector(TurnSettings())
+    detector.feed([0.9] * 5)
+    detector.reset(10_000.0)
+    assert not detector.speaking
+    assert detector.position_ms == 10_000.0
+    assert detector.feed([0.0] * 30) == []
+
+
+@pytest.mark.parametrize(("eagerness", "silence"), sorted(EAGERNESS_SILENCE_MS.items()))
+def test_semantic_vad_maps_eagerness_to_a_silence_timeout(eagerness: str, silence: int) -> None:
+    settings = TurnSettings.from_session(
+        {"type": "semantic_vad", "eagerness": eagerness, "create_response": False}
+    )
+    assert settings.silence_duration_ms == silence
+    assert settings.create_response is False
+    assert (
+        EAGERNESS_SILENCE_MS["high"] < EAGERNESS_SILENCE_MS["medium"] < EAGERNESS_SILENCE_MS["low"]
+    )
+
+
+def test_server_vad_settings_come_from_the_session() -> None:
+    settings = TurnSettings.from_session(
+        {
+            "type": "server_vad",
+            "threshold": 0.7,
+            "prefix_padding_ms": 100,
+            "silence_duration_ms": 900,
+            "interrupt_response": False,
+        }
+    )
+    assert (settings.threshold, settings.prefix_padding_ms, settings.silence_duration_ms) == (
+        0.7,
+        100,
+        900,
+    )
+    assert settings.interrupt_response is False and settings.create_response is True
+    detector = TurnDetector(settings)
+    assert detector.feed([0.65] * 10) == []  # below this session's threshold
