@@ -16,9 +16,11 @@ turns the model's events into a small, JSON-friendly stream a UI can show as it 
     reconnecting          {"attempt", "reason"};  reconnected  {"attempt"}
     closed                {"reason"}
 
-``agent_state`` is derived from what is going on rather than set by hand, so it cannot get stuck:
-``speaking`` while agent audio is being played, else ``thinking`` while a reply is on its way
-(requested, in progress, or due after a tool call), else ``listening``.
+``agent_state`` is derived from what is going on rather than set by hand: ``speaking`` while
+agent audio is being played; else ``thinking`` from the moment a reply is due (requested, or the
+user stopped speaking) until the model reports the turn complete with ``turn_metrics`` (so a tool
+call and its follow-up are one stretch of thinking, not a flicker through ``listening``), or while
+received audio waits to play; else ``listening``.
 """
 
 from __future__ import annotations
@@ -87,8 +89,9 @@ class AgentSession(EventEmitter[str]):
         # What the agent state is derived from.
         self._connected = False
         self._speaking_items: set[str] = set()
-        self._active_responses: set[str] = set()
-        self._awaiting_response = False
+        self._awaiting_response = False  # asked for (or due after user speech), not yet created
+        self._turn_open = False  # a response was created; the model has not completed the turn
+        self._settle_pending = False
         # Lifecycle.
         self._start_called = False
         self._entered = False
@@ -195,8 +198,8 @@ class AgentSession(EventEmitter[str]):
         await asyncio.gather(*pending, return_exceptions=True)
         self._connected = False
         self._speaking_items.clear()
-        self._active_responses.clear()
         self._awaiting_response = False
+        self._turn_open = False
         self._set_user_state("listening")
         self._set_agent_state("closed")
         self.emit("closed", {"reason": reason})
@@ -286,7 +289,6 @@ class AgentSession(EventEmitter[str]):
             "agent_speech_started": self._on_agent_speech_started,
             "agent_speech_ended": self._on_agent_speech_ended,
             "response_created": self._on_response_created,
-            "response_done": self._on_response_done,
             "realtime_model_transcription": self._on_transcription,
             "function_call": self._on_function_call,
             "turn_metrics": self._on_turn_metrics,
@@ -312,17 +314,14 @@ class AgentSession(EventEmitter[str]):
 
     def _on_agent_speech_ended(self, payload: dict[str, Any]) -> None:
         self._speaking_items.discard(str(payload.get("item_id")))
-        self._update_agent_state()
+        # The model completes the turn right after the last audio played (in the same call
+        # chain); settle once it has had that chance, so the state does not flicker through
+        # "thinking" on its way to "listening".
+        self._settle_soon()
 
-    def _on_response_created(self, payload: dict[str, Any]) -> None:
+    def _on_response_created(self, _payload: dict[str, Any]) -> None:
         self._awaiting_response = False
-        self._active_responses.add(str(payload.get("response_id")))
-        self._update_agent_state()
-
-    def _on_response_done(self, payload: dict[str, Any]) -> None:
-        self._active_responses.discard(str(payload.get("response_id")))
-        if _calls_tools(payload):
-            self._awaiting_response = True  # the model replies again once the tools ran
+        self._turn_open = True
         self._update_agent_state()
 
     def _on_transcription(self, payload: dict[str, Any]) -> None:
@@ -348,8 +347,12 @@ class AgentSession(EventEmitter[str]):
         )
 
     def _on_turn_metrics(self, metrics: TurnMetrics) -> None:
+        # The model reports a turn once it is over: every response done (a tool call's
+        # follow-up included) and its audio played, or cut short by the user speaking.
+        self._turn_open = False
         self.metrics.append(metrics)
         self.emit("metrics", metrics.to_dict())
+        self._update_agent_state()
 
     def _on_error(self, error: Any) -> None:
         if isinstance(error, ModelError):
@@ -362,10 +365,6 @@ class AgentSession(EventEmitter[str]):
             }
         else:
             payload = {"message": str(error), "code": None, "fatal": False}
-        if not self._active_responses:
-            # A refused request produces no response; do not stay "thinking" for it.
-            self._awaiting_response = False
-            self._update_agent_state()
         self.emit("error", payload)
         if payload["fatal"]:
             self._spawn(self.close(reason=f"fatal error: {payload['message']}"))
@@ -388,6 +387,15 @@ class AgentSession(EventEmitter[str]):
 
     # -- state -----------------------------------------------------------------------------------
 
+    def _settle_soon(self) -> None:
+        if not self._settle_pending:
+            self._settle_pending = True
+            asyncio.get_running_loop().call_soon(self._settle)
+
+    def _settle(self) -> None:
+        self._settle_pending = False
+        self._update_agent_state()
+
     def _update_agent_state(self) -> None:
         if self._close_task is not None and self._closed.is_set():
             return
@@ -396,8 +404,8 @@ class AgentSession(EventEmitter[str]):
             state = "initializing"
         elif self._speaking_items:
             state = "speaking"
-        elif self._active_responses or self._awaiting_response:
-            state = "thinking"
+        elif self._awaiting_response or self._turn_open or self.audio_output.buffered_ms:
+            state = "thinking"  # a reply is due, in progress, or queued but not yet playing
         else:
             state = "listening"
         self._set_agent_state(state)
@@ -411,14 +419,3 @@ class AgentSession(EventEmitter[str]):
         if state != self.user_state:
             self.user_state = state
             self.emit("user_state_changed", {"state": state})
-
-
-def _calls_tools(response_done: dict[str, Any]) -> bool:
-    """Whether a finished response asked for tool calls (so a follow-up reply is due)."""
-    if response_done.get("function_calls"):
-        return True
-    response = response_done.get("response")
-    output = response.get("output") if isinstance(response, dict) else response_done.get("output")
-    if not isinstance(output, list):
-        return False
-    return any(isinstance(item, dict) and item.get("type") == "function_call" for item in output)

@@ -336,7 +336,10 @@ async def test_a_spoken_turn_moves_user_and_agent_states(
     assert session.agent_state == "speaking"
     model.emit("response_done", {"response_id": "r1"})
     assert session.agent_state == "speaking"  # the audio is still playing
+    # As the plugin does: the last frame played, then at once the turn is reported complete.
     model.emit("agent_speech_ended", {"item_id": "i1", "played_ms": 900, "interrupted": False})
+    model.emit("turn_metrics", TurnMetrics(index=0))
+    await asyncio.sleep(0)
     assert session.agent_state == "listening"
 
     assert recorder.states() == ["listening", "thinking", "speaking", "listening"]
@@ -349,25 +352,39 @@ async def test_the_agent_keeps_thinking_between_a_tool_call_and_its_follow_up(
     session, model, recorder = started
     await session.send_text("what time is it?")
     model.emit("response_created", {"response_id": "r1"})
-    model.emit(
-        "response_done",
-        {"response_id": "r1", "output": [{"type": "function_call", "name": "now"}]},
-    )
-    assert session.agent_state == "thinking"  # the tool runs; a second response is due
+    model.emit("agent_speech_started", {"item_id": "i1"})  # "let me look that up"
+    model.emit("response_done", {"response_id": "r1"})
+    model.emit("agent_speech_ended", {"item_id": "i1", "played_ms": 700, "interrupted": False})
+    await asyncio.sleep(0)
+    assert session.agent_state == "thinking"  # the tool runs; the turn is not over
+    model.emit("function_call", {"name": "now", "arguments": "{}", "output": "noon"})
     model.emit("response_created", {"response_id": "r2"})
     model.emit("agent_speech_started", {"item_id": "i2"})
-    model.emit("response_done", {"response_id": "r2", "output": [{"type": "message"}]})
+    model.emit("response_done", {"response_id": "r2"})
     model.emit("agent_speech_ended", {"item_id": "i2", "played_ms": 500, "interrupted": False})
-    assert recorder.states() == ["listening", "thinking", "speaking", "listening"]
+    model.emit("turn_metrics", TurnMetrics(index=0, tool_calls=["now"]))
+    await asyncio.sleep(0)
+    assert recorder.states() == [
+        "listening",
+        "thinking",
+        "speaking",
+        "thinking",
+        "speaking",
+        "listening",
+    ]
 
 
-async def test_a_refused_request_does_not_leave_the_agent_thinking(
+async def test_audio_received_but_not_yet_playing_counts_as_thinking(
     started: tuple[AgentSession, FakeModel, Recorder],
 ) -> None:
     session, model, _ = started
-    await session.reply()
+    model.emit("response_created", {"response_id": "r1"})
+    session.audio_output.push("i1", bytes(4800))  # 100 ms, still in the jitter buffer
+    model.emit("response_done", {"response_id": "r1"})
+    model.emit("turn_metrics", TurnMetrics(index=0))
     assert session.agent_state == "thinking"
-    model.emit("error", ModelError("no", code="conversation_already_has_active_response"))
+    session.audio_output.flush()
+    await session.interrupt()
     assert session.agent_state == "listening"
 
 

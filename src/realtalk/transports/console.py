@@ -83,6 +83,7 @@ class ConsoleTransport(Transport):
         self._stdin = stdin if stdin is not None else sys.stdin
         self._out = stdout if stdout is not None else sys.stdout
         self._interactive = _isatty(self._out)
+        self._interim = False  # an interim transcript line is on screen
         self._input_device = input_device
         self._output_device = output_device
         reason = audio_unavailable_reason() if audio is not False else None
@@ -98,7 +99,6 @@ class ConsoleTransport(Transport):
         self._streams: list[Any] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._listeners: list[tuple[str, Callable[..., Any]]] = []
-        self._interim = False  # an interim transcript line is on screen
         self._closed = False
 
     # -- Transport -------------------------------------------------------------------------------
@@ -182,9 +182,7 @@ class ConsoleTransport(Transport):
     async def _wait_for_agent(self) -> None:
         """Let the agent finish its answer (piped input ends right after the last line)."""
         session = self._session()
-        while not session.closed and (
-            session.agent_state != "listening" or session.audio_output.buffered_ms > 0
-        ):
+        while not session.closed and session.agent_state != "listening":
             await asyncio.sleep(0.05)
 
     # -- audio -----------------------------------------------------------------------------------

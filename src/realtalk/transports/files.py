@@ -172,10 +172,10 @@ class FilesTransport(Transport):
     async def _converse(self) -> None:
         session = self._session()
         await session.wait_started()
-        if session.closed:
-            return
-        if not await self._wait_until_listening(self.turn_timeout_s):
-            self._turns[-1].error = f"the agent was still busy after {self.turn_timeout_s:g} s"
+        if session.agent_state != "listening" and not await self._wait(
+            functools.partial(self._answered, 0), self.turn_timeout_s
+        ):
+            self._turns[-1].error = f"the greeting took longer than {self.turn_timeout_s:g} s"
         for path, audio in zip(self.inputs, self._audio_in, strict=True):
             if session.closed:
                 return
@@ -184,16 +184,15 @@ class FilesTransport(Transport):
             self._turns.append(turn)
             logger.info("feeding %s (%.1f s)", path, audio.duration_ms / 1000)
             reacted = functools.partial(self._reacted_since, self._reactions)
+            answered = functools.partial(self._answered, len(self._all_metrics))
             await self._feed(audio)
             if not await self._wait(reacted, self.start_timeout_s):
                 turn.error = f"no reply within {self.start_timeout_s:g} s (was speech detected?)"
                 logger.warning("%s: %s", path, turn.error)
-                continue
-            if not await self._wait_until_listening(self.turn_timeout_s):
+            elif not await self._wait(answered, self.turn_timeout_s):
                 turn.error = f"the answer took longer than {self.turn_timeout_s:g} s"
                 logger.warning("%s: %s", path, turn.error)
                 await session.interrupt()
-        self._end_turn()
         await self._finish()
         await session.close(reason="all inputs answered")
 
@@ -216,20 +215,19 @@ class FilesTransport(Transport):
                 await asyncio.sleep(0)  # let the receive loop run between frames
 
     def _reacted_since(self, count: int) -> bool:
-        return self._reactions > count
+        """The agent left ``listening`` (or closed) since the count was ``count``."""
+        return self._reactions > count or self._session().closed
 
-    async def _wait_until_listening(self, timeout: float) -> bool:
+    def _answered(self, metrics_count: int) -> bool:
+        """The turn is over: the model reported its metrics (which it does once the answer,
+        tool calls and follow-ups included, is complete and played) and the agent listens."""
         session = self._session()
-        return await self._wait(
-            lambda: (
-                session.agent_state in ("listening", "closed")
-                and session.audio_output.buffered_ms == 0
-            ),
-            timeout,
-        )
+        if session.closed:
+            return True
+        return len(self._all_metrics) > metrics_count and session.agent_state == "listening"
 
     async def _wait(self, predicate: Callable[[], bool], timeout: float) -> bool:
-        """Wait until ``predicate()`` holds, re-checking on every agent state change."""
+        """Wait until ``predicate()`` holds, re-checked on each state change, metrics and frame."""
         try:
             async with asyncio.timeout(timeout):
                 while not predicate():
@@ -277,6 +275,7 @@ class FilesTransport(Transport):
     def _on_metrics(self, payload: dict[str, Any]) -> None:
         self._turns[-1].metrics.append(payload)
         self._all_metrics.append(payload)
+        self._state_changed.set()
 
     def _on_error(self, payload: dict[str, Any]) -> None:
         self._errors.append({**payload, "t": self._elapsed()})
