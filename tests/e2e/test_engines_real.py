@@ -157,7 +157,7 @@ async def test_llama_stops_when_closed_and_queues_concurrent_requests(engines: E
     long = engines.llm.stream(
         [ChatMessage("user", "Tell me a long story about a dragon.")],
         tools=[],
-        max_output_tokens=400,
+        max_output_tokens=1_000_000,  # more than the context: clamped, not an error
     )
     async with contextlib.aclosing(long):
         async for chunk in long:

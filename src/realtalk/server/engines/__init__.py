@@ -5,6 +5,12 @@ The interfaces live in `base`; `load_engines` picks and loads a set. Model-backe
 needs nothing beyond numpy.
 """
 
+import os
+
+# onnxruntime (Silero, Piper, faster-whisper) reads this when imported; set it before any engine
+# module can import it. Its disable_telemetry_events() alone did not stop the lookups.
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+
 from realtalk.server.engines.base import (
     LLM,
     VAD,

@@ -147,7 +147,10 @@ class LlamaLLM(LLM):
             if tool is not None:
                 yield from self._call(tool, request)
             else:
-                yield from self._reply(messages, max_output_tokens or self.max_reply_tokens)
+                # None means "as long as it likes": a short spoken reply. Never more than half
+                # the context, so a huge limit ("inf" upstream) cannot crowd out the prompt.
+                limit = max_output_tokens or self.max_reply_tokens
+                yield from self._reply(messages, max(1, min(limit, self.n_ctx // 2)))
 
     # -- replies ---------------------------------------------------------------------------
 
