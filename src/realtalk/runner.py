@@ -231,17 +231,25 @@ async def _model_endpoint(engine: str, voice: str | None) -> AsyncIterator[str |
     options: dict[str, Any] = {"engine": engine}
     if voice is not None:
         options["voice"] = voice
+    if engine == "local":
+        _note("No OPENAI_API_KEY: loading the local realtalk engines...")
+        options["progress"] = lambda line: _note(f"  {line}")
     server = LocalServer("127.0.0.1", port=0, **options)
     await server.start()
     base_url: str = server.base_url
     described = f"engine {engine}" + (f", voice {voice}" if voice else "")
-    print(f"No OPENAI_API_KEY: using the local realtalk server at {base_url} ({described})")
+    _note(f"No OPENAI_API_KEY: using the local realtalk server at {base_url} ({described})")
     os.environ["OPENAI_BASE_URL"] = base_url
     try:
         yield base_url
     finally:
         os.environ.pop("OPENAI_BASE_URL", None)
         await server.aclose()
+
+
+def _note(line: str) -> None:
+    """What the runner tells the user goes to stderr, so stdout stays the conversation's."""
+    print(line, file=sys.stderr, flush=True)
 
 
 @contextlib.asynccontextmanager
@@ -287,6 +295,10 @@ async def _run_one(
             job.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await job  # re-raises what the agent's entrypoint raised
+    session = ctx.transport.session
+    if session is not None and (session.close_reason or "").startswith("fatal error"):
+        print(f"realtalk run: the session ended with a {session.close_reason}", file=sys.stderr)
+        return 1
     return _summarize(ctx.transport, report_to_stdout)
 
 

@@ -80,6 +80,8 @@ class AgentSession(EventEmitter[str]):
         self.user_state: UserState = "listening"
         self.agent_state: AgentState = "initializing"
         self.metrics: list[TurnMetrics] = []
+        #: Why the session closed (None while open): "closed", "fatal error: ...", ...
+        self.close_reason: str | None = None
         if model.audio_output is None:
             model.audio_output = AudioOutput(_OUTPUT_SAMPLE_RATE)
         self._throttler = FrameThrottler(max_video_fps)
@@ -163,6 +165,7 @@ class AgentSession(EventEmitter[str]):
         close itself cancels (a transport's pump that decides the conversation is over).
         """
         if self._close_task is None:
+            self.close_reason = reason
             self._close_task = asyncio.get_running_loop().create_task(self._close(reason))
         await asyncio.shield(self._close_task)
 

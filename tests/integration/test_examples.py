@@ -206,7 +206,7 @@ def test_realtalk_run_answers_a_wav_with_the_scripted_local_server(tmp_path: Pat
         "--output", str(output),
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert "No OPENAI_API_KEY: using the local realtalk server at http://127.0.0.1:" in done.stdout
+    assert "No OPENAI_API_KEY: using the local realtalk server at http://127.0.0.1:" in done.stderr
     report = json.loads(output.with_suffix(".json").read_text())
     greeting, answer = report["turns"]
     assert greeting["input"] is None and greeting["agent"]

@@ -446,6 +446,7 @@ async def test_a_fatal_error_closes_the_session(
     await asyncio.wait_for(session.wait_closed(), 1)
     assert recorder.of("error")[0]["fatal"] is True
     assert "bad key" in recorder.of("closed")[0]["reason"]
+    assert session.close_reason == recorder.of("closed")[0]["reason"]
     assert ("model.aclose",) in log
 
 
