@@ -9,9 +9,10 @@ sent with ``session.send_text`` and the transcripts are printed.
 In voice mode typed lines are sent too, and the transcripts are printed the same way. Use
 headphones: without echo cancellation the microphone hears the agent and interrupts it.
 
-End of input (Ctrl+D, or the end of piped stdin) or ``/quit`` ends the conversation once the agent
-has finished its answer, so ``echo "hello" | realtalk run agent.py --transport console --text``
-prints one exchange and exits.
+``/quit`` ends the conversation once the agent has finished its answer; so does the end of input
+(Ctrl+D, or the end of piped stdin) in text mode, so ``echo "hello" | realtalk run agent.py
+--transport console --text`` prints one exchange and exits. In voice mode the end of stdin only
+stops typed input (the conversation goes on until ``/quit`` or Ctrl+C).
 """
 
 from __future__ import annotations
@@ -124,8 +125,15 @@ class ConsoleTransport(Transport):
             self._tasks.append(loop.create_task(self._discard_audio()))
         threading.Thread(target=self._read_lines, name="realtalk-stdin", daemon=True).start()
         self._tasks.append(loop.create_task(self._chat()))
-        mode = "Voice mode: speak (headphones help), or type" if self.audio else "Text mode: type"
-        self._print(f"{mode} a message and press Enter. Ctrl+D or /quit ends the conversation.")
+        if self.audio:
+            self._print(
+                "Voice mode: speak (headphones help), or type a message and press Enter. "
+                "/quit or Ctrl+C ends the conversation."
+            )
+        else:
+            self._print(
+                "Text mode: type a message and press Enter. Ctrl+D or /quit ends the conversation."
+            )
 
     async def aclose(self) -> None:
         if self._closed:
@@ -171,6 +179,8 @@ class ConsoleTransport(Transport):
         await session.wait_started()
         while not session.closed:
             line = await self._lines.get()
+            if line is None and self.audio:
+                return  # stdin ended (or was never there); the voice conversation goes on
             text = line.strip() if line is not None else None
             if text is None or text.lower() in _QUIT:
                 break
