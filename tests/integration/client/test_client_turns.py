@@ -1,0 +1,58 @@
+"""A typed turn and a spoken turn through OpenAIRealtime and the local server."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import Callable
+from typing import Any
+
+from tests.integration.client.conftest import FRAME_MS
+
+from realtalk.media.frame import AudioFrame
+
+
+async def test_text_turn(make_rig: Callable[..., Any]) -> None:
+    rig = await make_rig()
+    await rig.model.send_text_message("hello there")
+    await rig.log.wait(lambda: rig.log.of("turn_metrics"))
+    assert rig.log.finals("agent") == ["You said: hello there."]
+    (ended,) = rig.log.of("agent_speech_ended")
+    assert ended["played_ms"] == 1000 and not ended["interrupted"]  # 4 words x 250 ms
+    (turn,) = rig.log.of("turn_metrics")
+    assert turn.usage.output_tokens > 0
+    roles = [(i["type"], i.get("role")) for i in rig.connection.items()]
+    assert roles == [("message", "user"), ("message", "assistant")]
+    assert rig.log.of("error") == []
+
+
+async def test_spoken_turn_from_48k_stereo_frames(
+    make_rig: Callable[..., Any], speech: Callable[[str], list[AudioFrame]]
+) -> None:
+    rig = await make_rig()
+    rig.server.engines.transcriber.set_next("hello how are you")
+    utterance = speech("Hello, how are you today?")
+    rig.mic.say(utterance)
+    await rig.log.wait(lambda: rig.log.of("turn_metrics"))
+
+    assert rig.log.of("user_speech_started") and rig.log.of("user_speech_ended")
+    assert rig.log.finals("user") == ["hello how are you"]
+    assert rig.log.finals("agent") == ["You said: hello how are you."]
+    (ended,) = rig.log.of("agent_speech_ended")
+    assert ended["played_ms"] == 1500  # six words, fully played
+    (turn,) = rig.log.of("turn_metrics")
+    assert turn.latency_ms is not None and turn.model_latency_ms is not None
+    assert turn.latency_ms >= turn.model_latency_ms >= 0
+    assert turn.input_transcription_usage.input_tokens + turn.input_transcription_usage.seconds > 0
+
+    # The server got 24 kHz mono at the right speed: the audio it received lasts as long as the
+    # microphone ran (a stereo-as-mono or wrong-rate bug would halve or double it).
+    await rig.mic.aclose()
+    await asyncio.sleep(0.3)
+    appended = sum(
+        len(base64.b64decode(e["audio"])) for e in rig.connection.of("input_audio_buffer.append")
+    )
+    appended_ms = appended / 48
+    assert rig.mic.sent_ms > len(utterance) * FRAME_MS
+    assert rig.mic.sent_ms - 120 <= appended_ms <= rig.mic.sent_ms
+    assert rig.log.of("error") == []
