@@ -95,7 +95,8 @@ class Tap:
 
 
 class Mic:
-    """Pushes a 20 ms frame every 20 ms on a drift-free clock: silence, or a tone while speaking."""
+    """Pushes a 20 ms frame every 20 ms on a drift-free clock: silence, a tone while speaking, or
+    the frames of a clip given to :meth:`play`."""
 
     def __init__(self, push: Callable[[AudioFrame], Any], rate: int = MIC_RATE) -> None:
         self._push = push
@@ -103,11 +104,20 @@ class Mic:
         self._silence = silence_frame(rate)
         self._tones = [tone_frame(i, rate) for i in range(50)]
         self._speak_frames = 0
+        self._clip: list[AudioFrame] = []
+        self._clip_times: list[float] = []
         self._task: asyncio.Task[None] | None = None
 
     def speak(self, seconds: float) -> None:
         """Send the tone for the next ``seconds`` (then silence again)."""
         self._speak_frames = round(seconds / FRAME_S)
+
+    def play(self, frames: list[AudioFrame]) -> list[float]:
+        """Send these frames next, in real time; returns the list that receives the
+        ``perf_counter`` time at which each one was pushed (filled as they go out)."""
+        self._clip = list(frames)
+        self._clip_times = []
+        return self._clip_times
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
@@ -123,7 +133,10 @@ class Mic:
         t0 = loop.time()
         n = 0
         while True:
-            if self._speak_frames > 0:
+            if self._clip:
+                frame = self._clip.pop(0)
+                self._clip_times.append(time.perf_counter())
+            elif self._speak_frames > 0:
                 self._speak_frames -= 1
                 frame = self._tones[n % len(self._tones)]
             else:

@@ -1,0 +1,320 @@
+"""Voice to voice on the local server with the real engines: from the end of the user's speech in
+the audio to the first frame of the agent's reply handed to the speaker.
+
+The server (``--engine local``: Silero VAD, Whisper tiny.en, SmolLM2-135M, Piper; partial
+transcripts on, as ``realtalk serve`` runs by default) runs in its own process. The client is a
+plain ``OpenAIRealtime`` with its default settings (server VAD, 200 ms of silence ends a turn) and
+a speaker pulling ``next_frame`` in real time. Each turn streams a spoken question (synthesised
+with Piper beforehand, 48 kHz, as a microphone would deliver it, 20 ms frames in real time),
+waits for the reply's first frame and for ``response.done``, interrupts, and goes on.
+
+The user's speech ends at the last loud sample of the clip; it was "spoken" 20 ms before the
+frame holding it was pushed, less its offset in that frame. Stages, from events as they reach
+the client:
+
+- VAD: end of speech → ``speech_stopped`` (the 200 ms silence the turn rule waits for included)
+- STT: → ``input_audio_transcription.completed`` (the reply is built once the transcript exists)
+- LLM + TTS: → first ``response.output_audio.delta`` (split between the two by running the
+  engines directly on the same inputs, below)
+- playout: → first frame of the reply handed out (jitter buffer and frame pacing)
+
+The server does not report stage timings, so the engines are then run directly in this process,
+one after the other, on the same questions: Whisper on the utterance, SmolLM2 until its first
+complete sentence (what the server waits for before speaking), Piper on that sentence until its
+first audio. Baseline: that back-to-back sum plus the 200 ms silence rule, i.e. what these
+models cost with no server, no client and no network; the ratio is baseline / ours.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from bench.common import Row, better_ratio, percentile, row
+from bench.harness import Mic, Tap
+from bench.serve import ServerProcess
+from realtalk.media.frame import AudioFrame
+from realtalk.media.playout import AudioOutput
+from realtalk.media.resample import resample_oneshot
+from realtalk.plugins.openai import OpenAIRealtime
+
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+
+GOAL_MS = 800.0
+SILENCE_RULE_MS = 200  # the client's default server_vad silence_duration_ms
+MIC_RATE = 48000
+FRAME = MIC_RATE // 50
+WARM_UP = "Hello, can you hear me?"  # one turn first, not counted: first calls page things in
+QUESTIONS = [
+    "What is the capital of France?",
+    "Can you tell me a joke about cats?",
+    "How many days are there in a week?",
+    "What color is the sky on a clear day?",
+    "Please recommend a good book to read.",
+    "What is two plus two?",
+    "Tell me something interesting about the moon.",
+    "How do I make a cup of tea?",
+    "What is your favorite season, and why?",
+    "Where do penguins live?",
+    "Give me a tip for sleeping better.",
+    "Why do cats purr?",
+]
+# The server's rule for "a sentence is complete" in streamed text (realtalk.server.response).
+_LAST_SENTENCE_END = re.compile(r".*[.!?…][\"'”’)\]]*\s", re.S)
+
+
+@dataclass
+class Clip:
+    text: str
+    frames: list[AudioFrame]
+    pcm16k: np.ndarray  # float32, for the direct STT run
+    speech_end: int  # sample index (48 kHz) just after the last loud sample
+
+
+@dataclass
+class Turn:
+    total: float = float("nan")
+    vad: float = float("nan")
+    stt: float = float("nan")
+    llm_tts: float = float("nan")
+    playout: float = float("nan")
+    transcript: str = ""
+
+
+@dataclass
+class Direct:
+    stt: list[float] = field(default_factory=list)
+    llm_first_sentence: list[float] = field(default_factory=list)
+    tts_first_audio: list[float] = field(default_factory=list)
+    vad_per_turn: list[float] = field(default_factory=list)
+    replies: list[str] = field(default_factory=list)
+
+
+def _say(line: str) -> None:
+    print(f"  v2v: {line}", file=sys.stderr, flush=True)
+
+
+def _clips(texts: list[str]) -> list[Clip]:
+    from realtalk.server.engines.piper import PiperVoice
+
+    voice = PiperVoice()
+    clips = []
+    for text in texts:
+        pcm = np.concatenate(list(voice.synthesize(text))).astype(np.int16)
+        audio = np.asarray(resample_oneshot(pcm, voice.sample_rate, MIC_RATE), dtype=np.int16)
+        loud = np.flatnonzero(np.abs(audio.astype(np.int32)) > 0.02 * 32768)
+        speech_end = int(loud[-1]) + 1 if loud.size else audio.size
+        lead = np.zeros(MIC_RATE * 3 // 10, dtype=np.int16)  # 300 ms of silence first
+        padded = np.concatenate([lead, audio])
+        padded = np.concatenate([padded, np.zeros((-padded.size) % FRAME, np.int16)])
+        frames = [
+            AudioFrame.from_array(padded[i : i + FRAME], MIC_RATE)
+            for i in range(0, padded.size, FRAME)
+        ]
+        pcm16k = np.asarray(resample_oneshot(pcm, voice.sample_rate, 16000), np.float32) / 32768
+        clips.append(Clip(text, frames, pcm16k, lead.size + speech_end))
+    return clips
+
+
+async def _end_to_end(base_url: str, clips: list[Clip]) -> list[Turn]:
+    output = AudioOutput(sample_rate=24000, realtime=True)
+    model = OpenAIRealtime(model="gpt-realtime", base_url=base_url)
+    model.audio_output = output
+    tap = Tap(model)
+    first_frame: list[float] = []
+    model.on("agent_speech_started", lambda _payload: first_frame.append(time.perf_counter()))
+    stamps: dict[str, float] = {}
+    transcripts: list[str] = []
+
+    def stamp(name: str) -> Any:
+        def hook(event: dict[str, Any], arrival: float) -> None:
+            stamps.setdefault(name, arrival)
+            if name == "stt":
+                transcripts.append(str(event.get("transcript") or ""))
+
+        return hook
+
+    tap.on("input_audio_buffer.speech_stopped", stamp("vad"))
+    tap.on("conversation.item.input_audio_transcription.completed", stamp("stt"))
+    tap.on("response.output_audio.delta", stamp("delta"))
+
+    async def speaker() -> None:
+        while True:
+            await output.next_frame()
+
+    await model.connect()
+    mic = Mic(model.handle_audio_input)
+    mic.start()
+    play = asyncio.get_running_loop().create_task(speaker())
+    turns: list[Turn] = []
+    try:
+        await asyncio.sleep(1.0)
+        for clip in clips:
+            stamps.clear()
+            first_frame.clear()
+            transcripts.clear()
+            done = asyncio.ensure_future(tap.wait_for(lambda e: e["type"] == "response.done", 30.0))
+            pushed = mic.play(clip.frames)
+            while len(pushed) < len(clip.frames):
+                await asyncio.sleep(0.02)
+            await _until(lambda: bool(first_frame), 30.0)
+            k = (clip.speech_end - 1) // FRAME  # the frame holding the last loud sample
+            # That frame was captured over the 20 ms before its push; speech ended inside it.
+            t_end = pushed[k] - (FRAME * (k + 1) - clip.speech_end) / MIC_RATE
+            turn = Turn(transcript=" ".join(transcripts))
+            if first_frame:
+                t_vad, t_stt = stamps.get("vad", np.nan), stamps.get("stt", np.nan)
+                t_delta = stamps.get("delta", np.nan)
+                turn.total = first_frame[0] - t_end
+                turn.vad = t_vad - t_end
+                turn.stt = t_stt - t_vad
+                turn.llm_tts = t_delta - t_stt
+                turn.playout = first_frame[0] - t_delta
+            turns.append(turn)
+            _say(
+                ("warm-up " if len(turns) == 1 else "")
+                + f"{clip.text!r} → heard {turn.transcript!r}: {turn.total * 1000:.0f} ms "
+                f"(vad {turn.vad * 1000:.0f}, stt {turn.stt * 1000:.0f}, llm+tts "
+                f"{turn.llm_tts * 1000:.0f}, playout {turn.playout * 1000:.0f})"
+            )
+            await done
+            await model.interrupt()
+            await asyncio.sleep(0.5)
+    finally:
+        await mic.stop()
+        play.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await play
+        await model.aclose()
+    return turns[1:]  # the first clip is the warm-up
+
+
+async def _until(condition: Any, timeout: float) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if condition():
+            return True
+        await asyncio.sleep(0.005)
+    return False
+
+
+def _direct(clips: list[Clip], transcripts: list[str]) -> Direct:
+    """Each engine alone on the same inputs, one after the other, nothing else running."""
+    from realtalk.plugins.openai.config import DEFAULT_INSTRUCTIONS
+    from realtalk.server.engines.base import ChatMessage, TextDelta
+    from realtalk.server.engines.llama import LlamaLLM
+    from realtalk.server.engines.piper import PiperVoice
+    from realtalk.server.engines.sentences import split_sentences
+    from realtalk.server.engines.silero import SileroVAD
+    from realtalk.server.engines.whisper import WhisperTranscriber
+
+    vad, stt, llm, voice = SileroVAD(), WhisperTranscriber(), LlamaLLM(), PiperVoice()
+    out = Direct()
+    for clip, heard in zip(clips, transcripts, strict=False):
+        stream = vad.create_stream()
+        t0 = time.perf_counter()
+        stream.feed(clip.pcm16k)
+        out.vad_per_turn.append(time.perf_counter() - t0)
+
+        t0 = time.perf_counter()
+        text = stt.transcribe(clip.pcm16k).text
+        out.stt.append(time.perf_counter() - t0)
+
+        messages = [
+            ChatMessage("system", DEFAULT_INSTRUCTIONS),
+            ChatMessage("user", heard or text),
+        ]
+        first, reply = asyncio.run(_first_sentence(llm, messages, TextDelta))
+        out.llm_first_sentence.append(first)
+        out.replies.append(reply)
+        sentence = next(iter(split_sentences(reply)), reply) or "Okay."
+        t0 = time.perf_counter()
+        next(iter(voice.synthesize(sentence)))
+        out.tts_first_audio.append(time.perf_counter() - t0)
+    # The first clip is the warm-up, as in the end-to-end run.
+    for values in (out.stt, out.llm_first_sentence, out.tts_first_audio, out.vad_per_turn):
+        del values[:1]
+    del out.replies[:1]
+    return out
+
+
+async def _first_sentence(llm: Any, messages: list[Any], delta_type: type) -> tuple[float, str]:
+    """Seconds until the streamed text holds a complete sentence (or ends), and that text."""
+    text = ""
+    t0 = time.perf_counter()
+    first = float("nan")
+    async with contextlib.aclosing(llm.stream(messages, tools=[])) as chunks:
+        async for chunk in chunks:
+            if isinstance(chunk, delta_type):
+                text += chunk.text  # type: ignore[attr-defined]
+                if _LAST_SENTENCE_END.match(text):
+                    first = time.perf_counter() - t0
+                    break
+    if first != first:  # no sentence end before the reply ended: the whole reply is voiced
+        first = time.perf_counter() - t0
+    return first, text
+
+
+def _p50_ms(values: list[float]) -> float:
+    clean = [v * 1000 for v in values if v == v]
+    return statistics.median(clean) if clean else float("nan")
+
+
+def run(quick: bool = False) -> list[Row]:
+    n = 3 if quick else len(QUESTIONS)
+    _say("synthesising the questions with Piper")
+    clips = _clips([WARM_UP, *QUESTIONS[:n]])
+    _say("starting the local server (real engines)")
+    with ServerProcess("local", voice="piper", partial_transcripts=True, start_timeout_s=300) as s:
+        turns = asyncio.run(_end_to_end(s.base_url, clips))
+    _say("running the engines directly on the same inputs")
+    direct = _direct(clips, [WARM_UP] + [t.transcript for t in turns])
+
+    totals = [t.total * 1000 for t in turns if t.total == t.total]
+    p50 = statistics.median(totals) if totals else float("nan")
+    stages = {
+        "VAD": _p50_ms([t.vad for t in turns]),
+        "STT": _p50_ms([t.stt for t in turns]),
+        "LLM+TTS": _p50_ms([t.llm_tts for t in turns]),
+        "playout": _p50_ms([t.playout for t in turns]),
+    }
+    llm, tts = _p50_ms(direct.llm_first_sentence), _p50_ms(direct.tts_first_audio)
+    stt_direct = _p50_ms(direct.stt)
+    floor = SILENCE_RULE_MS + stt_direct + llm + tts
+    llm_share = llm / (llm + tts) if llm + tts > 0 else float("nan")
+    share_text = ", ".join(f"{k} {v:.0f} ms ({100 * v / p50:.0f} %)" for k, v in stages.items())
+    return [
+        row(
+            f"voice-to-voice, local server, real engines: p50 over {len(totals)} turns, ms",
+            p50,
+            floor,
+            ratio=better_ratio(p50, floor, lower_is_better=True),
+            goal=f"p50 ≤ {GOAL_MS:.0f} ms",
+            met=bool(totals) and p50 <= GOAL_MS,
+            note=(
+                f"p90 {percentile(totals, 90):.0f} ms, max {max(totals, default=float('nan')):.0f}"
+                f" ms; stage p50s: {share_text} — LLM+TTS split by the direct runs: LLM to first "
+                f"sentence ~{llm_share * stages['LLM+TTS']:.0f} ms, TTS first audio "
+                f"~{(1 - llm_share) * stages['LLM+TTS']:.0f} ms"
+            ),
+        ),
+        row(
+            "voice-to-voice: the engines alone (direct, same inputs), p50 ms",
+            floor,
+            goal="report",
+            note=(
+                f"silence rule {SILENCE_RULE_MS} ms + Whisper {stt_direct:.0f} ms + SmolLM2 first "
+                f"sentence {llm:.0f} ms + Piper first audio {tts:.0f} ms; Silero "
+                f"{_p50_ms(direct.vad_per_turn):.1f} ms of compute per utterance"
+            ),
+        ),
+    ]
