@@ -356,8 +356,9 @@ async def _serve_webrtc(
         ) from exc
     sessions: set[AgentSession] = set()
 
-    async def connection(transport: Transport) -> None:
-        transport = getattr(transport, "transport", transport)  # a JobContext works too
+    async def connection(ctx_or_transport: Any) -> None:
+        # The WebRTC server hands over its own context (with `.transport`) or the transport.
+        transport: Transport = getattr(ctx_or_transport, "transport", ctx_or_transport)
         await entrypoint(JobContext(transport=transport, base_url=base_url, api_key=api_key))
         session = transport.session
         if session is not None and not session.closed:

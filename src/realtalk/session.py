@@ -137,6 +137,8 @@ class AgentSession(EventEmitter[str]):
         try:
             self.model.set_agent(self.agent)
             await self.model.connect()
+            if self.closed:  # closed (Ctrl+C, a fatal error) while connecting
+                return
             self._connected = True
             self._update_agent_state()
             if transport is not None:
@@ -145,6 +147,8 @@ class AgentSession(EventEmitter[str]):
         except BaseException as exc:
             await self.close(reason=f"start failed: {exc}")
             raise
+        if self.closed:
+            return
         self._entered = True
         try:
             await self.agent.on_enter()
@@ -253,12 +257,12 @@ class AgentSession(EventEmitter[str]):
         """
         if not isinstance(frame, AudioFrame):
             raise ValueError(f"push_audio expects an AudioFrame, got {type(frame).__name__}")
-        if self._connected:
+        if self._connected and not self.closed:
             await self.model.handle_audio_input(frame)
 
     async def push_video(self, frame: Any) -> None:
         """A camera frame; at most ``max_video_fps`` per second reach the model, only if vision."""
-        if not self._connected:
+        if not self._connected or self.closed:
             return
         if not self.vision:
             if not self._vision_warned:
@@ -306,6 +310,7 @@ class AgentSession(EventEmitter[str]):
 
     def _on_user_speech_started(self, _payload: Any = None) -> None:
         self._set_user_state("speaking")
+        self._update_agent_state()  # a barge-in may have dropped audio that had not started
 
     def _on_user_speech_ended(self, _payload: Any = None) -> None:
         self._set_user_state("listening")

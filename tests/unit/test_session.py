@@ -217,6 +217,25 @@ async def test_failed_connect_closes_without_entering(log: list[Any]) -> None:
     assert "start failed" in recorder.of("closed")[0]["reason"]
 
 
+async def test_closing_while_connecting_skips_attach_and_on_enter(log: list[Any]) -> None:
+    connecting, release = asyncio.Event(), asyncio.Event()
+
+    class SlowModel(FakeModel):
+        async def connect(self) -> None:
+            connecting.set()
+            await release.wait()
+
+    session = AgentSession(agent=Greeter(log), model=SlowModel(log))
+    starting = asyncio.create_task(session.start(FakeTransport(log)))
+    await connecting.wait()
+    await session.close(reason="stopped by signal")
+    release.set()
+    await starting
+    assert ("transport.attach",) not in log and ("on_enter",) not in log
+    assert session.agent_state == "closed"
+    await asyncio.wait_for(session.wait_started(), 1)  # nobody hangs waiting for the start
+
+
 async def test_failing_on_enter_is_reported_and_the_session_goes_on(log: list[Any]) -> None:
     class Broken(Agent):
         async def on_enter(self) -> None:
