@@ -26,13 +26,14 @@ QUESTION = "What is the weather like in Paris today?"
 INSTRUCTIONS = "You are a friendly voice assistant. Answer in one short sentence."
 
 
-def chromium_args(microphone_wav: Path) -> list[str]:
-    """Flags for a headless Chromium that uses ``microphone_wav`` as its microphone and never
-    reaches the network on its own."""
+def chromium_args(microphone_wav: Path, *, loop: bool = True) -> list[str]:
+    """Flags for a headless Chromium that uses ``microphone_wav`` as its microphone (looped, or
+    played once then silence) and never reaches the network on its own."""
+    suffix = "" if loop else "%noloop"
     return [
         "--use-fake-ui-for-media-stream",
         "--use-fake-device-for-media-stream",
-        f"--use-file-for-fake-audio-capture={microphone_wav}",
+        f"--use-file-for-fake-audio-capture={microphone_wav}{suffix}",
         "--autoplay-policy=no-user-gesture-required",
         "--no-sandbox",
         "--disable-gpu",
@@ -50,15 +51,30 @@ def _sox(*args: str) -> None:
     subprocess.run([exe, *args], check=True, capture_output=True)
 
 
+def _question_wav(folder: Path, trailing_silence_s: float) -> Path:
+    raw = make_speech_wav(QUESTION, folder / "question_raw.wav")
+    out = folder / f"question_{trailing_silence_s:g}s.wav"
+    _sox(
+        str(raw),
+        "-r",
+        "48000",
+        "-c",
+        "1",
+        "-b",
+        "16",
+        str(out),
+        "pad",
+        "0.5",
+        str(trailing_silence_s),
+    )
+    return out
+
+
 @pytest.fixture(scope="session")
 def question_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The spoken question at 48 kHz mono, with 0.5 s of silence before and 2.5 s after, so the
     server's VAD ends the turn before Chromium loops the file."""
-    folder = tmp_path_factory.mktemp("mic")
-    raw = make_speech_wav(QUESTION, folder / "question_raw.wav")
-    out = folder / "question.wav"
-    _sox(str(raw), "-r", "48000", "-c", "1", "-b", "16", str(out), "pad", "0.5", "2.5")
-    return out
+    return _question_wav(tmp_path_factory.mktemp("mic"), 2.5)
 
 
 @pytest.fixture(scope="session")
@@ -70,17 +86,18 @@ def silence_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-async def browser_launcher() -> AsyncIterator[Callable[[Path], Awaitable[Any]]]:
-    """``await launch(microphone_wav)`` starts a headless Chromium; all are closed afterwards."""
+async def browser_launcher() -> AsyncIterator[Callable[..., Awaitable[Any]]]:
+    """``await launch(microphone_wav, loop=True)`` starts a headless Chromium; all are closed
+    afterwards."""
     if not Path(CHROMIUM).exists():
         pytest.skip(f"{CHROMIUM} not found (scripts/setup installs Debian's chromium)")
     playwright_api = pytest.importorskip("playwright.async_api")
     browsers: list[Any] = []
     async with playwright_api.async_playwright() as pw:
 
-        async def launch(microphone_wav: Path) -> Any:
+        async def launch(microphone_wav: Path, *, loop: bool = True) -> Any:
             browser = await pw.chromium.launch(
-                executable_path=CHROMIUM, args=chromium_args(microphone_wav)
+                executable_path=CHROMIUM, args=chromium_args(microphone_wav, loop=loop)
             )
             browsers.append(browser)
             return browser

@@ -52,13 +52,30 @@ async def final_transcripts(page: Any, role: str) -> list[str]:
     return result
 
 
-async def wait_for_transcript(page: Any, role: str, timeout_ms: int = 30_000) -> None:
-    await page.wait_for_function(
-        "(role) => window.realtalk.state.transcripts"
-        "  .some(t => t.role === role && !t.typed && t.text.length > 0)",
-        arg=role,
-        timeout=timeout_ms,
+async def page_story(page: Any) -> str:
+    """The page's last events, for a failure message that says what did happen."""
+    lines: list[str] = await page.evaluate(
+        "window.realtalk.state.events.slice(-25)"
+        "  .map(e => `${e.t % 100000} ${e.kind} ${JSON.stringify(e.detail).slice(0, 160)}`)"
     )
+    return "\n".join(lines)
+
+
+async def wait_for_transcript(page: Any, role: str, timeout_ms: int = 30_000) -> None:
+    try:
+        await page.wait_for_function(
+            "(role) => window.realtalk.state.transcripts"
+            "  .some(t => t.role === role && !t.typed && t.text.length > 0)",
+            arg=role,
+            timeout=timeout_ms,
+        )
+    except Exception as exc:
+        if "Timeout" not in type(exc).__name__:
+            raise
+        story = await page_story(page)
+        raise AssertionError(
+            f"no {role} transcript in {timeout_ms} ms; the page saw:\n{story}"
+        ) from None
 
 
 async def wait_for_agent_audio(page: Any, timeout_s: float = 20.0) -> dict[str, Any]:
@@ -244,11 +261,13 @@ async def test_spoken_question_with_the_local_engines(
     pytest.importorskip("faster_whisper")
     stack = await start_stack("local")
     try:
-        browser = await browser_launcher(question_wav)
+        # Said once, then silence: the local models on two busy cores may need seconds to
+        # answer, and a looping microphone would barge in on every answer.
+        browser = await browser_launcher(question_wav, loop=False)
         page = await open_page(browser, stack.url)
         await connect(page)
-        await wait_for_transcript(page, "user", timeout_ms=60_000)
-        await wait_for_transcript(page, "agent", timeout_ms=60_000)
+        await wait_for_transcript(page, "user", timeout_ms=90_000)
+        await wait_for_transcript(page, "agent", timeout_ms=90_000)
         await wait_for_agent_audio(page, timeout_s=60)
         heard = (await final_transcripts(page, "user"))[0].lower()
         words = {w.strip("?,.").lower() for w in QUESTION.split()}

@@ -130,6 +130,12 @@
       if (i >= 0) b = typedPending.splice(i, 1)[0].bubble;
       if (b) { bubbles.set(key, b); return; }
     }
+    if (ev.is_final && !(ev.text || "").trim()) {
+      // Interrupted before a word was said (or nothing was heard): nothing to show.
+      b?.li.remove();
+      bubbles.delete(key);
+      return;
+    }
     if (!b) {
       b = addBubble(role, role === "user" ? "You" : "Agent", "");
       bubbles.set(key, b);
