@@ -71,8 +71,15 @@ def scripted_engines() -> Engines:
 
 @pytest.fixture
 async def scripted_server() -> AsyncIterator[LocalServer]:
-    """A running LocalServer with scripted engines on 127.0.0.1 and a free port."""
-    async with LocalServer(port=0, engines=make_engines(), partial_transcripts=False) as server:
+    """A running LocalServer with scripted engines on 127.0.0.1 and a free port.
+
+    Early transcription (partials, speculation in pauses) is off, so the ScriptedTranscriber is
+    called exactly once per committed turn and ``set_next`` texts land where a test expects.
+    """
+    server = LocalServer(
+        port=0, engines=make_engines(), partial_transcripts=False, speculative_transcripts=False
+    )
+    async with server:
         yield server
 
 

@@ -64,6 +64,7 @@ class LocalServer:
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         max_connections_per_client: int = 32,
         partial_transcripts: bool = True,
+        speculative_transcripts: bool = True,
         progress: Callable[[str], None] | None = None,
     ) -> None:
         if session_max_seconds <= 0:
@@ -81,6 +82,7 @@ class LocalServer:
         self.max_message_bytes = max_message_bytes
         self.max_connections_per_client = max_connections_per_client
         self.partial_transcripts = partial_transcripts
+        self.speculative_transcripts = speculative_transcripts
         self._progress = progress
         self._server: Server | None = None
         self._per_client: Counter[str] = Counter()
@@ -229,6 +231,7 @@ class LocalServer:
             model=model,
             session_max_seconds=self.session_max_seconds,
             partial_transcripts=self.partial_transcripts,
+            speculative_transcripts=self.speculative_transcripts,
         )
         logger.info("session %s opened (%s, model %s)", connection.session["id"], client, model)
         writer = asyncio.create_task(_write(websocket, outbox))

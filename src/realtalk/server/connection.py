@@ -16,7 +16,6 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from realtalk.protocol import events as ev
@@ -31,8 +30,9 @@ from . import errors
 from .context import Context, build_context
 from .conversation import Conversation, Entry
 from .errors import RequestError
-from .input_buffer import InputBuffer, VadFeed, to_pcm16k
+from .input_buffer import InputBuffer, VadFeed
 from .response import Response, ResponseSettings
+from .transcription import Draft, UserTranscripts
 from .turns import SpeechStarted, SpeechStopped, TurnDetector, TurnSettings
 
 __all__ = ["Connection", "expiry_message"]
@@ -57,18 +57,6 @@ def expiry_message(max_seconds: float) -> str:
     return f"Your session hit the maximum duration of {n} {unit}{'s' if n != 1 else ''}."
 
 
-@dataclass
-class _Utterance:
-    """The user's current turn under VAD, before it is committed."""
-
-    item_id: str
-    start_ms: float
-    emitted: str = ""  # partial transcript already sent as deltas
-    last_words: list[str] = field(default_factory=list)
-    partial_at_ms: float = 0.0
-    partial_task: asyncio.Task[None] | None = None
-
-
 class Connection:
     """The server side of one Realtime session."""
 
@@ -83,13 +71,12 @@ class Connection:
         now: Callable[[], float] = time.time,
         partial_transcripts: bool = True,
         partial_interval_ms: float = 1000.0,
+        speculative_transcripts: bool = True,
     ) -> None:
         self.engines = engines
         self._send = send
         self._new_id = new_id or IdGenerator()
         self.session_max_seconds = session_max_seconds
-        self.partial_transcripts = partial_transcripts
-        self.partial_interval_ms = partial_interval_ms
         self.session = default_session(model)
         self.session["id"] = self._new_id("sess")
         self.session["expires_at"] = int(now() + session_max_seconds)
@@ -100,12 +87,19 @@ class Connection:
         self.responses: dict[str, Response] = {}
         self._voice_locked = False
         self.expired = False
-        self._transcripts: dict[tuple[str, int], asyncio.Task[str]] = {}
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self.transcripts = UserTranscripts(
+            engines.transcriber,
+            send,
+            self._new_id,
+            on_text=self._transcribed,
+            partials=partial_transcripts,
+            partial_interval_ms=partial_interval_ms,
+            speculate=speculative_transcripts,
+        )
         self._vad_feed: VadFeed | None = None
         self._vad_stream: VADStream | None = None
         self._turns: TurnDetector | None = None
-        self._utterance: _Utterance | None = None
+        self._draft: Draft | None = None  # the user's turn in progress (server VAD)
         self._configure_turns()
 
     # --- entry points ------------------------------------------------------------------------
@@ -153,14 +147,11 @@ class Connection:
 
     async def aclose(self) -> None:
         """Stop every response and background task (the client is gone)."""
+        tasks = [r.task for r in self.responses.values() if r.task is not None]
         for response in list(self.responses.values()):
             response.cancel("client_cancelled")
-        tasks = [*self._tasks, *(r.task for r in self.responses.values() if r.task)]
-        for task in self._tasks:
-            task.cancel()
-        for task in tasks:
-            if task is not None:
-                await asyncio.gather(task, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.transcripts.aclose()
 
     # --- session -----------------------------------------------------------------------------
 
@@ -207,7 +198,7 @@ class Connection:
 
     def _configure_turns(self) -> None:
         detection = self.session["audio"]["input"]["turn_detection"]
-        self._drop_utterance()
+        self._drop_draft()
         if detection is None:
             self._turns = self._vad_feed = self._vad_stream = None
             return
@@ -248,27 +239,35 @@ class Connection:
                 self._speech_started(decision.audio_start_ms)
             elif isinstance(decision, SpeechStopped):
                 self._speech_stopped(decision.audio_end_ms)
-        if self._utterance is None:
+        draft = self._draft
+        if draft is None:
             keep = turns.settings.prefix_padding_ms + IDLE_KEEP_MS
             self.buffer.trim_before(self.buffer.clock_ms - keep)
         else:
-            self._maybe_partial_transcript(self._utterance)
+            self.transcripts.hearing(
+                draft,
+                lambda: self.buffer.peek(draft.start_ms),
+                self.buffer.format,
+                now_ms=turns.position_ms,
+                pause_began_ms=turns.pause_began_ms,
+                report=self._transcription is not None,
+            )
 
     def _speech_started(self, audio_start_ms: int) -> None:
         assert self._turns is not None
         start = max(float(audio_start_ms), self.buffer.start_ms)
-        self._utterance = _Utterance(self._new_id("item"), start, partial_at_ms=start)
-        self._send(ev.speech_started(self._eid(), self._utterance.item_id, round(start)))
+        self._draft = Draft(self._new_id("item"), start, partial_at_ms=start)
+        self._send(ev.speech_started(self._eid(), self._draft.item_id, round(start)))
         if self._turns.settings.interrupt_response and self.active is not None:
             self.active.cancel("turn_detected")
 
     def _speech_stopped(self, audio_end_ms: int) -> None:
-        utterance, turns = self._utterance, self._turns
-        if utterance is None or turns is None:
+        draft, turns = self._draft, self._turns
+        if draft is None or turns is None:
             return
-        self._utterance = None
-        self._send(ev.speech_stopped(self._eid(), utterance.item_id, audio_end_ms))
-        self._commit(utterance.item_id, utterance.start_ms, emitted=utterance.emitted)
+        self._draft = None
+        self._send(ev.speech_stopped(self._eid(), draft.item_id, audio_end_ms))
+        self._commit(draft.item_id, draft.start_ms, draft=draft, speech_end_ms=audio_end_ms)
         if turns.settings.create_response:
             if self.active is None:
                 self._start_response(self._settings({}), None)
@@ -278,24 +277,32 @@ class Connection:
     async def _commit_event(self, event: dict[str, Any]) -> None:
         if self.buffer.duration_ms < MIN_COMMIT_MS:
             raise errors.commit_empty(max(self.buffer.duration_ms, 0.0))
-        utterance = self._utterance
-        self._drop_utterance()
-        item_id = utterance.item_id if utterance is not None else self._new_id("item")
-        self._commit(item_id, None, emitted=utterance.emitted if utterance else "")
+        draft, self._draft = self._draft, None
+        item_id = draft.item_id if draft is not None else self._new_id("item")
+        self._commit(item_id, None, draft=draft)
         if self._turns is not None:
             self._turns.reset(self.buffer.clock_ms)
 
     async def _clear(self, event: dict[str, Any]) -> None:
         self.buffer.clear()
-        self._drop_utterance()
+        self._drop_draft()
         if self._turns is not None:
             self._turns.reset(self.buffer.clock_ms)
         self._send(ev.input_audio_buffer_cleared(self._eid()))
 
-    def _drop_utterance(self) -> None:
-        self._utterance = None
+    def _drop_draft(self) -> None:
+        if self._draft is not None:
+            self._draft.closed = True
+        self._draft = None
 
-    def _commit(self, item_id: str, from_ms: float | None, *, emitted: str) -> None:
+    def _commit(
+        self,
+        item_id: str,
+        from_ms: float | None,
+        *,
+        draft: Draft | None,
+        speech_end_ms: float | None = None,
+    ) -> None:
         fmt = self.buffer.format
         data = self.buffer.take(from_ms)
         item = ev.message_item(
@@ -310,108 +317,21 @@ class Connection:
         self._send(ev.input_audio_buffer_committed(self._eid(), item_id, previous))
         self._send(ev.conversation_item_added(self._eid(), entry.snapshot(), previous))
         self._send(ev.conversation_item_done(self._eid(), entry.snapshot(), previous))
-        self._transcribe(
-            item_id, 0, data, fmt, report=self._transcription is not None, emitted=emitted
+        self.transcripts.start(
+            item_id,
+            0,
+            data,
+            fmt,
+            report=self._transcription is not None,
+            draft=draft,
+            speech_end_ms=speech_end_ms,
         )
 
-    # --- transcription -----------------------------------------------------------------------
-
-    def _transcribe(
-        self, item_id: str, index: int, data: bytes, fmt: AudioFormat, *, report: bool, emitted: str
-    ) -> None:
-        task = asyncio.create_task(
-            self._transcription_task(item_id, index, data, fmt, report, emitted)
-        )
-        self._transcripts[(item_id, index)] = task
-        self._track(task)
-
-    async def _transcription_task(
-        self, item_id: str, index: int, data: bytes, fmt: AudioFormat, report: bool, emitted: str
-    ) -> str:
-        transcriber = self.engines.transcriber
-        try:
-            transcript = await asyncio.to_thread(
-                lambda: transcriber.transcribe(to_pcm16k(data, fmt))
-            )
-        except Exception as exc:
-            logger.warning("transcription of %s failed: %s", item_id, exc)
-            if report:
-                self._send(
-                    ev.input_audio_transcription_failed(
-                        self._eid(),
-                        item_id,
-                        message=str(exc),
-                        code="transcription_failed",
-                        content_index=index,
-                    )
-                )
-            return ""
-        text = transcript.text.strip()
-        if report:
-            if emitted and text.startswith(emitted) and len(text) > len(emitted):
-                self._send(
-                    ev.input_audio_transcription_delta(
-                        self._eid(), item_id, text[len(emitted) :], index
-                    )
-                )
-            elif not emitted and text:
-                self._send(ev.input_audio_transcription_delta(self._eid(), item_id, text, index))
-            self._send(
-                ev.input_audio_transcription_completed(
-                    self._eid(),
-                    item_id,
-                    text,
-                    usage={"type": "duration", "seconds": round(transcript.duration_s, 3)},
-                    content_index=index,
-                )
-            )
-            entry = self.conversation.get(item_id)
-            if entry is not None and index < len(entry.item["content"]):
-                entry.item["content"][index]["transcript"] = text
-        return text
-
-    async def _transcript_of(self, item_id: str, index: int) -> str:
-        task = self._transcripts.get((item_id, index))
-        if task is None:
-            return ""
-        return await asyncio.shield(task)
-
-    def _maybe_partial_transcript(self, utterance: _Utterance) -> None:
-        if not self.partial_transcripts or self._transcription is None:
-            return
-        if self.buffer.clock_ms - utterance.partial_at_ms < self.partial_interval_ms:
-            return
-        if utterance.partial_task is not None and not utterance.partial_task.done():
-            return
-        utterance.partial_at_ms = self.buffer.clock_ms
-        data, fmt = self.buffer.peek(utterance.start_ms), self.buffer.format
-        utterance.partial_task = asyncio.create_task(self._partial(utterance, data, fmt))
-        self._track(utterance.partial_task)
-
-    async def _partial(self, utterance: _Utterance, data: bytes, fmt: AudioFormat) -> None:
-        """Send the words two partial transcripts agree on (they rarely change after that)."""
-        transcriber = self.engines.transcriber
-        try:
-            text = await asyncio.to_thread(
-                lambda: transcriber.transcribe(to_pcm16k(data, fmt)).text
-            )
-        except Exception as exc:
-            logger.debug("partial transcription failed: %s", exc)
-            return
-        if self._utterance is not utterance:  # committed or dropped meanwhile
-            return
-        words = text.split()
-        stable = 0
-        for old, new in zip(utterance.last_words, words, strict=False):
-            if old != new:
-                break
-            stable += 1
-        utterance.last_words = words
-        sent = len(utterance.emitted.split())
-        if stable > sent:
-            delta = (" " if utterance.emitted else "") + " ".join(words[sent:stable])
-            utterance.emitted += delta
-            self._send(ev.input_audio_transcription_delta(self._eid(), utterance.item_id, delta))
+    def _transcribed(self, item_id: str, index: int, text: str) -> None:
+        """A reported transcript also shows in the item (as retrieve returns it)."""
+        entry = self.conversation.get(item_id)
+        if entry is not None and index < len(entry.item["content"]):
+            entry.item["content"][index]["transcript"] = text
 
     # --- conversation ------------------------------------------------------------------------
 
@@ -442,7 +362,7 @@ class Connection:
         self._send(ev.conversation_item_done(self._eid(), entry.snapshot(), previous))
         for index, stored in audio.items():
             if item["content"][index].get("transcript") is None:
-                self._transcribe(entry.id, index, bytes(stored), fmt, report=False, emitted="")
+                self.transcripts.start(entry.id, index, bytes(stored), fmt, report=False)
 
     async def _item_retrieve(self, event: dict[str, Any]) -> None:
         item = self.conversation.retrieve(event["item_id"])
@@ -462,8 +382,7 @@ class Connection:
 
     async def _item_delete(self, event: dict[str, Any]) -> None:
         entry = self.conversation.delete(event["item_id"])
-        for key in [k for k in self._transcripts if k[0] == entry.id]:
-            del self._transcripts[key]
+        self.transcripts.forget(entry.id)
         self._send(ev.conversation_item_deleted(self._eid(), entry.id))
 
     # --- responses ---------------------------------------------------------------------------
@@ -540,7 +459,7 @@ class Connection:
     def _start_response(
         self, settings: ResponseSettings, items: list[tuple[dict[str, Any], int]] | None
     ) -> Response:
-        pending = [t for t in self._transcripts.values() if not t.done()]
+        pending = self.transcripts.pending()
 
         async def context() -> Context:
             if items is not None:
@@ -553,7 +472,7 @@ class Connection:
                 chosen = [
                     (e.snapshot(), sum(e.audio_ms(i) for i in e.audio)) for e in self.conversation
                 ]
-            return await build_context(settings.instructions, chosen, self._transcript_of)
+            return await build_context(settings.instructions, chosen, self.transcripts.text_of)
 
         response = Response(
             self._new_id("resp"),
@@ -580,10 +499,6 @@ class Connection:
             self._voice_locked = True
 
     # --- helpers -----------------------------------------------------------------------------
-
-    def _track(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     def _error(self, problem: ProtocolError, client_event_id: str | None = None) -> None:
         self._send(

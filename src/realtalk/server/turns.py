@@ -103,6 +103,11 @@ class TurnDetector:
         """The audio clock after the last window fed."""
         return self._now_ms
 
+    @property
+    def pause_began_ms(self) -> float | None:
+        """While speaking: where the current run of silence began (None if not in one)."""
+        return self._silence_ms if self.speaking else None
+
     def feed(self, probabilities: Iterable[float]) -> list[TurnDecision]:
         """Advance one window per probability; the decisions reached, in order."""
         out: list[TurnDecision] = []

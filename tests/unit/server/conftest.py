@@ -24,7 +24,9 @@ class Harness:
     """Feeds a Connection and reads what it sends; every event is checked against the SDK."""
 
     def __init__(self, engines: Engines, **options: Any) -> None:
-        options.setdefault("partial_transcripts", False)  # they would eat scripted transcripts
+        # early transcriptions would consume the ScriptedTranscriber's queued texts
+        options.setdefault("partial_transcripts", False)
+        options.setdefault("speculative_transcripts", False)
         self.engines = engines
         self.events: list[Event] = []
         self.connection = Connection(

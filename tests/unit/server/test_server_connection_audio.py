@@ -205,3 +205,45 @@ async def test_partial_transcripts_stream_while_the_user_speaks(
     assert {d["item_id"] for d in deltas} == {item_id}
     assert "".join(d["delta"] for d in deltas) == completed["transcript"]
     assert completed["transcript"].startswith("one two three")
+
+
+async def test_speculation_in_the_pause_becomes_the_final_transcript(
+    make_harness: Callable[..., Harness],
+) -> None:
+    engines = make_engines()
+    transcriber = GrowingTranscriber("one two three four five six seven eight nine ten")
+    engines.transcriber = transcriber
+    h = make_harness(engines, speculative_transcripts=True)
+    td = {"type": "server_vad", "silence_duration_ms": 600, "create_response": False}
+    await h.send(
+        ev.session_update(
+            {"audio": {"input": {"turn_detection": td}, **WITH_TRANSCRIPTION["audio"]}}
+        )
+    )
+    # a 300 ms pause inside the turn (a guess that gets dropped), then the real end
+    await h.append(
+        tone_speech("a b c") + silence(300) + tone_speech("d e") + silence(1000), chunk_ms=20
+    )
+    completed = await h.wait_for("conversation.item.input_audio_transcription.completed")
+    stopped = h.of("input_audio_buffer.speech_stopped")[0]
+    started = h.of("input_audio_buffer.speech_started")[0]
+    assert len(transcriber.calls) == 2  # the dropped guess and the kept one: none at commit
+    kept_s = max(transcriber.calls)  # threads may finish in any order; the guess kept is longer
+    assert completed["usage"]["seconds"] == round(kept_s, 3)
+    # the kept guess heard the turn up to the pause (plus the speculation delay), not the wait
+    spoken_s = (stopped["audio_end_ms"] - started["audio_start_ms"]) / 1000
+    assert spoken_s <= kept_s <= spoken_s + 0.2
+
+
+async def test_without_speculation_the_commit_is_transcribed(
+    make_harness: Callable[..., Harness],
+) -> None:
+    engines = make_engines()
+    transcriber = GrowingTranscriber("one two three")
+    engines.transcriber = transcriber
+    h = make_harness(engines)
+    await h.send(ev.session_update(WITH_TRANSCRIPTION))
+    await h.append(tone_speech("a b c d") + silence(800))
+    completed = await h.wait_for("conversation.item.input_audio_transcription.completed")
+    assert len(transcriber.calls) == 1
+    assert completed["usage"]["seconds"] == round(transcriber.calls[0], 3)
