@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -30,16 +31,19 @@ async def test_spoken_turn_from_48k_stereo_frames(
     make_rig: Callable[..., Any], speech: Callable[[str], list[AudioFrame]]
 ) -> None:
     rig = await make_rig()
-    rig.server.engines.transcriber.set_next("hello how are you")
     utterance = speech("Hello, how are you today?")
     rig.mic.say(utterance)
     await rig.log.wait(lambda: rig.log.of("turn_metrics"))
 
     assert rig.log.of("user_speech_started") and rig.log.of("user_speech_ended")
-    assert rig.log.finals("user") == ["hello how are you"]
-    assert rig.log.finals("agent") == ["You said: hello how are you."]
+    # The scripted transcriber describes what it heard ("(speech 1.8 s)"); the LLM echoes it.
+    (heard,) = rig.log.finals("user")
+    assert re.fullmatch(r"\(speech \d+\.\d s\)", heard)
+    assert 1.0 <= float(heard.split()[1]) <= len(utterance) * FRAME_MS / 1000 + 0.3
+    reply = f"You said: {heard}."
+    assert rig.log.finals("agent") == [reply]
     (ended,) = rig.log.of("agent_speech_ended")
-    assert ended["played_ms"] == 1500  # six words, fully played
+    assert ended["played_ms"] == 250 * len(reply.split())  # every word played
     (turn,) = rig.log.of("turn_metrics")
     assert turn.latency_ms is not None and turn.model_latency_ms is not None
     assert turn.latency_ms >= turn.model_latency_ms >= 0

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from realtalk.errors import ConnectionLostError, FatalServerError
-from realtalk.plugins.openai import OpenAIRealtimeConfig, OpenAISession, ReconnectPolicy
+from realtalk.plugins.openai import OpenAIRealtimeConfig, OpenAISession, ReconnectPolicy, reconnect
 from realtalk.protocol import events
 from tests.unit.plugins.harness import FakeWebSocket, Harness, settle
 
@@ -163,7 +163,7 @@ async def test_recycle_waits_for_the_reply_to_finish(monkeypatch: pytest.MonkeyP
     reopen = Reopener(h)
     monkeypatch.setattr(h.model, "_open", reopen)
     h.feed(*h.audio_response("resp_1", "item_a", 200, done=False))
-    h.model._on_recycle_due()
+    reconnect.on_recycle_due(h.model)
     await settle(h.model)
     assert reopen.sessions == []  # a reply is active
     h.feed(h.done("resp_1"))

@@ -16,12 +16,13 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidHandshake, InvalidStatus, InvalidURI
 
-from realtalk.errors import ConnectionLostError, FatalServerError, RealtalkError
+from realtalk.errors import ConnectionLostError, FatalServerError, RealtalkError, ServerError
 from realtalk.protocol.errors import FATAL_CODES, FATAL_TYPES
+from realtalk.realtime.base import ModelError
 
 from .url import redact_url
 
-__all__ = ["MAX_MESSAGE_BYTES", "handshake_error", "is_fatal", "open_websocket"]
+__all__ = ["MAX_MESSAGE_BYTES", "handshake_error", "is_fatal", "model_error", "open_websocket"]
 
 #: Largest frame accepted from the server (a long audio delta or a retrieved item).
 MAX_MESSAGE_BYTES = 32 * 1024 * 1024
@@ -101,3 +102,14 @@ def _read_error_body(body: bytes | None) -> tuple[str | None, str | None]:
         message = error.get("message")
         return (str(code) if code else None), (str(message) if message else None)
     return None, text.strip()[:300] or None
+
+
+def model_error(exc: ServerError, *, fatal: bool) -> ModelError:
+    return ModelError(
+        exc.message,
+        code=exc.code,
+        type=exc.type,
+        param=exc.param,
+        event_id=exc.event_id,
+        fatal=fatal,
+    )

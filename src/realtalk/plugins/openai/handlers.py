@@ -17,6 +17,7 @@ from realtalk.errors import FatalServerError, ServerError
 from realtalk.protocol import BENIGN_CODES
 from realtalk.realtime.base import ModelError
 
+from . import barge_in, reconnect
 from .connection import is_fatal
 from .tools_runner import ToolCall
 
@@ -72,7 +73,7 @@ def on_speech_started(model: OpenAIRealtime, event: Event) -> None:
         model._user_turn_handle.cancel()
         model._user_turn_handle = None
     if model._interrupt_on_speech():
-        model._barge_in(explicit=False)
+        barge_in.barge_in(model, explicit=False)
     turn = model._metrics.current_turn
     if turn is not None and turn.responses:
         model.emit("turn_metrics", model._metrics.turn_completed())
@@ -256,7 +257,7 @@ def on_response_done(model: OpenAIRealtime, event: Event) -> None:
                 model._runner.start(call)
     if status == "cancelled" and not state.cancelled:
         state.cancelled = True  # cancelled by the server: its audio must not play on
-        model._cut_items(state.audio_items)
+        barge_in.cut_items(model, state.audio_items)
     elif status == "failed":
         details = response.get("status_details") or {}
         error = details.get("error") or {}
@@ -271,7 +272,7 @@ def on_response_done(model: OpenAIRealtime, event: Event) -> None:
         )
     model._metrics.response_done(response)
     if model._vad_relaxed and not model._responses.waiting_protected():
-        model._set_vad_relaxed(False)
+        barge_in.set_vad_relaxed(model, False)
     model.emit(
         "response_done",
         {
@@ -283,7 +284,7 @@ def on_response_done(model: OpenAIRealtime, event: Event) -> None:
     )
     model._pump()
     model._maybe_complete_turn()
-    model._maybe_recycle()
+    reconnect.maybe_recycle(model)
 
 
 # errors ------------------------------------------------------------------------------------

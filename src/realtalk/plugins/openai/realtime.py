@@ -48,7 +48,6 @@ from realtalk.errors import (
     FatalServerError,
     NotConnectedError,
     RealtalkError,
-    ServerError,
 )
 from realtalk.media.frame import AudioFrame
 from realtalk.media.image import FrameThrottler, data_url, encode_jpeg_async
@@ -57,12 +56,14 @@ from realtalk.metrics import PriceTable, SessionMetrics
 from realtalk.protocol import IdGenerator, events, parse_event
 from realtalk.realtime.base import ModelError, RealtimeBaseModel, RealtimeCapabilities
 
-from .audio import AudioInput, BargeIn, OutputAudio, barge_in_events
+from . import barge_in, reconnect
+from .audio import AudioInput, OutputAudio
 from .config import OpenAIRealtimeConfig, build_session, normalize_transcription
-from .connection import open_websocket
+from .connection import model_error, open_websocket
 from .conversation import ConversationMirror
 from .handlers import HANDLERS
-from .responses import ResponseRequest, ResponseState, ResponseTracker
+from .reconnect import NOT_REPLAYED
+from .responses import ResponseRequest, ResponseTracker
 from .tools_runner import FollowUp, ToolCall, ToolRunner
 from .url import OPENAI_BASE_URL, auth_headers, needs_api_key, redact_url
 from .url import process_base_url as _process_base_url
@@ -78,22 +79,6 @@ __all__ = ["SAY_INSTRUCTIONS", "OpenAIRealtime", "OpenAISession"]
 logger = logging.getLogger("realtalk.client")
 
 SAY_INSTRUCTIONS = "Say exactly the following text, word for word, and nothing else: "
-
-# Client events that make no sense on a new connection (live audio, cuts of old audio).
-_NOT_REPLAYED = frozenset(
-    {
-        "input_audio_buffer.append",
-        "input_audio_buffer.commit",
-        "input_audio_buffer.clear",
-        "conversation.item.truncate",
-        "conversation.item.delete",
-        "conversation.item.retrieve",
-        "conversation.item.create",  # replayed from the conversation mirror instead
-        "response.cancel",
-        "response.create",  # requests are re-queued by the ResponseTracker
-        "session.update",  # the new connection gets a full one
-    }
-)
 
 
 @dataclass
@@ -250,10 +235,10 @@ class OpenAIRealtime(RealtimeBaseModel):
             await self._open()
         except FatalServerError as exc:
             if self._fatal is None:  # not yet reported by an error event
-                self._fatal = _model_error(exc, fatal=True)
+                self._fatal = model_error(exc, fatal=True)
                 self._emit_error(self._fatal)
             raise
-        self._schedule_recycle()
+        reconnect.schedule_recycle(self)
 
     async def _open(self) -> OpenAISession:
         url = self.process_base_url(self.base_url, self.model)
@@ -356,7 +341,7 @@ class OpenAIRealtime(RealtimeBaseModel):
             self._mirror.created(event["item"])
         session = self._session
         if session is None or self._reconnecting:
-            if kind not in _NOT_REPLAYED:
+            if kind not in NOT_REPLAYED:
                 self._deferred.append(event)
             return
         session.msg_queue.put_nowait(event)
@@ -403,124 +388,17 @@ class OpenAIRealtime(RealtimeBaseModel):
 
     def _connection_lost(self, session: OpenAISession, reason: str) -> None:
         if session.ready is not None and not session.ready.done():
+            # Still in the handshake: _open() raises this, and connect() or the reconnect
+            # loop decides what happens next.
             session.ready.set_exception(ConnectionLostError(reason))
+            return
         if self._closing or self._session is not session:
             return
         logger.warning("realtime connection lost: %s", reason)
         if self._fatal is not None:
             self._spawn(self.aclose())
             return
-        self._start_reconnect(reason, session)
-
-    # -- reconnection -------------------------------------------------------------------------
-
-    def _start_reconnect(self, reason: str, old: OpenAISession) -> None:
-        if self._reconnect_task is not None or self._closing:
-            return
-        self._reconnect_task = asyncio.get_running_loop().create_task(
-            self._reconnect(reason, old), name="realtime-reconnect"
-        )
-
-    async def _reconnect(self, reason: str, old: OpenAISession) -> None:
-        self._reconnecting = True
-        try:
-            await self._do_reconnect(reason, old)
-        finally:
-            self._reconnecting = False
-            self._reconnect_task = None
-
-    async def _do_reconnect(self, reason: str, old: OpenAISession) -> None:
-        self._session = None
-        salvaged = []
-        while not old.msg_queue.empty():
-            event = old.msg_queue.get_nowait()
-            if event.get("type") not in _NOT_REPLAYED:
-                salvaged.append(event)
-        self._deferred[:0] = salvaged
-        await self._close_session(old)
-        cut = self._responses.connection_lost()
-        if cut is not None:
-            self._end_audio_of(cut)
-            # Cut by the network, not by the user: ask again, unless a newer request waits
-            # (its reply sees the cut one in the replayed conversation).
-            if not cut.cancelled and not self._responses.queued:
-                self._enqueue_request("resume", {}, interruptible=cut.interruptible)
-        self._user_turn_open = False
-        self._vad_relaxed = False
-        self._text.clear()
-        self._audio_in.reset()
-        policy = self.config.reconnect
-        last_error: Exception | None = None
-        for attempt in range(1, policy.max_attempts + 1):
-            self.emit("reconnecting", {"attempt": attempt, "reason": reason})
-            await asyncio.sleep(policy.delay_s(attempt) if attempt > 1 or old.expired else 0.0)
-            if self._closing:
-                return
-            try:
-                session = await self._open()
-            except FatalServerError as exc:
-                self._fatal = _model_error(exc, fatal=True)
-                self._emit_error(self._fatal)
-                self._spawn(self.aclose())
-                return
-            except (ConnectionLostError, ServerError) as exc:
-                last_error = exc
-                logger.warning("reconnect attempt %d failed: %s", attempt, exc)
-                continue
-            self._replay(session)
-            self._reconnecting = False
-            self.emit("reconnected", {"attempt": attempt})
-            self._schedule_recycle()
-            self._pump()
-            return
-        self._fatal = ModelError(
-            f"could not reconnect after {policy.max_attempts} attempts: {last_error or reason}",
-            code="connection_lost",
-            fatal=True,
-        )
-        self._emit_error(self._fatal)
-        self._spawn(self.aclose())
-
-    def _replay(self, session: OpenAISession) -> None:
-        """Rebuild the conversation in the new session, then send what waited meanwhile."""
-        items = self._mirror.replay_items()
-        self._mirror.clear()
-        previous: str | None = None
-        for item in items:
-            self._mirror.created(item)
-            session.msg_queue.put_nowait(
-                events.conversation_item_create(
-                    item,
-                    previous_item_id=previous,
-                    event_id=self._ids("event"),
-                )
-            )
-            previous = item.get("id")
-        deferred, self._deferred = self._deferred, []
-        for event in deferred:
-            session.msg_queue.put_nowait(event)
-        logger.info("replayed %d conversation items into the new session", len(items))
-
-    def _schedule_recycle(self) -> None:
-        if self._recycle_handle is not None:
-            self._recycle_handle.cancel()
-            self._recycle_handle = None
-        self._recycle_due = False
-        seconds = self.config.session_recycle_s
-        if seconds is not None and self._loop is not None:
-            self._recycle_handle = self._loop.call_later(seconds, self._on_recycle_due)
-
-    def _on_recycle_due(self) -> None:
-        self._recycle_due = True
-        self._maybe_recycle()
-
-    def _maybe_recycle(self) -> None:
-        session = self._session
-        if not self._recycle_due or session is None or not self._idle(audio=True):
-            return
-        self._recycle_due = False
-        logger.info("recycling the realtime session before its time limit")
-        self._start_reconnect("session recycle (time limit ahead)", session)
+        reconnect.start_reconnect(self, reason, session)
 
     # -- the sans-I/O heart -------------------------------------------------------------------
 
@@ -621,7 +499,7 @@ class OpenAIRealtime(RealtimeBaseModel):
 
     def _on_playout_idle(self) -> None:
         self._maybe_complete_turn()
-        self._maybe_recycle()
+        reconnect.maybe_recycle(self)
 
     def _interrupt_on_speech(self) -> bool:
         td = self._turn_detection()
@@ -630,97 +508,10 @@ class OpenAIRealtime(RealtimeBaseModel):
     def _turn_detection(self) -> dict[str, Any] | None:
         return self.config.turn_detection_dict
 
-    def _barge_in(self, *, explicit: bool) -> BargeIn | None:
-        """Silence the agent now and tell the server what the user heard."""
-        active = self._responses.active
-        if active is not None and (explicit or active.interruptible):
-            active.cancelled = True
-            if explicit:
-                self._send(
-                    events.response_cancel(
-                        response_id=active.response_id, event_id=self._ids("event")
-                    )
-                )
-        out = self._audio_out
-        if out is None:
-            return None
-        if not explicit and self._responses.protected_items:
-            # Non-interruptible audio plays on; only audio of a response cut now is dropped.
-            if active is not None and active.cancelled:
-                self._cut_items(active.audio_items)
-            return None
-        flushed = out.output.flush()
-        session = self._session
-        result, cuts = barge_in_events(flushed, out.received_ms, self._ids)
-        for item_id in (flushed.item_id, *flushed.dropped_item_ids):
-            if item_id is not None:
-                self._playing.discard(item_id)
-                self._responses.item_finished(item_id)
-        for cut in cuts:
-            self._send_cut(cut, session)
-        if flushed.item_id is not None:
-            self._metrics.interrupted()
-            logger.debug(
-                "barge-in: item %s cut at %d ms (received %d ms)",
-                flushed.item_id,
-                flushed.played_ms,
-                out.received_ms(flushed.item_id),
-            )
-        return result
-
-    def _cut_items(self, item_ids: Sequence[str]) -> None:
-        """Drop the unplayed audio of these items and truncate/delete them on the server."""
-        out = self._audio_out
-        if out is None:
-            return
-        session = self._session
-        for item_id in item_ids:
-            if item_id not in self._playing:
-                continue
-            self._playing.discard(item_id)
-            self._responses.item_finished(item_id)
-            played = out.discard(item_id)
-            end_ms = min(played, out.received_ms(item_id))
-            if end_ms > 0:
-                cut = events.conversation_item_truncate(
-                    item_id, end_ms, event_id=self._ids("event")
-                )
-            else:
-                cut = events.conversation_item_delete(item_id, event_id=self._ids("event"))
-            self._send_cut(cut, session)
-
-    def _send_cut(self, cut: dict[str, Any], session: OpenAISession | None) -> None:
-        item_id = cut["item_id"]
-        if session is not None and item_id in session.audio_items:
-            self._send(cut)
-        elif cut["type"] == "conversation.item.truncate":  # offline: fix the mirror ourselves
-            total = self._audio_out.received_ms(item_id) if self._audio_out else 0
-            self._mirror.truncated(item_id, cut["audio_end_ms"], total)
-        elif session is None:
-            self._mirror.deleted(item_id)
-
-    def _end_audio_of(self, state: ResponseState) -> None:
-        """Let the audio already received of a response cut by the network play out."""
-        if self._audio_out is None:
-            return
-        for item_id in state.audio_items:
-            if item_id not in state.ended_items:
-                state.ended_items.add(item_id)
-                self._audio_out.end(item_id)
-
-    def _set_vad_relaxed(self, relaxed: bool) -> None:
-        """Turn the server's interrupt_response off (for a non-interruptible reply) or back on."""
-        td = self._turn_detection()
-        if td is None or not td.get("interrupt_response", True) or relaxed == self._vad_relaxed:
-            return
-        self._vad_relaxed = relaxed
-        update = {"audio": {"input": {"turn_detection": {**td, "interrupt_response": not relaxed}}}}
-        self._send(events.session_update(update, event_id=self._ids("event")))
-
     async def interrupt(self) -> None:
         """Stop the agent now: silence the output (every time), cancel an active response,
         and truncate what the user did not hear. Also cuts non-interruptible replies."""
-        self._barge_in(explicit=True)
+        barge_in.barge_in(self, explicit=True)
 
     # -- text, say, replies ---------------------------------------------------------------------
 
@@ -852,7 +643,7 @@ class OpenAIRealtime(RealtimeBaseModel):
         if request is None:
             return
         if not request.interruptible:
-            self._set_vad_relaxed(True)
+            barge_in.set_vad_relaxed(self, True)
         request.event_id = self._ids("event")
         self._follow_up.covered()  # queued after every output sent so far: it sees them all
         self._send(events.response_create(request.body, event_id=request.event_id))
@@ -903,14 +694,3 @@ class OpenAIRealtime(RealtimeBaseModel):
         task = asyncio.get_running_loop().create_task(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
-
-
-def _model_error(exc: ServerError, *, fatal: bool) -> ModelError:
-    return ModelError(
-        exc.message,
-        code=exc.code,
-        type=exc.type,
-        param=exc.param,
-        event_id=exc.event_id,
-        fatal=fatal,
-    )
