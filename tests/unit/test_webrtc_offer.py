@@ -192,3 +192,22 @@ def test_page_messages_are_parsed(message: str, expected: dict[str, Any]) -> Non
 def test_bad_page_messages_say_what_is_wrong(message: str | bytes, reason: str) -> None:
     with pytest.raises(ValueError, match=reason):
         _parse_message(message)
+
+
+async def test_serve_reports_its_url_and_stops_when_cancelled() -> None:
+    import aiohttp
+
+    from realtalk.transports.webrtc import serve
+
+    ready: asyncio.Queue[str] = asyncio.Queue()
+    task = asyncio.create_task(serve(_Recorder(), port=0, on_ready=ready.put_nowait))
+    url = await asyncio.wait_for(ready.get(), 10)
+    assert url.startswith("http://127.0.0.1:")
+    async with aiohttp.ClientSession() as http, http.get(url + "api/health") as resp:
+        assert (await resp.json()) == {"ok": True, "connections": 0}
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    async with aiohttp.ClientSession() as http:
+        with pytest.raises(aiohttp.ClientConnectionError):
+            await http.get(url)

@@ -295,6 +295,8 @@
       const level = Math.min(1, rms(micAnalyser) * 4);
       const pct = Math.round(level * 100);
       ui.levelBar.style.width = `${pct}%`;
+      // Stretch the gradient over the whole track, so colour means loudness, not bar length.
+      if (pct > 0) ui.levelBar.style.backgroundSize = `${(100 / pct) * 100}% 100%`;
       ui.level.setAttribute("aria-valuenow", String(pct));
       const remote = rms(remoteAnalyser);
       state.remotePeak = Math.max(state.remotePeak, remote);
