@@ -20,11 +20,8 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from realtalk.agent import Agent
+from realtalk import Agent, AgentSession, JobContext, function_tool
 from realtalk.plugins.openai import OpenAIRealtime, OpenAIRealtimeConfig
-from realtalk.runner import JobContext
-from realtalk.session import AgentSession
-from realtalk.tools import function_tool
 
 INSTRUCTIONS = """\
 You are a friendly, concise voice assistant. Answer in one or two short sentences.

@@ -9,10 +9,8 @@ that accepts images (gpt-realtime does); the offline local server hears and spea
 
 from __future__ import annotations
 
-from realtalk.agent import Agent
+from realtalk import Agent, AgentSession, JobContext
 from realtalk.plugins.openai import OpenAIRealtime, OpenAIRealtimeConfig
-from realtalk.runner import JobContext
-from realtalk.session import AgentSession
 
 INSTRUCTIONS = """\
 You are a helpful voice assistant that can see through the user's camera: images from it arrive
