@@ -21,6 +21,7 @@ import copy
 import logging
 import re
 import threading
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -131,6 +132,7 @@ class Response:
         self._task: asyncio.Task[None] | None = None
         self.status = "in_progress"
         self.finished = asyncio.Event()
+        self._marks: dict[str, float] = {}  # stage -> perf_counter, for the timing log line
 
     @property
     def item_ids(self) -> list[str]:
@@ -190,8 +192,10 @@ class Response:
     # --- generation --------------------------------------------------------------------------
 
     async def _run(self) -> None:
+        self._mark("start")
         try:
             self._context = await self._context_factory()
+            self._mark("context")
             await self._generate(self._context)
         except asyncio.CancelledError:
             if self.status == "in_progress":  # cancelled from outside without cancel(): close
@@ -237,6 +241,7 @@ class Response:
     # --- assistant message -------------------------------------------------------------------
 
     def _on_text(self, text: str) -> None:
+        self._mark("first_token")
         message = self._message or self._open_message()
         self._text_chars += len(text)
         if not message.audio:
@@ -376,6 +381,7 @@ class Response:
         )
 
     def _audio_delta(self, message: _Message, data: bytes) -> None:
+        self._mark("first_audio")
         step = self.settings.output_format.bytes_for_ms(AUDIO_CHUNK_MS)
         store = message.entry.audio[0]
         for i in range(0, len(data), step):
@@ -450,6 +456,7 @@ class Response:
         if self._message is not None:
             self._end_message("incomplete" if status != "completed" else "completed")
         self.status = status
+        self._log_timings()
         self._send(ev.response_done(self._eid(), self._object(details, final=True)))
         self.finished.set()
         self._on_finished(self)
@@ -489,6 +496,22 @@ class Response:
             output_text_tokens=text_out,
             output_audio_tokens=int(out_ms // 50),
         )
+
+    def _mark(self, stage: str) -> None:
+        if stage not in self._marks:
+            self._marks[stage] = time.perf_counter()
+
+    def _log_timings(self) -> None:
+        """One line per response: where its time went (transcripts, LLM, voice)."""
+        if not logger.isEnabledFor(logging.INFO) or "start" not in self._marks:
+            return
+        start = self._marks["start"]
+        stages = ", ".join(
+            f"{name} +{(at - start) * 1000:.0f} ms"
+            for name, at in self._marks.items()
+            if at > start
+        )
+        logger.info("%s %s: %s", self.id, self.status, stages or "no output")
 
     def _reserved_tokens(self) -> int:
         limit = self.settings.max_output_tokens

@@ -14,10 +14,10 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from openai import AsyncOpenAI
-from tests.conformance import check_client_event, check_server_event
 from websockets.asyncio.client import ClientConnection, connect
 
 from realtalk.server import LocalServer
+from tests.conformance import check_client_event, check_server_event
 
 Event = dict[str, Any]
 

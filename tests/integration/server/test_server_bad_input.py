@@ -7,10 +7,10 @@ import json
 from typing import Any
 
 import pytest
-from tests.integration.server.conftest import RawClient, raw_client
 
 from realtalk.protocol import events as ev
 from realtalk.server import LocalServer
+from tests.integration.server.conftest import RawClient, raw_client
 
 FIFTEEN_MIB = 15 * 1024 * 1024
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 import asyncio
 import base64
 
-from tests.integration.server.conftest import raw_client, sdk_client
-
 from realtalk.protocol import events as ev
 from realtalk.server import LocalServer
+from tests.integration.server.conftest import raw_client, sdk_client
 
 
 async def converse(server: LocalServer, n: int) -> list[str]:

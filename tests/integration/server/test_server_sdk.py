@@ -9,11 +9,10 @@ from __future__ import annotations
 import base64
 from collections.abc import Callable
 
-from tests.conftest import make_engines
-from tests.integration.server.conftest import sdk_client
-
 from realtalk.protocol import events as ev
 from realtalk.server import LocalServer
+from tests.conftest import make_engines
+from tests.integration.server.conftest import sdk_client
 
 WORD_MS = 250  # ToneVoice: one word = 200 ms tone + 50 ms gap
 SILENCE_1S = bytes(48_000)

@@ -7,32 +7,34 @@ import base64
 import json
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import numpy as np
 import pytest
 from openai import AsyncOpenAI
-from tests.conftest import make_engines
-from tests.integration.server.conftest import RawClient, sdk_client
-from websockets.asyncio.client import connect
+from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.typing import Subprotocol
 
 from realtalk.media.g711 import alaw_decode, ulaw_encode
 from realtalk.media.resample import resample_oneshot
 from realtalk.protocol import events as ev
 from realtalk.server import LocalServer
+from tests.conftest import make_engines
+from tests.integration.server.conftest import RawClient, sdk_client
 
 KEY = "sk-local-test-key"
 
 
 @pytest.fixture
-async def keyed_server() -> LocalServer:
+async def keyed_server() -> AsyncIterator[LocalServer]:
     async with LocalServer(port=0, api_key=KEY, engines=make_engines()) as server:
-        yield server  # type: ignore[misc]
+        yield server
 
 
-async def expect_session(websocket: object) -> dict:
-    event = json.loads(await websocket.recv())  # type: ignore[attr-defined]
+async def expect_session(websocket: ClientConnection) -> dict[str, Any]:
+    event: dict[str, Any] = json.loads(await websocket.recv())
     assert event["type"] == "session.created"
     return event
 
@@ -58,7 +60,7 @@ async def test_key_in_a_browser_subprotocol_and_realtime_is_echoed(
 ) -> None:
     async with connect(
         keyed_server.ws_url + "?model=gpt-realtime",
-        subprotocols=["realtime", f"openai-insecure-api-key.{KEY}"],  # type: ignore[list-item]
+        subprotocols=[Subprotocol("realtime"), Subprotocol(f"openai-insecure-api-key.{KEY}")],
     ) as ws:
         assert ws.subprotocol == "realtime"
         await expect_session(ws)

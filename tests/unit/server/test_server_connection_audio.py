@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -215,18 +216,26 @@ async def test_speculation_in_the_pause_becomes_the_final_transcript(
     engines.transcriber = transcriber
     h = make_harness(engines, speculative_transcripts=True)
     td = {"type": "server_vad", "silence_duration_ms": 600, "create_response": False}
+    transcription = {"model": "whisper-1"}
     await h.send(
         ev.session_update(
-            {"audio": {"input": {"turn_detection": td}, **WITH_TRANSCRIPTION["audio"]}}
+            {"audio": {"input": {"turn_detection": td, "transcription": transcription}}}
         )
     )
+    assert h.events[-1]["session"]["audio"]["input"]["turn_detection"]["silence_duration_ms"] == 600
     # a 300 ms pause inside the turn (a guess that gets dropped), then the real end
     await h.append(
         tone_speech("a b c") + silence(300) + tone_speech("d e") + silence(1000), chunk_ms=20
     )
     completed = await h.wait_for("conversation.item.input_audio_transcription.completed")
+    assert len(h.of("input_audio_buffer.speech_started")) == 1  # one turn, pause and all
     stopped = h.of("input_audio_buffer.speech_stopped")[0]
     started = h.of("input_audio_buffer.speech_started")[0]
+    for _ in range(1000):  # the dropped guess's thread may still be running: let it finish
+        if len(transcriber.calls) >= 2:
+            break
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.05)
     assert len(transcriber.calls) == 2  # the dropped guess and the kept one: none at commit
     kept_s = max(transcriber.calls)  # threads may finish in any order; the guess kept is longer
     assert completed["usage"]["seconds"] == round(kept_s, 3)
@@ -247,3 +256,23 @@ async def test_without_speculation_the_commit_is_transcribed(
     completed = await h.wait_for("conversation.item.input_audio_transcription.completed")
     assert len(transcriber.calls) == 1
     assert completed["usage"]["seconds"] == round(transcriber.calls[0], 3)
+
+
+class FailingTranscriber(Transcriber):
+    def transcribe(self, pcm16k: Any) -> Transcript:
+        raise RuntimeError("the microphone was a banana")
+
+
+async def test_a_failed_transcription_is_reported_and_the_turn_still_answered(
+    make_harness: Callable[..., Harness],
+) -> None:
+    engines = make_engines()
+    engines.transcriber = FailingTranscriber()
+    h = make_harness(engines)
+    await h.send(ev.session_update(WITH_TRANSCRIPTION))
+    await h.append(tone_speech("a b c") + silence(800))
+    failed = await h.wait_for("conversation.item.input_audio_transcription.failed")
+    assert failed["item_id"] == h.of("input_audio_buffer.committed")[0]["item_id"]
+    assert failed["error"]["message"] == "the microphone was a banana"
+    done = await h.wait_for("response.done")
+    assert done["response"]["status"] == "completed"  # the LLM heard nothing, but answers

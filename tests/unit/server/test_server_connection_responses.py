@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from realtalk.protocol import events as ev
-from realtalk.server.engines.base import LLM, ChatMessage, LLMChunk
+from realtalk.server.engines.base import LLM, ChatMessage, LLMChunk, TextDelta
 from realtalk.server.engines.scripted import ScriptedLLM, ToneVoice
 from tests.conftest import make_engines
 from tests.unit.server.conftest import Harness, silence, tone_speech
@@ -367,7 +367,7 @@ class BrokenLLM(LLM):
     async def stream(self, messages: list[ChatMessage], **kw: Any) -> AsyncIterator[LLMChunk]:
         if messages:
             raise RuntimeError("the model fell over")
-        yield  # pragma: no cover
+        yield TextDelta("")  # pragma: no cover (makes this an async generator)
 
 
 async def test_an_engine_failure_fails_the_response_not_the_session(

@@ -7,7 +7,7 @@ import base64
 import pytest
 
 from realtalk.protocol import events as ev
-from realtalk.protocol.audio_formats import PCM24K, PCMU
+from realtalk.protocol.audio_formats import PCM24K, PCMU, AudioFormat
 from realtalk.server.conversation import Conversation, Entry, SpokenSegment, spoken_text
 from realtalk.server.errors import RequestError
 
@@ -16,7 +16,7 @@ def text_entry(item_id: str, text: str = "hi") -> Entry:
     return Entry(ev.message_item("user", [ev.input_text(text)], item_id=item_id))
 
 
-def assistant_audio(item_id: str, transcript: str, ms: int, fmt=PCM24K) -> Entry:  # type: ignore[no-untyped-def]
+def assistant_audio(item_id: str, transcript: str, ms: int, fmt: AudioFormat = PCM24K) -> Entry:
     item = ev.message_item(
         "assistant", [{"type": "output_audio", "transcript": transcript}], item_id=item_id
     )
