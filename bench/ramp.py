@@ -3,8 +3,8 @@
 The ramp adds sessions in steps, lets each step settle, then measures for a fixed window: the
 p99 lateness of output frames (how late each 20 ms frame left ``next_frame`` against its ideal
 deadline), the measured process's CPU (cores busy = CPU seconds / wall seconds) and memory. It
-stops at the first step whose p99 passes the limit, or when its time budget is spent, so a run
-always ends by itself.
+stops at the first step whose p99 passes the limit in two windows running (one stall of a shared
+machine does not end it), or when its time budget is spent, so a run always ends by itself.
 """
 
 from __future__ import annotations
@@ -104,7 +104,8 @@ async def ramp(
     log: Callable[[str], None] = lambda line: None,
 ) -> list[Step]:
     """Raise the session count through ``steps`` (``add(n)`` brings it to n, returns how many
-    really run) until p99 lateness exceeds ``limit_ms`` or ``budget_s`` is spent."""
+    really run) until p99 lateness exceeds ``limit_ms`` (in two windows running) or
+    ``budget_s`` is spent."""
     start = time.monotonic()
     results: list[Step] = []
     for target in steps:
@@ -113,29 +114,53 @@ async def ramp(
             break
         running = await add(target)
         await asyncio.sleep(settle_s)
-        await probe.start_recording()
-        cpu0, other0, t0 = probe.cpu_s(), probe.other_cpu_s(), time.monotonic()
-        await asyncio.sleep(window_s)
-        cpu1, other1, t1 = probe.cpu_s(), probe.other_cpu_s(), time.monotonic()
-        values = await probe.stop_recording()
-        ms = [v * 1000 for v in values]
-        step = Step(
-            sessions=running,
-            p50_ms=percentile(ms, 50),
-            p99_ms=percentile(ms, 99),
-            frames=len(ms),
-            cores=(cpu1 - cpu0) / (t1 - t0),
-            rss_mb=probe.rss_mb(),
-            other_cores=(other1 - other0) / (t1 - t0),
-        )
-        results.append(step)
+        step = await _measure(running, probe, window_s)
         log(step.text())
-        if running < target or not ms or step.p99_ms > limit_ms:
+        if step.frames and step.p99_ms > limit_ms and running == target:
+            # Another process on a shared machine can stall us for one window: measure once
+            # more before calling the step a failure (both windows are reported).
+            results.append(step)
+            step = await _measure(running, probe, window_s)
+            log("again: " + step.text())
+        results.append(step)
+        if running < target or not step.frames or step.p99_ms > limit_ms:
             break
     return results
+
+
+async def _measure(running: int, probe: Probe, window_s: float) -> Step:
+    await probe.start_recording()
+    cpu0, other0, t0 = probe.cpu_s(), probe.other_cpu_s(), time.monotonic()
+    await asyncio.sleep(window_s)
+    cpu1, other1, t1 = probe.cpu_s(), probe.other_cpu_s(), time.monotonic()
+    ms = [v * 1000 for v in await probe.stop_recording()]
+    return Step(
+        sessions=running,
+        p50_ms=percentile(ms, 50),
+        p99_ms=percentile(ms, 99),
+        frames=len(ms),
+        cores=(cpu1 - cpu0) / (t1 - t0),
+        rss_mb=probe.rss_mb(),
+        other_cores=(other1 - other0) / (t1 - t0),
+    )
 
 
 def passing(steps: Sequence[Step], limit_ms: float) -> Step | None:
     """The largest step that held the lateness limit."""
     ok = [s for s in steps if s.frames and s.p99_ms <= limit_ms]
     return max(ok, key=lambda s: s.sessions) if ok else None
+
+
+def failed(steps: Sequence[Step], limit_ms: float) -> Step | None:
+    """The first session count at which no window held the limit."""
+    for step in steps:
+        same = [s for s in steps if s.sessions == step.sessions]
+        if all(not s.frames or s.p99_ms > limit_ms for s in same):
+            return step
+    return None
+
+
+def at(steps: Sequence[Step], sessions: int) -> Step | None:
+    """The (last) window measured with this many sessions."""
+    same = [s for s in steps if s.sessions == sessions]
+    return same[-1] if same else None
