@@ -201,6 +201,7 @@ async def test_receive_loop_survives_garbage_and_handler_failures() -> None:
     )
     frames = [
         "not json at all",
+        '{"type": "error", "x": ' + "[" * 100_000 + "}",  # RecursionError in the parser
         json.dumps({"no_type": True}),
         json.dumps(
             {
@@ -215,7 +216,7 @@ async def test_receive_loop_survives_garbage_and_handler_failures() -> None:
     h.session.ws = FramesSocket(frames)  # type: ignore[assignment]
     await h.model._receive_loop(h.session)
     codes = [e.code for e in h.of("error")]
-    assert codes[:3] == ["invalid_event", "invalid_event", "client_error"]
+    assert codes[:4] == ["invalid_event", "invalid_event", "invalid_event", "client_error"]
     assert [t["text"] for t in h.of("realtime_model_transcription")] == ["still alive"]
     await settle(h.model)
     # The server closed the socket and reconnection is off: the session ends, saying why.

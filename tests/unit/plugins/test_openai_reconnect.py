@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 
+import numpy as np
 import pytest
 
 from realtalk.errors import ConnectionLostError, FatalServerError
@@ -53,7 +55,7 @@ async def drop_mid_reply(h: Harness, *, say_more: bool) -> list[dict]:
         await h.model.send_text_message("are you there?")  # while reconnecting: kept
     await settle(h.model, rounds=50)
     assert [e["attempt"] for e in h.of("reconnecting")] == [1]
-    assert h.of("reconnected") == [{"attempt": 1}]
+    assert [e["attempt"] for e in h.of("reconnected")] == [1]
     return h.sent()
 
 
@@ -155,7 +157,7 @@ async def test_session_expired_then_close_reconnects(monkeypatch: pytest.MonkeyP
     assert h.of("error")[0].fatal is False
     h.model._connection_lost(h.session, "closed by the server (code 1001)")
     await settle(h.model, rounds=50)
-    assert h.of("reconnected") == [{"attempt": 1}]
+    assert [e["attempt"] for e in h.of("reconnected")] == [1]
 
 
 async def test_recycle_waits_for_the_reply_to_finish(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -173,3 +175,66 @@ async def test_recycle_waits_for_the_reply_to_finish(monkeypatch: pytest.MonkeyP
     await settle(h.model, rounds=50)
     assert len(reopen.sessions) == 1
     assert h.of("reconnecting")[0]["reason"].startswith("session recycle")
+
+
+async def test_user_audio_of_an_outage_reaches_the_new_session(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from realtalk.media.frame import AudioFrame
+
+    h = Harness(fast())
+    monkeypatch.setattr(h.model, "_open", Reopener(h))
+    frame = AudioFrame.from_array(np.full(960, 3000, dtype=np.int16), 48000)
+    old = h.session
+    h.model._connection_lost(old, "gone")
+    for _ in range(50):  # one second of speech while the link is down
+        await h.model.handle_audio_input(frame)
+    await settle(h.model, rounds=50)
+    appended = [e for e in h.sent() if e["type"] == "input_audio_buffer.append"]
+    appended_ms = sum(len(base64.b64decode(e["audio"])) for e in appended) / 48
+    (reconnected,) = h.of("reconnected")
+    # (whole milliseconds per append, rounded down)
+    assert reconnected["replayed_audio_ms"] == pytest.approx(appended_ms, abs=len(appended))
+    assert 900 <= appended_ms <= 1000  # all of it but the resampler's and batch's tail
+    assert reconnected["dropped_audio_ms"] == 0
+
+
+async def test_audio_beyond_the_outage_limit_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    from realtalk.media.frame import AudioFrame
+    from realtalk.plugins.openai.reconnect import MAX_HELD_AUDIO_MS
+
+    h = Harness(fast())
+    release = asyncio.Event()
+    reopen = Reopener(h)
+
+    async def slow_open() -> OpenAISession:
+        await release.wait()
+        return await reopen()
+
+    monkeypatch.setattr(h.model, "_open", slow_open)
+    h.model._connection_lost(h.session, "gone")
+    await settle(h.model)
+    frame = AudioFrame(bytes(4800), 24000)  # 100 ms at the wire rate: passes through as is
+    for _ in range(MAX_HELD_AUDIO_MS // 100 + 20):
+        await h.model.handle_audio_input(frame)
+    release.set()
+    await settle(h.model, rounds=50)
+    (reconnected,) = h.of("reconnected")
+    assert reconnected["replayed_audio_ms"] <= MAX_HELD_AUDIO_MS
+    assert reconnected["dropped_audio_ms"] >= 1900
+    (error,) = [e for e in h.of("error") if e.code == "audio_dropped"]
+    assert not error.fatal and "audio" in error.message
+
+
+async def test_a_reply_cut_by_the_network_is_reported_done(monkeypatch: pytest.MonkeyPatch) -> None:
+    h = Harness(fast())
+    monkeypatch.setattr(h.model, "_open", Reopener(h))
+    h.feed(*h.audio_response("resp_1", "item_a", 200, done=False))
+    h.model._connection_lost(h.session, "gone")
+    await settle(h.model, rounds=50)
+    (done,) = h.of("response_done")
+    assert done["response_id"] == "resp_1" and done["reason"] == "connection_lost"
+    (resume,) = [e for e in h.sent() if e["type"] == "response.create"]
+    h.play(200)
+    h.feed(h.created_for(resume, "resp_2"), h.done("resp_2"))
+    assert len(h.of("turn_metrics")) == 1  # the cut response does not block the turn forever

@@ -17,7 +17,7 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -28,7 +28,7 @@ from realtalk.media.playout import AudioOutput, FlushResult
 from realtalk.media.resample import InputAudioConverter, StreamResampler
 from realtalk.protocol import AudioFormat, events
 
-__all__ = ["AudioInput", "BargeIn", "OutputAudio", "barge_in_events"]
+__all__ = ["AudioInput", "BargeIn", "HeldAudio", "OutputAudio", "barge_in_events"]
 
 _ENCODERS: dict[str, Callable[[bytes], bytes]] = {
     "audio/pcmu": ulaw_encode,
@@ -82,6 +82,47 @@ class AudioInput:
         self._batch.clear()
         wire = self._encode(pcm) if self._encode is not None else pcm
         return base64.b64encode(wire).decode("ascii")
+
+
+class HeldAudio:
+    """User audio that arrives while the connection is being rebuilt.
+
+    The latest ``max_ms`` are kept and appended to the new session once it is ready, so what the
+    user says during a short outage is still heard (server VAD finds the speech in it); older
+    audio is dropped and counted, so the loss can be reported instead of happening silently.
+    """
+
+    def __init__(self, wire: AudioFormat, max_ms: int) -> None:
+        self.wire = wire
+        self.max_ms = max_ms
+        self._payloads: deque[tuple[str, int]] = deque()
+        self._held_ms = 0
+        self._dropped_ms = 0
+
+    def add(self, payload_b64: str) -> None:
+        ms = self.wire.ms_for_bytes(_b64_size(payload_b64))
+        self._payloads.append((payload_b64, ms))
+        self._held_ms += ms
+        while self._held_ms > self.max_ms and len(self._payloads) > 1:
+            _, old = self._payloads.popleft()
+            self._held_ms -= old
+            self._dropped_ms += old
+
+    @property
+    def held_ms(self) -> int:
+        return self._held_ms
+
+    def take(self) -> tuple[list[str], int, int]:
+        """(payloads, milliseconds kept, milliseconds dropped), and start empty again."""
+        out = [payload for payload, _ in self._payloads]
+        result = (out, self._held_ms, self._dropped_ms)
+        self._payloads.clear()
+        self._held_ms = self._dropped_ms = 0
+        return result
+
+
+def _b64_size(payload: str) -> int:
+    return len(payload) // 4 * 3 - payload[-2:].count("=")
 
 
 class OutputAudio:

@@ -57,12 +57,12 @@ from realtalk.protocol import IdGenerator, events, parse_event
 from realtalk.realtime.base import ModelError, RealtimeBaseModel, RealtimeCapabilities
 
 from . import barge_in, reconnect
-from .audio import AudioInput, OutputAudio
+from .audio import AudioInput, HeldAudio, OutputAudio
 from .config import OpenAIRealtimeConfig, build_session, normalize_transcription
 from .connection import model_error, open_websocket
 from .conversation import ConversationMirror
 from .handlers import HANDLERS
-from .reconnect import NOT_REPLAYED
+from .reconnect import MAX_HELD_AUDIO_MS, NOT_REPLAYED
 from .responses import ResponseRequest, ResponseTracker
 from .tools_runner import FollowUp, ToolCall, ToolRunner
 from .url import OPENAI_BASE_URL, auth_headers, needs_api_key, redact_url
@@ -164,6 +164,7 @@ class OpenAIRealtime(RealtimeBaseModel):
             raw_channels=self.config.input_channels,
             batch_ms=self.config.append_batch_ms,
         )
+        self._held_audio = HeldAudio(self.config.input_format, MAX_HELD_AUDIO_MS)
         self._audio_out: OutputAudio | None = None
         self._hooked_output: AudioOutput | None = None
         self._playing: set[str] = set()  # items pushed to the AudioOutput, not yet finished
@@ -362,7 +363,7 @@ class OpenAIRealtime(RealtimeBaseModel):
             async for raw in session.ws:
                 try:
                     event = parse_event(raw)
-                except ValueError as exc:
+                except Exception as exc:  # ValueError, or RecursionError for absurd nesting
                     self._emit_error(
                         ModelError(f"unreadable server event: {exc}", code="invalid_event")
                     )
@@ -379,6 +380,9 @@ class OpenAIRealtime(RealtimeBaseModel):
                     )
         except ConnectionClosed as exc:
             reason = f"connection lost ({exc})"
+        except Exception as exc:  # the socket library failed: treat it as a lost connection
+            logger.exception("the receive loop failed")
+            reason = f"receive failed ({type(exc).__name__}: {exc})"
         else:
             ws = session.ws
             reason = (
@@ -422,11 +426,16 @@ class OpenAIRealtime(RealtimeBaseModel):
 
     async def handle_audio_input(self, audio: bytes | AudioFrame) -> None:
         """User audio: an AudioFrame (its own rate/channels) or raw int16 bytes in the declared
-        input format (``input_sample_rate``/``input_channels``). Dropped while not connected."""
-        if self._session is None or self._closing or self._reconnecting:
+        input format (``input_sample_rate``/``input_channels``). Dropped while not connected;
+        while reconnecting, the last seconds are kept and sent to the new session."""
+        if self._closing or (self._session is None and not self._reconnecting):
             return
         payload = self._audio_in.push(audio)
-        if payload is not None:
+        if payload is None:
+            return
+        if self._reconnecting:  # kept for the new session (see HeldAudio)
+            self._held_audio.add(payload)
+        else:
             self._send(events.input_audio_buffer_append(payload))
 
     async def commit_audio_input(self) -> None:

@@ -28,10 +28,15 @@ from .connection import model_error
 
 if TYPE_CHECKING:
     from .realtime import OpenAIRealtime, OpenAISession
+    from .responses import ResponseState
 
 __all__ = ["NOT_REPLAYED", "maybe_recycle", "on_recycle_due", "schedule_recycle", "start_reconnect"]
 
 logger = logging.getLogger("realtalk.client")
+
+#: User audio kept during an outage and sent to the new session (older audio is dropped and
+#: reported): enough for a sentence, not so much that a stale question is answered.
+MAX_HELD_AUDIO_MS = 5000
 
 # Client events that make no sense on a new connection (live audio, cuts of old audio).
 NOT_REPLAYED = frozenset(
@@ -72,21 +77,18 @@ async def _do_reconnect(model: OpenAIRealtime, reason: str, old: OpenAISession) 
     salvaged = []
     while not old.msg_queue.empty():
         event = old.msg_queue.get_nowait()
-        if event.get("type") not in NOT_REPLAYED:
+        if event.get("type") == "input_audio_buffer.append":
+            model._held_audio.add(event["audio"])  # never sent: goes to the new session
+        elif event.get("type") not in NOT_REPLAYED:
             salvaged.append(event)
     model._deferred[:0] = salvaged
     await model._close_session(old)
     cut = model._responses.connection_lost()
     if cut is not None:
-        barge_in.end_audio_of(model, cut)
-        # Cut by the network, not by the user: ask again, unless a newer request waits
-        # (its reply sees the cut one in the replayed conversation).
-        if not cut.cancelled and not model._responses.queued:
-            model._enqueue_request("resume", {}, interruptible=cut.interruptible)
+        _close_cut_response(model, cut)
     model._user_turn_open = False
     model._vad_relaxed = False
     model._text.clear()
-    model._audio_in.reset()
     policy = model.config.reconnect
     last_error: Exception | None = None
     for attempt in range(1, policy.max_attempts + 1):
@@ -105,14 +107,27 @@ async def _do_reconnect(model: OpenAIRealtime, reason: str, old: OpenAISession) 
             last_error = exc
             logger.warning("reconnect attempt %d failed: %s", attempt, exc)
             continue
-        _replay(model, session)
+        replayed_ms, dropped_ms = _replay(model, session)
         model._reconnecting = False
-        model.emit("reconnected", {"attempt": attempt})
+        model.emit(
+            "reconnected",
+            {"attempt": attempt, "replayed_audio_ms": replayed_ms, "dropped_audio_ms": dropped_ms},
+        )
+        if dropped_ms:
+            model._emit_error(
+                ModelError(
+                    f"{dropped_ms} ms of user audio from the outage were dropped (only the last "
+                    f"{MAX_HELD_AUDIO_MS} ms are sent to the new session)",
+                    code="audio_dropped",
+                )
+            )
         schedule_recycle(model)
         model._pump()
         return
+    _, held_ms, dropped_ms = model._held_audio.take()
+    lost = f"; {held_ms + dropped_ms} ms of user audio were lost" if held_ms + dropped_ms else ""
     model._fatal = ModelError(
-        f"could not reconnect after {policy.max_attempts} attempts: {last_error or reason}",
+        f"could not reconnect after {policy.max_attempts} attempts: {last_error or reason}{lost}",
         code="connection_lost",
         fatal=True,
     )
@@ -120,7 +135,7 @@ async def _do_reconnect(model: OpenAIRealtime, reason: str, old: OpenAISession) 
     model._spawn(model.aclose())
 
 
-def _replay(model: OpenAIRealtime, session: OpenAISession) -> None:
+def _replay(model: OpenAIRealtime, session: OpenAISession) -> tuple[int, int]:
     """Rebuild the conversation in the new session, then send what waited meanwhile."""
     items = model._mirror.replay_items()
     model._mirror.clear()
@@ -138,7 +153,39 @@ def _replay(model: OpenAIRealtime, session: OpenAISession) -> None:
     deferred, model._deferred = model._deferred, []
     for event in deferred:
         session.msg_queue.put_nowait(event)
-    logger.info("replayed %d conversation items into the new session", len(items))
+    audio, held_ms, dropped_ms = model._held_audio.take()
+    for payload in audio:
+        session.msg_queue.put_nowait(events.input_audio_buffer_append(payload))
+    logger.info(
+        "replayed %d conversation items and %d ms of user audio into the new session",
+        len(items),
+        held_ms,
+    )
+    return held_ms, dropped_ms
+
+
+def _close_cut_response(model: OpenAIRealtime, cut: ResponseState) -> None:
+    """The reply the network cut: its received audio plays out, listeners hear that it ended,
+    its usage stays unknown, and it is asked for again."""
+    barge_in.end_audio_of(model, cut)
+    for call_id, call in list(model._pending_calls.items()):
+        if call.response_id == cut.response_id:
+            del model._pending_calls[call_id]  # its arguments may be incomplete: not run
+    model._metrics.response_done({"id": cut.response_id, "status": "cancelled"})
+    model.emit(
+        "response_done",
+        {
+            "response_id": cut.response_id,
+            "kind": cut.kind,
+            "status": "cancelled",
+            "usage": None,
+            "reason": "connection_lost",
+        },
+    )
+    # Cut by the network, not by the user: ask again, unless a newer request waits (its reply
+    # sees the cut one in the replayed conversation).
+    if not cut.cancelled and not model._responses.queued:
+        model._enqueue_request("resume", {}, interruptible=cut.interruptible)
 
 
 def schedule_recycle(model: OpenAIRealtime) -> None:
