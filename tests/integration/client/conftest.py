@@ -16,7 +16,6 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pytest
-from tests.conftest import make_engines, make_speech_wav
 
 from realtalk.media.frame import AudioFrame
 from realtalk.media.playout import AudioOutput
@@ -25,6 +24,7 @@ from realtalk.media.wav import iter_frames, read_wav
 from realtalk.plugins.openai import OpenAIRealtime, OpenAIRealtimeConfig
 from realtalk.server import LocalServer, app
 from realtalk.server.connection import Connection
+from tests.conftest import make_engines, make_speech_wav
 
 TIMEOUT_S = 15.0
 FRAME_MS = 20

@@ -7,9 +7,8 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-from tests.integration.client.conftest import FRAME_MS
-
 from realtalk.media.frame import AudioFrame
+from tests.integration.client.conftest import FRAME_MS
 
 # Short sentences, so the voice starts after the first one while the LLM is still writing; the
 # reply ("You said: ...") lasts 26 words x 250 ms = 6.5 s.

@@ -8,11 +8,11 @@ import socket
 from typing import Any
 
 import pytest
-from tests.conftest import make_engines
 
 from realtalk.errors import ConnectionLostError, FatalServerError
 from realtalk.plugins.openai import OpenAIRealtime, OpenAIRealtimeConfig
 from realtalk.server import LocalServer
+from tests.conftest import make_engines
 
 
 def collect(model: OpenAIRealtime, *names: str) -> dict[str, list[Any]]:

@@ -6,10 +6,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from tests.reliability.proxy import FaultProxy
-
 from realtalk.plugins.openai import OpenAIRealtimeConfig, ReconnectPolicy
 from realtalk.server import LocalServer
+from tests.reliability.proxy import FaultProxy
 
 
 async def through_proxy(server: LocalServer) -> FaultProxy:

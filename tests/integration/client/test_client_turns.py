@@ -8,9 +8,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from tests.integration.client.conftest import FRAME_MS
-
 from realtalk.media.frame import AudioFrame
+from tests.integration.client.conftest import FRAME_MS
 
 
 async def test_text_turn(make_rig: Callable[..., Any]) -> None:

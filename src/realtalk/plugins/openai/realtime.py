@@ -1,31 +1,31 @@
 """OpenAIRealtime: the OpenAI Realtime (GA) model behind the seed's public surface.
 
-Structure: :meth:`OpenAIRealtime.feed` is the sans-I/O heart — it takes one decoded server event,
-updates the state and queues the client events to send; it never awaits, so it can run in the
-receive loop and in tests without a socket. Around it: a send loop (one queue per connection) and
-a receive loop (which survives bad events), the connect handshake that waits for
-``session.updated``, and reconnection with replay of the conversation.
+Structure: :meth:`OpenAIRealtime.feed` is the sans-I/O heart — it takes one decoded server event
+and hands it to its handler (:mod:`.handlers`), which updates the state, emits events and queues
+client events; nothing there awaits, so the receive loop never blocks and tests feed event
+sequences without a socket. This module holds the public API and the I/O around it: a send loop
+(one queue per connection), a receive loop that survives bad frames, and the connect handshake
+that waits for ``session.updated``.
 
 Decisions (each fixes a seed defect or a pain users report):
 
-- Barge-in: ``input_audio_buffer.speech_started`` flushes the AudioOutput *every time* (when the
-  session's turn detection has ``interrupt_response``), then truncates the interrupted item at the
-  played position, clamped to the audio received; an item of which nothing was played is deleted.
-  :meth:`interrupt` does the same and sends ``response.cancel`` only while a response is active.
-- Non-interruptible replies (``say(..., interruptible=False)``): server VAD with
-  ``interrupt_response`` would cancel them on the server, so just before such a
-  ``response.create`` the client sends a ``session.update`` turning ``interrupt_response`` off,
-  and restores it when that response is done. Locally, speech does not flush its audio while it is
-  generated, queued or played (an interruptible response started meanwhile is still cut).
-- ``say`` asks the model to speak the text verbatim through per-response ``instructions`` and
-  an empty ``input`` (nothing is added to the conversation on the user's side, and the model is not
-  distracted by it); the spoken reply lands in the conversation as the assistant's words. OpenAI
-  has no exact-text voice, so ``capabilities.exact_say`` is False.
-- Tools run as tasks; one ``response.create`` follows when the calling response is done and all
-  tools finished (see :mod:`.tools_runner` for interruptions).
-- Reconnection after an unexpected close or ``session_expired``, and a planned recycle before
-  OpenAI's 60-minute limit: the session settings, tools and a text copy of the conversation are
-  replayed (:mod:`.conversation`). Authentication and quota errors are fatal and end the session.
+- Barge-in (:mod:`.barge_in`): speech flushes the AudioOutput *every time* (when turn detection
+  has ``interrupt_response``) and the cut item is truncated at the played position, clamped to the
+  audio received, or deleted when nothing of it was played. :meth:`interrupt` does the same and
+  sends ``response.cancel`` only while a response is active.
+- Non-interruptible replies (``say(..., interruptible=False)``): just before such a
+  ``response.create`` a ``session.update`` turns the server's ``interrupt_response`` off, and it
+  is restored when that response is done; locally, speech does not flush its audio.
+- ``say`` asks the model to speak the text verbatim through per-response ``instructions`` and an
+  empty ``input``: nothing is added on the user's side of the conversation, and the spoken reply
+  is recorded as the assistant's words. OpenAI has no exact-text voice (``exact_say`` is False).
+- Tools run as tasks (:mod:`.tools_runner`); one ``response.create`` follows once the calling
+  response is done and every tool finished.
+- G.711 (``g711_ulaw``/``g711_alaw``): encoded and decoded at the edges (:mod:`.audio`); callers
+  always hand in and receive PCM, at 8 kHz in an AudioOutput the plugin creates itself.
+- Reconnection and recycling (:mod:`.reconnect`): settings, tools, a text copy of the conversation
+  (:mod:`.conversation`) and the user's audio of the outage go to the new session; authentication
+  and quota errors are fatal.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ import json
 import logging
 import os
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -313,7 +314,6 @@ class OpenAIRealtime(RealtimeBaseModel):
         for bg in list(self._background):
             if bg is not asyncio.current_task():
                 bg.cancel()
-        await self.wait_idle()
         self.emit("closed", {"reason": self._fatal.message if self._fatal else "closed"})
 
     async def _close_session(self, session: OpenAISession) -> None:
@@ -353,7 +353,14 @@ class OpenAIRealtime(RealtimeBaseModel):
         try:
             while True:
                 event = await queue.get()
-                await ws.send(json.dumps(event, separators=(",", ":")))
+                try:
+                    frame = json.dumps(event, separators=(",", ":"))
+                except (TypeError, ValueError) as exc:  # e.g. a bad event given to send_event
+                    self._emit_error(
+                        ModelError(f"cannot send {event.get('type')}: {exc}", code="client_error")
+                    )
+                    continue
+                await ws.send(frame)
         except ConnectionClosed:
             return  # the receive loop sees the close and decides what happens next
 
@@ -469,7 +476,8 @@ class OpenAIRealtime(RealtimeBaseModel):
         prev_idle = output.on_idle
 
         def started(item_id: str) -> None:
-            self._threadsafe(self._on_item_started, item_id)
+            # The time is taken here, in the consumer's thread, when the frame really goes out.
+            self._threadsafe(self._on_item_started, item_id, time.monotonic())
             if prev_started is not None:
                 prev_started(item_id)
 
@@ -494,8 +502,8 @@ class OpenAIRealtime(RealtimeBaseModel):
         elif not loop.is_closed():
             loop.call_soon_threadsafe(func, *args)
 
-    def _on_item_started(self, item_id: str) -> None:
-        self._metrics.first_audio_played()
+    def _on_item_started(self, item_id: str, t: float) -> None:
+        self._metrics.first_audio_played(t)
         self.emit("agent_speech_started", {"item_id": item_id})
 
     def _on_item_finished(self, item_id: str, played_ms: int, interrupted: bool) -> None:
