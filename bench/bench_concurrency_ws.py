@@ -62,11 +62,11 @@ class Speaker(Transport):
 
     async def _play(self, session: AgentSession) -> None:
         output = session.audio_output
-        loop = asyncio.get_running_loop()
-        self.clock.start(loop.time())
+        clock = asyncio.get_running_loop().time  # the AudioOutput's clock: time.monotonic
         while True:
+            called = clock()
             await output.next_frame()
-            self.clock.frame(loop.time())
+            self.clock.frame(called, clock())
 
     async def aclose(self) -> None:
         if self._task is not None:
@@ -245,17 +245,17 @@ async def _bare_receive(ws: ClientConnection, buf: bytearray) -> None:
 async def _bare_speaker(buf: bytearray, clock: LatenessClock) -> None:
     loop = asyncio.get_running_loop()
     t0, n = loop.time(), 0
-    clock.start(t0)
-    while True:
-        delay = t0 + n * FRAME_S - loop.time()
+    while True:  # the same schedule as AudioOutput.next_frame
+        called = loop.time()
+        delay = t0 + n * FRAME_S - called
         if delay > 0:
             await asyncio.sleep(delay)
         elif -delay > 0.1:
-            t0, n = loop.time(), 0
+            t0, n = called, 0
         n += 1
         frame = bytes(buf[:960])
         del buf[:960]
-        clock.frame(loop.time())
+        clock.frame(called, loop.time())
         del frame
 
 

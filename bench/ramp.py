@@ -32,8 +32,9 @@ class Lateness:
 
 
 class LatenessClock:
-    """One consumer's ideal schedule: frame n is due at t0 + n x 20 ms (re-anchored like the
-    AudioOutput when more than 100 ms behind)."""
+    """One consumer's lateness against the AudioOutput's own schedule, mirrored: frame n is due
+    at t0 + n x 20 ms; a call more than 100 ms behind its deadline re-anchors the schedule at the
+    call (the frame that did so is recorded as late as it was)."""
 
     __slots__ = ("_n", "_sink", "_t0")
 
@@ -42,17 +43,14 @@ class LatenessClock:
         self._t0: float | None = None
         self._n = 0
 
-    def start(self, now: float) -> None:
-        """Call just before the first ``next_frame``."""
-        self._t0, self._n = now, 0
-
-    def frame(self, now: float) -> None:
-        """Call as each frame is returned."""
+    def frame(self, called: float, returned: float) -> None:
+        """One ``next_frame`` call: when it was made and when it returned (loop.time())."""
         if self._t0 is None:
-            self._t0, self._n = now, 0
-        late = now - (self._t0 + self._n * FRAME_S)
-        if late > MAX_LAG_S:
-            self._t0, self._n = now, 0
+            self._t0, self._n = called, 0
+        deadline = self._t0 + self._n * FRAME_S
+        late = returned - deadline
+        if called - deadline > MAX_LAG_S:
+            self._t0, self._n = called, 0
         if self._sink.recording:
             self._sink.values.append(max(late, 0.0))
         self._n += 1

@@ -20,6 +20,7 @@ import json
 import os
 import random
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from bench.ramp import Lateness
@@ -42,31 +43,37 @@ class _Agents:
         self.rng = random.Random(3)
 
     async def entrypoint(self, transport: WebRTCTransport) -> None:
-        self._time_frames(transport)
+        restart_clock = self._time_frames(transport)
         if self.bare:  # the baseline: the call alone; the track sends paced silence
             return
         model = OpenAIRealtime(model="gpt-realtime", base_url=self.base_url)
         session = AgentSession(agent=Agent(instructions="You are a benchmark."), model=model)
         await session.start(transport)
+        restart_clock()  # the track now follows the AudioOutput's schedule, not its own
         self.sessions.append(session)
         task = asyncio.ensure_future(self._talk(session, self.rng.uniform(0, TALK_EVERY_S)))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    def _time_frames(self, transport: WebRTCTransport) -> None:
+    def _time_frames(self, transport: WebRTCTransport) -> Callable[[], None]:
         """Time each frame as the sender takes it from the outgoing track (aiortc's sender
         calls ``track.recv()``, which awaits the session's ``AudioOutput.next_frame``)."""
         track = transport.audio_track
         untimed = track.recv
-        clock = self.lateness.consumer()
+        clock = [self.lateness.consumer()]
         loop = asyncio.get_running_loop()
 
         async def recv() -> Any:
+            called = loop.time()
             frame = await untimed()
-            clock.frame(loop.time())
+            clock[0].frame(called, loop.time())
             return frame
 
+        def restart() -> None:
+            clock[0] = self.lateness.consumer()
+
         track.recv = recv  # type: ignore[method-assign]
+        return restart
 
     async def _talk(self, session: AgentSession, offset_s: float) -> None:
         await asyncio.sleep(offset_s)
