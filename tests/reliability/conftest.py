@@ -31,6 +31,7 @@ class LedgerRow:
     tries: int = 0
     survived: int = 0
     lost: list[str] = field(default_factory=list)
+    note: str = ""  # a measured figure (memory per turn, cuts made): the latest run's
 
 
 class Ledger:
@@ -47,8 +48,11 @@ class Ledger:
         tries: int = 1,
         survived: int | None = None,
         lost: str | None = None,
+        note: str | None = None,
     ) -> None:
         row = self.rows.setdefault((area, fault), LedgerRow(area, fault))
+        if note:
+            row.note = note
         row.tries += tries
         row.survived += tries if survived is None else survived
         if lost and lost not in row.lost:
