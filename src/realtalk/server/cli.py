@@ -43,6 +43,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=3600.0,
         help="end sessions after this long, as OpenAI does after 60 minutes (default 3600)",
     )
+    parser.add_argument(
+        "--partial-transcripts",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="transcribe while the user speaks (when a client asks for transcription); "
+        "auto: only with 4 or more CPUs, as it competes with the reply on small machines",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log every session")
 
 
@@ -78,6 +85,7 @@ async def _serve(args: argparse.Namespace) -> None:
         llm_model=args.llm_model,
         llm_api_key=os.environ.get("REALTALK_LLM_API_KEY"),
         session_max_seconds=args.session_max_seconds,
+        partial_transcripts={"auto": None, "on": True, "off": False}[args.partial_transcripts],
         progress=lambda line: print(f"  {line}", flush=True),
     )
     print(f"realtalk serve: loading {args.engine} engines…", flush=True)

@@ -199,8 +199,8 @@ class UserTranscripts:
                 task = asyncio.create_task(self._run(audio(), fmt))
                 self._track(task)
                 draft.speculation = (pause_began_ms, task)
-        if not (report and self.partials):
-            return
+        if not (report and self.partials) or pause_began_ms is not None:
+            return  # in a pause the speculation (or the final) transcribes; don't compete
         if now_ms - draft.partial_at_ms < self.partial_interval_ms:
             return
         if draft.partial_task is not None and not draft.partial_task.done():
