@@ -26,10 +26,18 @@ from .session import (
     validate_session,
 )
 
-__all__ = ["MAX_AUDIO_APPEND_BYTES", "decode_audio", "validate_client_event", "validate_item"]
+__all__ = [
+    "MAX_AUDIO_APPEND_BYTES",
+    "MAX_EVENT_DEPTH",
+    "decode_audio",
+    "validate_client_event",
+    "validate_item",
+]
 
 #: OpenAI refuses an ``input_audio_buffer.append`` whose audio is larger than 15 MiB.
 MAX_AUDIO_APPEND_BYTES: Final = 15 * 1024 * 1024
+#: Deeper client events are refused: no real event comes close (a tool schema nests a few levels).
+MAX_EVENT_DEPTH: Final = 64
 
 _USER_PARTS = ("input_text", "input_audio", "input_image")
 _PARTS_BY_ROLE = {
@@ -59,6 +67,9 @@ def validate_client_event(event: Any) -> ProtocolError | None:
     event_id = event.get("event_id")
     if event_id is not None and not isinstance(event_id, str):
         return invalid_type("event_id", "a string", event_id)
+    too_deep = _deeper_than(event, MAX_EVENT_DEPTH)
+    if too_deep is not None:
+        return invalid_value(too_deep, f"nested deeper than {MAX_EVENT_DEPTH} levels.")
     allowed, required, checks = _FIELDS[kind]
     for key in required:
         if key not in event:
@@ -73,6 +84,24 @@ def validate_client_event(event: Any) -> ProtocolError | None:
             problem = check(key, value)
             if problem is not None:
                 return problem
+    return None
+
+
+def _deeper_than(value: Any, limit: int) -> str | None:
+    """The path of the first value nested deeper than ``limit`` levels, or None.
+
+    Iterative on purpose: a recursive walk (or ``copy.deepcopy`` later on) of a frame nested
+    a thousand levels deep would hit Python's recursion limit.
+    """
+    stack: list[tuple[Any, str, int]] = [(value, "", 0)]
+    while stack:
+        node, path, depth = stack.pop()
+        if depth > limit:
+            return path.lstrip(".") or "event"
+        if isinstance(node, dict):
+            stack.extend((v, f"{path}.{k}", depth + 1) for k, v in node.items())
+        elif isinstance(node, list):
+            stack.extend((v, f"{path}[{i}]", depth + 1) for i, v in enumerate(node))
     return None
 
 
@@ -130,7 +159,7 @@ def validate_item(param: str, item: Any) -> ProtocolError | None:
 
 def _validate_message(param: str, item: dict[str, Any]) -> ProtocolError | None:
     role = item.get("role")
-    if role not in _PARTS_BY_ROLE:
+    if not isinstance(role, str) or role not in _PARTS_BY_ROLE:
         if role is None:
             return missing_parameter(f"{param}.role")
         return invalid_value(

@@ -115,6 +115,9 @@ class Connection:
         except (ValueError, UnicodeDecodeError) as exc:
             self._error(ProtocolError("invalid_json", f"The event is not valid JSON: {exc}."))
             return
+        except RecursionError:
+            self._error(ProtocolError("invalid_json", "The event is nested too deeply."))
+            return
         await self.handle(event)
 
     async def handle(self, event: Any) -> None:
@@ -122,7 +125,13 @@ class Connection:
         client_event_id = event.get("event_id") if isinstance(event, dict) else None
         if not isinstance(client_event_id, str):
             client_event_id = None
-        problem = validate_client_event(event)
+        try:
+            problem = validate_client_event(event)
+        except RecursionError:
+            problem = ProtocolError("invalid_event", "The event is nested too deeply.")
+        except Exception:  # a validator bug must not end the session either
+            logger.exception("validating a client event failed")
+            problem = ProtocolError("invalid_event", "The event could not be validated.")
         if problem is not None:
             self._error(problem, client_event_id)
             return

@@ -14,6 +14,18 @@ from tests.integration.server.conftest import RawClient, raw_client
 
 FIFTEEN_MIB = 15 * 1024 * 1024
 
+
+def _nested(depth: int) -> dict[str, Any]:
+    root: dict[str, Any] = {}
+    node = root
+    for _ in range(depth):
+        node["properties"] = {}
+        node = node["properties"]
+    return root
+
+
+DEEP_500 = _nested(500)
+
 # (frame, code, param, client event_id echoed)
 CASES: list[tuple[str, str | bytes, str, str | None, str | None]] = [
     ("malformed json", '{"type": "session.update", ', "invalid_json", None, None),
@@ -86,6 +98,36 @@ CASES: list[tuple[str, str | bytes, str, str | None, str | None]] = [
         "invalid_json",
         None,
         None,
+    ),
+    ("nested past the recursion limit", "[" * 100_000, "invalid_json", None, None),
+    (
+        "a tool schema nested 500 deep",
+        json.dumps(
+            {
+                "type": "session.update",
+                "event_id": "deep",
+                "session": {
+                    "type": "realtime",
+                    "tools": [{"type": "function", "name": "f", "parameters": DEEP_500}],
+                },
+            }
+        ),
+        "invalid_value",
+        "session.tools[0].parameters" + ".properties" * 61,  # the first value at depth 65
+        "deep",
+    ),
+    (
+        "a role that is not a string",
+        json.dumps(
+            {
+                "type": "conversation.item.create",
+                "event_id": "role",
+                "item": {"type": "message", "role": [], "content": []},
+            }
+        ),
+        "invalid_value",
+        "item.role",
+        "role",
     ),
     (
         "commit with nothing buffered",
