@@ -40,6 +40,37 @@ DEFAULT_MODEL = "gpt-realtime"
 # the server can answer them with an error instead of dropping the connection.
 DEFAULT_MAX_MESSAGE_BYTES = 24 * 1024 * 1024
 _INSECURE_KEY_PREFIX = "openai-insecure-api-key."
+_SECRET_HEADERS = frozenset({"authorization", "api-key", "sec-websocket-protocol"})
+
+
+class _RedactSecrets(logging.Filter):
+    """At DEBUG websockets logs every handshake header; keys must not reach the log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if (
+            isinstance(args, tuple)
+            and len(args) == 2
+            and record.msg in ("< %s: %s", "> %s: %s")
+            and str(args[0]).lower() in _SECRET_HEADERS
+        ):
+            record.args = (args[0], _redacted(str(args[0]), str(args[1])))
+        return True
+
+
+def _redacted(header: str, value: str) -> str:
+    if header.lower() == "sec-websocket-protocol":
+        return ", ".join(
+            _INSECURE_KEY_PREFIX + "[redacted]" if p.strip().startswith(_INSECURE_KEY_PREFIX) else p
+            for p in value.split(",")
+        )
+    if value[:7].lower() == "bearer ":
+        return value[:7] + "[redacted]"
+    return "[redacted]"
+
+
+_WEBSOCKETS_LOGGER = logging.getLogger("realtalk.server.websockets")
+_WEBSOCKETS_LOGGER.addFilter(_RedactSecrets())
 PARTIALS_MIN_CPUS = 4
 
 
@@ -125,7 +156,7 @@ class LocalServer:
             compression=None,
             max_size=self.max_message_bytes,
             max_queue=64,
-            logger=logging.getLogger("realtalk.server.websockets"),
+            logger=_WEBSOCKETS_LOGGER,
         )
         logger.info("listening on %s (engines: %s)", self.ws_url, engines.name)
 

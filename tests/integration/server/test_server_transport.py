@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import time
 import urllib.request
 from collections.abc import AsyncIterator, Callable
@@ -163,3 +164,20 @@ async def test_g711_both_ways(
         assert len(alaw) == words * 250 * 8  # 8 kHz, one byte a sample, 250 ms a word
         pcm = np.frombuffer(alaw_decode(alaw), dtype="<i2")
         assert np.abs(pcm).max() > 3000  # real tone bursts, not silence or noise
+
+
+async def test_keys_never_reach_the_log_even_at_debug(
+    keyed_server: LocalServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    offers: list[dict[str, Any]] = [
+        {"additional_headers": {"Authorization": f"Bearer {KEY}"}},
+        {"additional_headers": {"api-key": KEY}},
+        {"subprotocols": [Subprotocol("realtime"), Subprotocol(f"openai-insecure-api-key.{KEY}")]},
+    ]
+    for offer in offers:
+        async with connect(keyed_server.ws_url + "?model=gpt-realtime", **offer) as ws:
+            await expect_session(ws)
+    server_lines = [r.getMessage() for r in caplog.records if r.name.startswith("realtalk")]
+    assert any("Authorization" in line for line in server_lines)  # headers were logged...
+    assert not any(KEY in line for line in server_lines)  # ...but never the key
