@@ -100,6 +100,7 @@ class Connection:
         self._vad_stream: VADStream | None = None
         self._turns: TurnDetector | None = None
         self._draft: Draft | None = None  # the user's turn in progress (server VAD)
+        self._idle: asyncio.TimerHandle | None = None  # server_vad idle_timeout_ms
         self._configure_turns()
 
     # --- entry points ------------------------------------------------------------------------
@@ -156,6 +157,7 @@ class Connection:
 
     async def aclose(self) -> None:
         """Stop every response and background task (the client is gone)."""
+        self._disarm_idle()
         tasks = [r.task for r in self.responses.values() if r.task is not None]
         for response in list(self.responses.values()):
             response.cancel("client_cancelled")
@@ -181,6 +183,7 @@ class Connection:
             )
         before = copy.deepcopy(self.session["audio"]["input"])
         self.session = merge_session(self.session, update)
+        self._disarm_idle()
         after = self.session["audio"]["input"]
         if after["format"] != before["format"]:
             self.buffer.set_format(self._input_format)
@@ -266,6 +269,7 @@ class Connection:
         assert self._turns is not None
         start = max(float(audio_start_ms), self.buffer.start_ms)
         self._draft = Draft(self._new_id("item"), start, partial_at_ms=start)
+        self._disarm_idle()
         self._send(ev.speech_started(self._eid(), self._draft.item_id, round(start)))
         if self._turns.settings.interrupt_response and self.active is not None:
             self.active.cancel("turn_detected")
@@ -497,6 +501,7 @@ class Connection:
         self.responses[response.id] = response
         if settings.in_conversation:
             self.active = response
+            self._disarm_idle()
         response.start()
         return response
 
@@ -506,6 +511,43 @@ class Connection:
             self.active = None
         if response.audio_bytes:
             self._voice_locked = True
+        if response.settings.in_conversation:
+            self._arm_idle(response)
+
+    # --- idle timeout ------------------------------------------------------------------------
+
+    def _arm_idle(self, response: Response) -> None:
+        """server_vad ``idle_timeout_ms``: counted from when the reply has finished playing (the
+        client plays it in real time from the first delta)."""
+        self._disarm_idle()
+        detection = self.session["audio"]["input"]["turn_detection"]
+        timeout_ms = (detection or {}).get("idle_timeout_ms")
+        if not timeout_ms or detection.get("type") != "server_vad":
+            return
+        loop = asyncio.get_running_loop()
+        played_until = loop.time()
+        if response.first_audio_at is not None:
+            played_until = max(played_until, response.first_audio_at + response.audio_ms / 1000)
+        self._idle = loop.call_at(played_until + timeout_ms / 1000, self._idle_timeout)
+
+    def _disarm_idle(self) -> None:
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
+
+    def _idle_timeout(self) -> None:
+        """Nobody spoke: commit what the buffer holds (maybe nothing) and answer it."""
+        self._idle = None
+        if self._draft is not None or self.active is not None or self.expired:
+            return
+        item_id = self._new_id("item")
+        start, end = round(self.buffer.start_ms), round(self.buffer.clock_ms)
+        self._send(ev.input_audio_buffer_timeout_triggered(self._eid(), item_id, start, end))
+        self._commit(item_id, None, draft=None)
+        if self._turns is not None:
+            self._turns.reset(self.buffer.clock_ms)
+            if self._turns.settings.create_response:
+                self._start_response(self._settings({}), None)
 
     # --- helpers -----------------------------------------------------------------------------
 

@@ -133,6 +133,8 @@ class Response:
         self.status = "in_progress"
         self.finished = asyncio.Event()
         self._marks: dict[str, float] = {}  # stage -> perf_counter, for the timing log line
+        #: Event-loop time of the first audio delta: when the client starts playing this reply.
+        self.first_audio_at: float | None = None
 
     @property
     def item_ids(self) -> list[str]:
@@ -143,6 +145,11 @@ class Response:
     def audio_bytes(self) -> int:
         """Bytes of audio sent so far (in the output format)."""
         return self._audio_bytes
+
+    @property
+    def audio_ms(self) -> float:
+        """Milliseconds of audio sent so far."""
+        return self._audio_bytes / self.settings.output_format.bytes_per_ms
 
     @property
     def task(self) -> asyncio.Task[None] | None:
@@ -382,6 +389,8 @@ class Response:
 
     def _audio_delta(self, message: _Message, data: bytes) -> None:
         self._mark("first_audio")
+        if self.first_audio_at is None:
+            self.first_audio_at = asyncio.get_running_loop().time()
         step = self.settings.output_format.bytes_for_ms(AUDIO_CHUNK_MS)
         store = message.entry.audio[0]
         for i in range(0, len(data), step):

@@ -174,6 +174,8 @@ class UserTranscripts:
         return text
 
     async def _run(self, data: bytes, fmt: AudioFormat) -> Transcript:
+        if not data:  # an idle-timeout commit may hold no audio at all
+            return Transcript("", 0.0)
         transcriber = self._transcriber
         return await asyncio.to_thread(lambda: transcriber.transcribe(to_pcm16k(data, fmt)))
 

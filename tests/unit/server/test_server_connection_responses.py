@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from collections.abc import AsyncIterator, Callable
 from typing import Any
+
+import pytest
 
 from realtalk.protocol import events as ev
 from realtalk.server.engines.base import LLM, ChatMessage, LLMChunk, TextDelta
@@ -429,3 +432,48 @@ async def test_per_response_tools_and_instructions(make_harness: Callable[..., H
     assert done["response"]["output"][0]["name"] == "get_weather"
     assert llm.seen[0][0] == ChatMessage("system", "Only for this one.")
     assert h.connection.session["tools"] == []  # the session itself is unchanged
+
+
+async def test_idle_timeout_after_the_reply_has_played(harness: Harness) -> None:
+    td = {"type": "server_vad", "idle_timeout_ms": 5000}
+    await harness.send(ev.session_update({"audio": {"input": {"turn_detection": td}}}))
+    await say(harness, "Hi there")
+    await harness.send(ev.response_create())
+    response = harness.connection.active
+    assert response is not None
+    await harness.wait_for("response.done")
+    finished_at = asyncio.get_running_loop().time()
+    connection = harness.connection
+    idle = connection._idle
+    assert idle is not None and response.first_audio_at is not None
+    played_s = 4 * WORD_MS / 1000  # "You said: Hi there."
+    # counted from the end of playback (or from now, had generation been slower than playback)
+    playback_end = max(response.first_audio_at + played_s, finished_at)
+    assert idle.when() == pytest.approx(playback_end + 5, abs=0.1)
+    await harness.append(silence(300))
+    start = len(harness.events)
+    connection._idle_timeout()  # what the timer does when it fires
+    assert harness.types(start)[:6] == [
+        "input_audio_buffer.timeout_triggered",
+        "input_audio_buffer.committed",
+        "conversation.item.added",
+        "conversation.item.done",
+        "response.created",
+        "rate_limits.updated",
+    ]
+    triggered = harness.events[start]
+    assert triggered["item_id"] == harness.events[start + 1]["item_id"]
+    assert triggered["audio_end_ms"] >= triggered["audio_start_ms"]
+    await harness.wait_for("response.done", 2)
+
+
+async def test_speech_disarms_the_idle_timeout(harness: Harness) -> None:
+    td = {"type": "server_vad", "idle_timeout_ms": 5000, "create_response": False}
+    await harness.send(ev.session_update({"audio": {"input": {"turn_detection": td}}}))
+    await say(harness, "Hi")
+    await harness.send(ev.response_create())
+    await harness.wait_for("response.done")
+    assert harness.connection._idle is not None
+    await harness.append(tone_speech("hello"))
+    assert harness.of("input_audio_buffer.speech_started")
+    assert harness.connection._idle is None
