@@ -322,8 +322,11 @@ class Response:
         if message is None:
             return
         self._message = None
-        if message.voice_task is not None and not message.voice_task.done():
-            message.voice_task.cancel()
+        voice = message.voice_task
+        if voice is not None and not voice.done():
+            voice.cancel()
+        elif voice is not None and not voice.cancelled():
+            voice.exception()  # seen (a failure was reported through _close_message)
         loc = (self.id, message.id, message.output_index, 0)
         if message.audio:
             self._send(ev.response_output_audio_done(self._eid(), *loc))

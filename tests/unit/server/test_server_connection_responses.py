@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
+import numpy as np
 import pytest
 
 from realtalk.protocol import events as ev
@@ -477,3 +478,24 @@ async def test_speech_disarms_the_idle_timeout(harness: Harness) -> None:
     await harness.append(tone_speech("hello"))
     assert harness.of("input_audio_buffer.speech_started")
     assert harness.connection._idle is None
+
+
+class BrokenVoice(ToneVoice):
+    def synthesize(self, text: str) -> Iterator[np.ndarray]:
+        raise RuntimeError("the voice is hoarse")
+
+
+async def test_a_voice_failure_fails_the_response_with_every_done_event(
+    make_harness: Callable[..., Harness],
+) -> None:
+    engines = make_engines()
+    engines.voice = BrokenVoice()
+    h = make_harness(engines)
+    await say(h, "Hi")
+    start = len(h.events)
+    await h.send(ev.response_create())
+    done = await h.wait_for("response.done")
+    assert h.types(start)[-6:] == AUDIO_END
+    assert done["response"]["status"] == "failed"
+    assert done["response"]["output"][0]["status"] == "incomplete"
+    assert done["response"]["status_details"]["error"]["message"] == "the voice is hoarse"
