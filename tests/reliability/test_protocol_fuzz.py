@@ -95,6 +95,13 @@ def test_parse_event_on_deep_nesting(raw: str) -> None:
     _parse_or_value_error(raw)
 
 
+@pytest.mark.parametrize("role", [[], {}, ["user"]], ids=["list", "object", "list-of-role"])
+def test_validate_item_with_an_unhashable_role(role: Any) -> None:
+    """Found by the mutation fuzzer (a TypeError until 9978327)."""
+    item = {"type": "message", "role": role, "content": []}
+    _check_verdict(validate_client_event({"type": "conversation.item.create", "item": item}))
+
+
 @FUZZ
 @given(value=JSON_VALUES)
 def test_validate_client_event_on_any_json(ledger: Ledger, value: Any) -> None:

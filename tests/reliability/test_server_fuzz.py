@@ -29,7 +29,12 @@ from realtalk.protocol import validate_client_event
 from realtalk.server import LocalServer
 from tests.conftest import make_engines
 from tests.reliability.conftest import Ledger
-from tests.reliability.corpus import CLIENT_EVENTS, JSON_VALUES, byte_mutations, mutated_events
+from tests.reliability.corpus import (
+    CLIENT_EVENTS,
+    JSON_VALUES,
+    byte_mutations,
+    mutated_events,
+)
 
 AREA = "local server, bad client input"
 ANSWER_TIMEOUT_S = 10.0
@@ -43,12 +48,13 @@ FUZZ = settings(
 
 Frame = str | bytes
 
+_MUTATED = mutated_events(CLIENT_EVENTS)
 FRAMES: st.SearchStrategy[Frame] = st.one_of(
     st.text(max_size=100),
     st.binary(max_size=100),
     JSON_VALUES.map(json.dumps),
-    mutated_events(CLIENT_EVENTS).map(json.dumps),
-    mutated_events(CLIENT_EVENTS).map(json.dumps),  # twice: the richest source
+    _MUTATED.map(json.dumps),
+    _MUTATED.map(json.dumps),  # twice: the richest source
     byte_mutations(CLIENT_EVENTS),
 )
 
@@ -156,42 +162,39 @@ def _deep_parameters(depth: int) -> str:
     return json.dumps({"type": "session.update", "session": {"type": "realtime", "tools": [tool]}})
 
 
-_RECURSION_BUG = pytest.mark.xfail(
-    strict=True,
-    reason="BUG: Connection.receive (src/realtalk/server/connection.py) catches ValueError and "
-    "UnicodeDecodeError from json.loads but not RecursionError: the handler dies, close 1011",
-)
-_DEEPCOPY_BUG = pytest.mark.xfail(
-    strict=True,
-    reason="BUG: merge_session (src/realtalk/protocol/session.py _merge_into) deep-copies a "
-    "500-deep tool schema and hits RecursionError: answered as server_error, not invalid_value",
-)
-
-
 @pytest.mark.parametrize(
     "frame",
     [
-        pytest.param("[" * 100_000, id="bare-100k", marks=_RECURSION_BUG),
+        pytest.param("[" * 100_000, id="bare-100k"),
         pytest.param(
             '{"type": "response.create", "response": ' + "[" * 5000 + "}",
             id="in-a-field-5k",
-            marks=_RECURSION_BUG,
         ),
         pytest.param(_deep_parameters(200), id="tool-schema-200"),
-        pytest.param(_deep_parameters(500), id="tool-schema-500", marks=_DEEPCOPY_BUG),
+        pytest.param(
+            json.dumps(
+                {
+                    "type": "conversation.item.create",
+                    "item": {"type": "message", "role": [], "content": []},
+                }
+            ),
+            id="list-role",
+        ),
+        pytest.param(_deep_parameters(500), id="tool-schema-500"),
     ],
 )
-async def test_deeply_nested_frames(
+async def test_frames_that_broke_the_server(
     server: LocalServer, ledger: Ledger, frame: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """JSON nested deeper than Python's recursion limit, or deep enough to break a copy."""
+    """Frames that broke the server once (fuzzing found them; fixed in 9978327): JSON nested
+    deeper than the recursion limit or deep enough to break a copy, a role that is a list."""
     caplog.set_level(logging.CRITICAL, logger="realtalk.server")
     ws = await _open(server)
     try:
         answers = await exchange(ws, frame, 0)
         check_answers(frame, answers)
     except (ConnectionClosed, AssertionError):
-        ledger.record(AREA, "deeply nested JSON", survived=0, lost="connection or server_error")
+        ledger.record(AREA, "frames fuzzing found", survived=0, lost="connection or server_error")
         raise
-    ledger.record(AREA, "deeply nested JSON")
+    ledger.record(AREA, "frames fuzzing found")
     await ws.close()
