@@ -243,7 +243,7 @@ def run(quick: bool = False) -> list[Row]:
     elapsed = time.monotonic() - start
     best = passing(ours, LIMIT_MS)
     same_n = at(ours, bare_n) or best  # the ramp may stop short of the baseline's count
-    bare_step = bare[0] if bare else None
+    bare_step = at(bare, bare_n)
     ratio = (
         same_n.per_core / bare_step.per_core
         if same_n is not None and bare_step is not None and bare_step.cores > 0

@@ -64,7 +64,7 @@ QUESTIONS = [
     "What is two plus two?",
     "Tell me something interesting about the moon.",
     "How do I make a cup of tea?",
-    "What is your favorite season, and why?",
+    "Which season do you like best?",
     "Where do penguins live?",
     "Give me a tip for sleeping better.",
     "Why do cats purr?",
@@ -138,9 +138,13 @@ async def _end_to_end(base_url: str, clips: list[Clip]) -> list[Turn]:
 
     def stamp(name: str) -> Any:
         def hook(event: dict[str, Any], arrival: float) -> None:
-            stamps.setdefault(name, arrival)
-            if name == "stt":
-                transcripts.append(str(event.get("transcript") or ""))
+            if name == "vad":  # the last end of turn counts (a pause mid-question ends one)
+                stamps.clear()
+                transcripts.clear()
+            if name not in stamps:
+                stamps[name] = arrival
+                if name == "stt":
+                    transcripts.append(str(event.get("transcript") or ""))
 
         return hook
 

@@ -3,7 +3,8 @@
 Every figure is measured against a baseline in the same run, so ratios hold on a noisy machine.
 ``--quick`` shortens every figure for a CI smoke run (the numbers are then rough); ``--json PATH``
 also writes the rows; ``--markdown`` prints the table as Markdown (for docs/benchmarks.md).
-Everything is loopback only and stops by itself (each figure has a time bound).
+Everything is loopback only and stops by itself (each figure has a time bound). When several
+figures run, each runs in a fresh interpreter (``--in-process`` to share this one).
 """
 
 from __future__ import annotations
@@ -14,8 +15,11 @@ import inspect
 import json
 import logging
 import math
+import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 from bench.common import Row, machine, table
@@ -35,7 +39,7 @@ CHEAP = ("uplink", "downlink")
 
 
 def run_figure(name: str, *, quick: bool) -> list[Row]:
-    """Import and run one figure; a failure becomes a row that says so, never a crash."""
+    """Import and run one figure here; a failure becomes a row that says so, never a crash."""
     module_name, _ = FIGURES[name]
     try:
         module = importlib.import_module(module_name)
@@ -44,18 +48,38 @@ def run_figure(name: str, *, quick: bool) -> list[Row]:
         rows: list[Row] = run(quick=quick) if takes_quick else run()
     except Exception as exc:  # one broken figure must not hide the others
         logging.getLogger("bench").exception("figure %s failed", name)
-        return [
-            {
-                "figure": f"{name}: FAILED ({type(exc).__name__}: {exc})",
-                "ours": None,
-                "baseline": None,
-                "ratio": None,
-                "goal": "",
-                "met": False,
-                "note": "",
-            }
-        ]
+        return [_failed(name, f"{type(exc).__name__}: {exc}")]
     return [_with_goal(name, r) for r in rows]
+
+
+def run_isolated(name: str, *, quick: bool, timeout_s: float = 900.0) -> list[Row]:
+    """Run one figure in a fresh interpreter, so no figure inherits another's memory, threads
+    or loaded models (memory per session is measured as the growth of a process)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "rows.json"
+        command = [sys.executable, "-m", "bench", name, "--json", str(out)]
+        if quick:
+            command.append("--quick")
+        try:
+            subprocess.run(command, stdout=subprocess.DEVNULL, timeout=timeout_s, check=False)
+        except subprocess.TimeoutExpired:
+            return [_failed(name, f"no result within {timeout_s:.0f} s")]
+        if not out.exists():
+            return [_failed(name, "the figure's process ended without rows")]
+        rows: list[Row] = json.loads(out.read_text())["rows"]
+        return rows
+
+
+def _failed(name: str, why: str) -> Row:
+    return {
+        "figure": f"{name}: FAILED ({why})",
+        "ours": None,
+        "baseline": None,
+        "ratio": None,
+        "goal": "",
+        "met": False,
+        "note": "",
+    }
 
 
 def _with_goal(name: str, r: Row) -> Row:
@@ -85,6 +109,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", metavar="PATH", help="also write the rows as JSON")
     parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     parser.add_argument("--list", action="store_true", help="list the figures and exit")
+    parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="run every figure in this process (default: each in its own when several run)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="progress on stderr")
     args = parser.parse_args(argv)
 
@@ -111,7 +140,10 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         print(f"running {name}{' (quick)' if args.quick else ''}…", file=sys.stderr, flush=True)
         start = time.monotonic()
-        rows += run_figure(name, quick=args.quick)
+        if len(names) > 1 and not args.in_process:
+            rows += run_isolated(name, quick=args.quick)
+        else:
+            rows += run_figure(name, quick=args.quick)
         timings[name] = time.monotonic() - start
     print(f"machine: {machine()}")
     print(f"figures: {', '.join(f'{n} {t:.0f} s' for n, t in timings.items())}")
@@ -133,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _jsonable(value: Any) -> Any:
-    return None if isinstance(value, float) and math.isnan(value) else str(value)
+    return str(value)
 
 
 if __name__ == "__main__":
