@@ -1,11 +1,12 @@
 """Concurrent sessions over WebSocket: how many one client process carries in real time.
 
 The local server (scripted engines) runs in its own process. This process runs N sessions, each a
-full ``AgentSession`` + ``OpenAIRealtime``: a microphone pushing 48 kHz mono 20 ms frames (silence,
-resampled and sent as 40 ms appends like any microphone audio), a text message every 4 s whose
-~3.5 s spoken reply streams back, and a speaker awaiting ``next_frame`` in real time. The ramp
-adds sessions in steps (10 s each) until the p99 lateness of the speakers' frames passes 10 ms.
-Sessions per core = sessions / cores of CPU this process used at the largest step that held.
+full ``AgentSession`` + ``OpenAIRealtime``: a microphone task of its own pushing 48 kHz mono 20 ms
+frames (silence, resampled and sent as 40 ms appends like any microphone audio), a text message
+every 4 s whose ~3.5 s spoken reply streams back, and a speaker awaiting ``next_frame`` in real
+time. The ramp adds sessions in steps (10 s each) until the p99 lateness of the speakers' frames
+passes 10 ms. Sessions per core = sessions / cores of CPU this process used at the largest step
+that held.
 
 Baseline, same run: the same traffic with bare ``websockets`` + ``json`` + ``base64`` (appends
 prebuilt, deltas decoded into a bytearray, frames sliced on the same drift-free schedule): the
@@ -107,7 +108,10 @@ class _Fleet:
         await asyncio.gather(*self.tasks, return_exceptions=True)
 
 
-async def _ticker(every_s: float, tick: Callable[[], Awaitable[None]]) -> None:
+async def _ticker(every_s: float, tick: Callable[[], Awaitable[Any]], offset_s: float) -> None:
+    """Call ``tick`` every ``every_s`` on a drift-free clock, starting after ``offset_s``: one per
+    session, each with its own phase, like microphones that were not switched on together."""
+    await asyncio.sleep(offset_s)
     loop = asyncio.get_running_loop()
     t0, n = loop.time(), 0
     while True:
@@ -135,14 +139,10 @@ async def _run_ours(
         session = AgentSession(agent=Agent(instructions="You are a benchmark."), model=model)
         await session.start(Speaker(lateness.consumer()))
         sessions.append(session)
+        fleet.spawn(_ticker(FRAME_S, lambda: session.push_audio(frame), fleet.rng.random() / 50))
         fleet.spawn(_talk(session, fleet.rng.uniform(0, TALK_EVERY_S)))
 
-    async def mic_tick() -> None:
-        for session in sessions:
-            await session.push_audio(frame)
-
     rss0 = proc_rss_mb()
-    fleet.spawn(_ticker(FRAME_S, mic_tick))
     try:
         results = await ramp(
             lambda n: fleet.add(n, start_one),
@@ -205,19 +205,10 @@ async def _run_bare(
         fleet.spawn(_bare_receive(ws, buf))
         fleet.spawn(_bare_speaker(buf, lateness.consumer()))
         fleet.spawn(_bare_talk(ws, say, fleet.rng.uniform(0, TALK_EVERY_S)))
-
-    ticks = 0
-
-    async def mic_tick() -> None:
-        nonlocal ticks
-        ticks += 1
-        if ticks % 2 == 0:  # 40 ms appends, as ours batches them
-            for ws in sockets:
-                with contextlib.suppress(Exception):
-                    await ws.send(append)
+        # 40 ms appends, as ours batches them (a bare client has no frames to convert).
+        fleet.spawn(_ticker(2 * FRAME_S, lambda: ws.send(append), fleet.rng.random() / 25))
 
     rss0 = proc_rss_mb()
-    fleet.spawn(_ticker(FRAME_S, mic_tick))
     try:
         results = await ramp(
             lambda k: fleet.add(k, start_one),
