@@ -70,11 +70,16 @@ class Step:
     def per_core(self) -> float:
         return self.sessions / self.cores if self.cores > 0 else float("nan")
 
+    @property
+    def cpu_ms_per_session_s(self) -> float:
+        """CPU milliseconds the measured process spends per session per second."""
+        return 1000 * self.cores / self.sessions if self.sessions else float("nan")
+
     def text(self) -> str:
         return (
             f"{self.sessions} sessions: p99 {self.p99_ms:.1f} ms (p50 {self.p50_ms:.1f}), "
-            f"client {self.cores:.2f} cores, {self.rss_mb:.0f} MiB, server "
-            f"{self.other_cores:.2f} cores"
+            f"client {self.cores:.2f} cores ({self.cpu_ms_per_session_s:.1f} ms/s a session), "
+            f"{self.rss_mb:.0f} MiB, others {self.other_cores:.2f} cores"
         )
 
 
