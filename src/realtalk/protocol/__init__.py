@@ -10,6 +10,7 @@ from .audio_formats import PCM24K, PCMA, PCMU, AudioFormat
 from .errors import BENIGN_CODES, FATAL_CODES, ProtocolError
 from .events import BETA_TO_GA, CLIENT_EVENT_TYPES, SERVER_EVENT_TYPES, parse_event
 from .ids import IdGenerator, new_id
+from .say import SAY_PREFIX, parse_say_instructions, say_instructions
 from .session import default_session, merge_session, validate_session
 from .validate import decode_audio, validate_client_event, validate_item
 
@@ -21,6 +22,7 @@ __all__ = [
     "PCM24K",
     "PCMA",
     "PCMU",
+    "SAY_PREFIX",
     "SERVER_EVENT_TYPES",
     "AudioFormat",
     "IdGenerator",
@@ -31,6 +33,8 @@ __all__ = [
     "merge_session",
     "new_id",
     "parse_event",
+    "parse_say_instructions",
+    "say_instructions",
     "validate_client_event",
     "validate_item",
     "validate_session",

@@ -31,6 +31,7 @@ import numpy as np
 from realtalk.media.resample import StreamResampler
 from realtalk.protocol import events as ev
 from realtalk.protocol.audio_formats import AudioFormat
+from realtalk.protocol.say import parse_say_instructions
 from realtalk.server.engines.base import Engines, LLMUsage, TextDelta, ToolCall
 from realtalk.server.engines.sentences import split_sentences
 from realtalk.server.engines.threads import iterate_in_thread
@@ -200,10 +201,14 @@ class Response:
 
     async def _run(self) -> None:
         self._mark("start")
+        said = parse_say_instructions(self.settings.instructions)
         try:
-            self._context = await self._context_factory()
-            self._mark("context")
-            await self._generate(self._context)
+            if said is not None:
+                await self._say(said)
+            else:
+                self._context = await self._context_factory()
+                self._mark("context")
+                await self._generate(self._context)
         except asyncio.CancelledError:
             if self.status == "in_progress":  # cancelled from outside without cancel(): close
                 self._finish("cancelled", {"type": "cancelled", "reason": "client_cancelled"})
@@ -218,12 +223,15 @@ class Response:
                 },
             )
             return
-        limit = self.settings.max_output_tokens
-        usage = self._llm_usage
-        if isinstance(limit, int) and usage is not None and usage.output_tokens >= limit:
+        if said is None and self._reached_token_limit():
             self._finish("incomplete", {"type": "incomplete", "reason": "max_output_tokens"})
         else:
             self._finish("completed", None)
+
+    def _reached_token_limit(self) -> bool:
+        limit = self.settings.max_output_tokens
+        usage = self._llm_usage
+        return isinstance(limit, int) and usage is not None and usage.output_tokens >= limit
 
     async def _generate(self, context: Context) -> None:
         limit = self.settings.max_output_tokens
@@ -244,6 +252,21 @@ class Response:
                 elif isinstance(chunk, LLMUsage):
                     self._llm_usage = chunk
         await self._close_message()
+
+    async def _say(self, text: str) -> None:
+        """A say (``realtalk.protocol.say``): speak ``text`` exactly, every sentence, no LLM.
+
+        It goes out as any reply would (message item, transcript and audio deltas, usage), so
+        the conversation records it as the assistant's words. The transcript is the text's
+        sentences joined by single spaces: the text itself when it is written that way.
+        """
+        self._mark("first_token")
+        self._on_text(text)
+        await self._close_message()
+        self._llm_usage = LLMUsage(  # nothing was generated: ~4 characters a token, as OpenAI
+            input_tokens=-(-len(self.settings.instructions) // 4),
+            output_tokens=-(-len(text) // 4),
+        )
 
     # --- assistant message -------------------------------------------------------------------
 

@@ -29,3 +29,10 @@ def test_long_sentences_are_cut_at_clauses_without_losing_words() -> None:
     assert " ".join(pieces).replace(",", "").replace(";", "").replace(":", "").split() == (
         text.replace(",", "").replace(";", "").replace(":", "").split()
     )
+
+
+def test_rejoining_the_pieces_gives_back_single_spaced_text_dashes_included() -> None:
+    text = "First part of a long sentence - then a second part, and a third; more — and the end."
+    pieces = split_sentences(text, max_chars=30)
+    assert len(pieces) > 1
+    assert " ".join(pieces) == text

@@ -54,7 +54,7 @@ from realtalk.media.frame import AudioFrame
 from realtalk.media.image import FrameThrottler, data_url, encode_jpeg_async
 from realtalk.media.playout import AudioOutput
 from realtalk.metrics import PriceTable, SessionMetrics
-from realtalk.protocol import IdGenerator, events, parse_event
+from realtalk.protocol import SAY_PREFIX, IdGenerator, events, parse_event, say_instructions
 from realtalk.realtime.base import ModelError, RealtimeBaseModel, RealtimeCapabilities
 
 from . import barge_in, reconnect
@@ -79,7 +79,8 @@ __all__ = ["SAY_INSTRUCTIONS", "OpenAIRealtime", "OpenAISession"]
 
 logger = logging.getLogger("realtalk.client")
 
-SAY_INSTRUCTIONS = "Say exactly the following text, word for word, and nothing else: "
+#: The wording of a say (kept under its old name; the protocol package owns it).
+SAY_INSTRUCTIONS = SAY_PREFIX
 
 
 @dataclass
@@ -552,13 +553,12 @@ class OpenAIRealtime(RealtimeBaseModel):
         """Make the agent say ``message`` verbatim; it is recorded as the agent's words.
 
         OpenAI has no exact-text voice: the model is asked to repeat the text through this
-        response's instructions, with an empty input so nothing else distracts it. Nothing is
-        added on the user's side of the conversation.
+        response's instructions, with an empty input so nothing else distracts it (the local
+        server recognises the wording and speaks the text itself). Nothing is added on the
+        user's side of the conversation.
         """
         self._require_session()
-        if not message.strip():
-            raise ValueError("say() needs some text")
-        body = {"instructions": SAY_INSTRUCTIONS + message, "input": []}
+        body = {"instructions": say_instructions(message), "input": []}
         self._enqueue_request("say", body, interruptible=interruptible)
 
     say = send_message

@@ -12,7 +12,8 @@ __all__ = ["split_sentences"]
 
 # End of sentence: . ! ? … (optionally followed by closing quotes/brackets), then whitespace.
 _SENTENCE_END = re.compile(r"(?<=[.!?…])\s+|(?<=[.!?…][\"'”’)\]])\s+|\n+")
-_CLAUSE_END = re.compile(r"(?<=[,;:])\s+|\s+[–—-]\s+")
+# A clause ends after , ; : or a spaced dash; the mark stays with its clause (nothing is lost).
+_CLAUSE_END = re.compile(r"(?<=[,;:])\s+|(?<=\s[–—-])\s+")
 
 
 def split_sentences(text: str, max_chars: int = 160) -> list[str]:
