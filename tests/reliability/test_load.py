@@ -178,25 +178,40 @@ async def test_client_memory_per_turn_is_bounded(ledger: Ledger) -> None:
 
 
 @pytest.mark.soak
+@pytest.mark.timeout(1800)
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: replaying a long conversation is quadratic: Conversation.add "
+    "(src/realtalk/server/conversation.py) finds the previous item with list.index, which "
+    "calls the Entry dataclass __eq__ on every entry (2M calls, 11 s for 2,000 items; "
+    "ConversationMirror._limit_images in the client is O(n) per item too). With sessions "
+    "expiring every 20 s the replays swamp the server and a turn goes unanswered for 20 s",
+)
 async def test_soak_many_sessions_a_thousand_turns(ledger: Ledger) -> None:
     """16 sessions x 1,000 turns, every link cut every 100 turns, sessions expiring every
     20 s: the same properties as the short run, at length."""
+    fault = "soak: 16 sessions x 1,000 turns, cuts every 100 turns, expiry every 20 s"
     tasks, fds = live_tasks(), open_fds()
-    async with asyncio.timeout(1500):
-        talkers, proxy = await _run(
-            sessions=16, turns=1000, session_max_seconds=20.0, cut_every=100
-        )
+    try:
+        async with asyncio.timeout(1500):
+            talkers, proxy = await _run(
+                sessions=16, turns=1000, session_max_seconds=20.0, cut_every=100
+            )
+    except (TimeoutError, AssertionError) as exc:
+        ledger.record(AREA, fault, tries=16, survived=0, lost=f"a turn unanswered: {exc}"[:160])
+        raise
     await _check_clean(talkers, tasks, fds)
     assert all(t.turns == 1000 for t in talkers)
     ledger.record(
         AREA,
-        "soak: 16 sessions x 1,000 turns, cuts every 100 turns, expiry every 20 s",
+        fault,
         tries=16,
         note=f"{proxy.stats.cuts} links cut, {proxy.stats.accepted} connections in all",
     )
 
 
 @pytest.mark.soak
+@pytest.mark.timeout(900)
 async def test_soak_client_memory_over_a_thousand_turns(ledger: Ledger) -> None:
     client, server = await _growth_per_turn(1000)
     ledger.record(
