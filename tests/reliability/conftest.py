@@ -14,6 +14,7 @@ import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -59,7 +60,7 @@ class Ledger:
             row.lost.append(lost)
 
     def dump(self, path: Path) -> None:
-        merged: dict[str, dict[str, object]] = {}
+        merged: dict[str, dict[str, Any]] = {}
         if path.exists():  # several pytest runs may feed one ledger
             for row in json.loads(path.read_text()):
                 merged[f"{row['area']}|{row['fault']}"] = row
@@ -67,9 +68,10 @@ class Ledger:
             key = f"{row.area}|{row.fault}"
             old = merged.get(key)
             if old is not None:
-                row.tries += int(old["tries"])  # type: ignore[call-overload]
-                row.survived += int(old["survived"])  # type: ignore[call-overload]
-                row.lost = list(dict.fromkeys([*old["lost"], *row.lost]))  # type: ignore[misc]
+                row.tries += int(old["tries"])
+                row.survived += int(old["survived"])
+                row.lost = list(dict.fromkeys([*old["lost"], *row.lost]))
+                row.note = row.note or str(old.get("note", ""))
             merged[key] = asdict(row)
         path.write_text(json.dumps(list(merged.values()), indent=1))
 

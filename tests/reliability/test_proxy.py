@@ -160,6 +160,6 @@ async def test_close_leaves_no_sockets_and_refuses_remote_targets(echo_port: int
 async def test_proxy_expires_by_itself(echo_port: int) -> None:
     proxy = await FaultProxy("127.0.0.1", echo_port, max_lifetime_s=0.1).start()
     port = proxy.port
-    assert await settle(lambda: proxy.port and proxy._server is None)
+    assert await settle(lambda: proxy.port > 0 and proxy._server is None)
     with pytest.raises(OSError):
         await asyncio.open_connection("127.0.0.1", port)
