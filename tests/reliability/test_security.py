@@ -208,6 +208,33 @@ def test_servers_bind_to_loopback_by_default(ledger: Ledger) -> None:
     parser = argparse.ArgumentParser()
     serve_cli.add_arguments(parser)
     assert parser.parse_args([]).host == "127.0.0.1"
-    webrtc = pytest.importorskip("realtalk.transports.webrtc")
+    from realtalk import runner
+    from realtalk.transports import webrtc
+
     assert inspect.signature(webrtc.WebRTCServer).parameters["host"].default == "127.0.0.1"
-    ledger.record(AREA, "default bind address is loopback", tries=3)
+    run_parser = argparse.ArgumentParser()
+    runner.add_arguments(run_parser)
+    assert run_parser.parse_args(["agent.py"]).host == "127.0.0.1"
+    ledger.record(AREA, "default bind address is loopback", tries=4)
+
+
+async def test_the_web_runner_warns_when_bound_beyond_localhost(
+    ledger: Ledger, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Bound to another address (127.0.0.2 here: still loopback, never a real interface), it
+    says why that is risky and where the safe way is written down."""
+    from realtalk.transports.webrtc import WebRTCServer
+
+    async def nothing(ctx: object) -> None:
+        return None
+
+    caplog.set_level(logging.WARNING, logger="realtalk.transport")
+    server = WebRTCServer(nothing, "127.0.0.2", 0)
+    try:
+        await server.start()
+    except OSError:
+        pytest.skip("127.0.0.2 is not routable on this machine")
+    await server.aclose()
+    text = " ".join(r.getMessage() for r in caplog.records)
+    assert "anyone who reaches this port" in text and "exposing it safely" in text
+    ledger.record(AREA, "web runner bound beyond localhost warns and points to the safe way")
