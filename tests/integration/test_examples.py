@@ -16,12 +16,12 @@ from typing import Any
 
 import numpy as np
 import pytest
-from tests.conftest import make_speech_wav
 
 from realtalk.media.wav import read_wav, write_wav
 from realtalk.runner import JobContext
 from realtalk.server import LocalServer
 from realtalk.transports.base import Transport
+from tests.conftest import make_speech_wav
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tests.conftest import make_speech_wav
 
 from realtalk.agent import Agent
 from realtalk.media.frame import AudioFrame
@@ -18,6 +17,7 @@ from realtalk.plugins.openai import OpenAIRealtime
 from realtalk.server import LocalServer
 from realtalk.session import AgentSession
 from realtalk.transports.files import FilesTransport
+from tests.conftest import make_speech_wav
 
 
 class Greeter(Agent):

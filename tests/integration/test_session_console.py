@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from tests.conftest import make_speech_wav
 
 from realtalk.agent import Agent
 from realtalk.media.resample import resample_oneshot
@@ -21,6 +20,7 @@ from realtalk.plugins.openai import OpenAIRealtime
 from realtalk.server import LocalServer
 from realtalk.session import AgentSession
 from realtalk.transports.console import ConsoleTransport, audio_unavailable_reason
+from tests.conftest import make_speech_wav
 
 
 class Greeter(Agent):

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.conftest import make_engines, make_speech_wav
 
 from realtalk.agent import Agent
 from realtalk.media.frame import AudioFrame
@@ -19,6 +18,7 @@ from realtalk.server import LocalServer
 from realtalk.session import AgentSession
 from realtalk.tools import function_tool
 from realtalk.transports.base import Transport, agent_audio
+from tests.conftest import make_engines, make_speech_wav
 
 TIMEOUT_S = 20.0
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from bench.common import better_ratio, percentile, table
 from bench.run import CHEAP, FIGURES, main, run_figure
 
