@@ -15,6 +15,7 @@ import inspect
 import json
 import logging
 import math
+import os
 import subprocess
 import sys
 import tempfile
@@ -137,8 +138,11 @@ def main(argv: list[str] | None = None) -> int:
 
     rows: list[Row] = []
     timings: dict[str, float] = {}
+    loads: dict[str, float] = {}
     for name in names:
-        print(f"running {name}{' (quick)' if args.quick else ''}…", file=sys.stderr, flush=True)
+        if len(names) == 1 or args.in_process:
+            print(f"running {name}{' (quick)' if args.quick else ''}…", file=sys.stderr, flush=True)
+        loads[name] = os.getloadavg()[0]  # how busy the machine was (other processes included)
         start = time.monotonic()
         if len(names) > 1 and not args.in_process:
             rows += run_isolated(name, quick=args.quick)
@@ -146,7 +150,10 @@ def main(argv: list[str] | None = None) -> int:
             rows += run_figure(name, quick=args.quick)
         timings[name] = time.monotonic() - start
     print(f"machine: {machine()}")
-    print(f"figures: {', '.join(f'{n} {t:.0f} s' for n, t in timings.items())}")
+    print(
+        "figures (seconds, load average at start): "
+        + ", ".join(f"{n} {t:.0f} s (load {loads[n]:.1f})" for n, t in timings.items())
+    )
     print(table(rows, markdown=args.markdown))
     notes = [(r["figure"], r["note"]) for r in rows if r.get("note")]
     if notes:
