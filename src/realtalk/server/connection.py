@@ -25,6 +25,7 @@ from realtalk.protocol.ids import IdGenerator
 from realtalk.protocol.session import default_session, merge_session
 from realtalk.protocol.validate import decode_audio, validate_client_event
 from realtalk.server.engines.base import Engines, VADStream
+from realtalk.server.engines.threads import run_in_thread
 
 from . import errors
 from .context import Context, build_context
@@ -87,6 +88,7 @@ class Connection:
         self.responses: dict[str, Response] = {}
         self._voice_locked = False
         self.expired = False
+        self.closed = False
         self.transcripts = UserTranscripts(
             engines.transcriber,
             send,
@@ -156,12 +158,18 @@ class Connection:
         self._error(ProtocolError("session_expired", expiry_message(self.session_max_seconds)))
 
     async def aclose(self) -> None:
-        """Stop every response and background task (the client is gone)."""
+        """Stop every response and background task (the client is gone).
+
+        Returns once the engine work they started has ended too (a model call in a thread
+        cannot be interrupted, only waited for), and starts none afterwards: no engine is
+        called for this connection after this returns.
+        """
+        self.closed = True
         self._disarm_idle()
-        tasks = [r.task for r in self.responses.values() if r.task is not None]
-        for response in list(self.responses.values()):
+        responses = list(self.responses.values())
+        for response in responses:
             response.cancel("client_cancelled")
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*(r.wait() for r in responses), return_exceptions=True)
         await self.transcripts.aclose()
 
     # --- session -----------------------------------------------------------------------------
@@ -241,7 +249,7 @@ class Connection:
             return stream.feed(feed.convert(samples))
 
         if len(samples) > self.buffer.format.bytes_for_ms(INLINE_VAD_MS):
-            probabilities = await asyncio.to_thread(work)
+            probabilities = await run_in_thread(work, name="realtalk-vad")
         else:
             probabilities = work()
         if self._turns is not turns:  # the session was reconfigured meanwhile
@@ -520,6 +528,8 @@ class Connection:
         """server_vad ``idle_timeout_ms``: counted from when the reply has finished playing (the
         client plays it in real time from the first delta)."""
         self._disarm_idle()
+        if self.closed:
+            return
         detection = self.session["audio"]["input"]["turn_detection"]
         timeout_ms = (detection or {}).get("idle_timeout_ms")
         if not timeout_ms or detection.get("type") != "server_vad":
@@ -538,7 +548,7 @@ class Connection:
     def _idle_timeout(self) -> None:
         """Nobody spoke: commit what the buffer holds (maybe nothing) and answer it."""
         self._idle = None
-        if self._draft is not None or self.active is not None or self.expired:
+        if self._draft is not None or self.active is not None or self.expired or self.closed:
             return
         item_id = self._new_id("item")
         start, end = round(self.buffer.start_ms), round(self.buffer.clock_ms)

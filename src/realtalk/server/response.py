@@ -34,7 +34,7 @@ from realtalk.protocol.audio_formats import AudioFormat
 from realtalk.protocol.say import parse_say_instructions
 from realtalk.server.engines.base import Engines, LLMUsage, TextDelta, ToolCall
 from realtalk.server.engines.sentences import split_sentences
-from realtalk.server.engines.threads import iterate_in_thread
+from realtalk.server.engines.threads import iterate_in_thread, wait_through_cancellation
 
 from .context import Context
 from .conversation import Conversation, Entry, SpokenSegment
@@ -131,6 +131,7 @@ class Response:
         self._text_chars = 0
         self._audio_bytes = 0
         self._task: asyncio.Task[None] | None = None
+        self._voice_tasks: list[asyncio.Task[None]] = []
         self.status = "in_progress"
         self.finished = asyncio.Event()
         self._marks: dict[str, float] = {}  # stage -> perf_counter, for the timing log line
@@ -192,7 +193,7 @@ class Response:
         return True
 
     async def wait(self) -> None:
-        """Until the generation task has ended (after cancel: until its threads were told)."""
+        """Until the generation task has ended, and with it every engine call it made."""
         if self._task is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.shield(self._task)
@@ -200,6 +201,15 @@ class Response:
     # --- generation --------------------------------------------------------------------------
 
     async def _run(self) -> None:
+        try:
+            await self._respond()
+        finally:  # the voice runs in tasks of its own: this task ends after they have
+            voices = [t for t in self._voice_tasks if not t.done()]
+            if voices:
+                gathered = asyncio.gather(*voices, return_exceptions=True)
+                await wait_through_cancellation(gathered)
+
+    async def _respond(self) -> None:
         self._mark("start")
         said = parse_say_instructions(self.settings.instructions)
         try:
@@ -320,6 +330,7 @@ class Response:
         if audio:
             entry.audio[0] = bytearray()
             message.voice_task = asyncio.create_task(self._voice_worker(message))
+            self._voice_tasks.append(message.voice_task)
         self._send(
             ev.response_content_part_added(
                 self._eid(), self.id, message.id, message.output_index, 0, part_public
@@ -393,11 +404,12 @@ class Response:
                 if tail.size:
                     yield encode_from_int16(tail, fmt)
 
-        async for data in iterate_in_thread(produce, name="realtalk-voice"):
-            if not said:
-                said = True
-                self._transcript_delta(message, piece)
-            self._audio_delta(message, data)
+        async with contextlib.aclosing(iterate_in_thread(produce, name="realtalk-voice")) as audio:
+            async for data in audio:
+                if not said:
+                    said = True
+                    self._transcript_delta(message, piece)
+                self._audio_delta(message, data)
         if not said:
             self._transcript_delta(message, piece)
         message.entry.spoken.append(

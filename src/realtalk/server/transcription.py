@@ -26,6 +26,7 @@ from typing import Any
 from realtalk.protocol import events as ev
 from realtalk.protocol.audio_formats import AudioFormat
 from realtalk.server.engines.base import Transcriber, Transcript
+from realtalk.server.engines.threads import run_in_thread
 
 from .input_buffer import to_pcm16k
 
@@ -76,6 +77,7 @@ class UserTranscripts:
         self.speculate_after_ms = speculate_after_ms
         self._finals: dict[tuple[str, int], asyncio.Task[str]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.closed = False  # after aclose: no new transcriptions
 
     # --- final transcripts -------------------------------------------------------------------
 
@@ -91,6 +93,8 @@ class UserTranscripts:
         speech_end_ms: float | None = None,
     ) -> None:
         """Transcribe committed audio (reusing the draft's speculation when it fits)."""
+        if self.closed:
+            return
         early: asyncio.Task[Transcript] | None = None
         if draft is not None and draft.speculation is not None:
             paused_at, task = draft.speculation
@@ -117,6 +121,8 @@ class UserTranscripts:
             del self._finals[key]
 
     async def aclose(self) -> None:
+        """Cancel every transcription; returns once their threads have ended too."""
+        self.closed = True
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -177,7 +183,9 @@ class UserTranscripts:
         if not data:  # an idle-timeout commit may hold no audio at all
             return Transcript("", 0.0)
         transcriber = self._transcriber
-        return await asyncio.to_thread(lambda: transcriber.transcribe(to_pcm16k(data, fmt)))
+        return await run_in_thread(
+            lambda: transcriber.transcribe(to_pcm16k(data, fmt)), name="realtalk-transcribe"
+        )
 
     # --- while the user speaks ---------------------------------------------------------------
 
@@ -192,6 +200,8 @@ class UserTranscripts:
         report: bool,
     ) -> None:
         """Called after each append during a turn; ``audio()`` reads the turn so far."""
+        if self.closed:
+            return
         if self.speculate:
             if pause_began_ms is None:
                 draft.speculation = None  # speaking again: the guess is stale

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import threading
 import time
@@ -9,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from realtalk.server.engines.threads import iterate_in_thread
+from realtalk.server.engines.threads import iterate_in_thread, run_in_thread
 
 
 async def test_items_arrive_in_order_from_another_thread() -> None:
@@ -56,3 +57,61 @@ async def test_closing_early_stops_and_closes_the_producer() -> None:
                 break
     assert closed.wait(2.0)
     assert len(produced) < 1000
+
+
+async def test_a_cancelled_caller_of_run_in_thread_waits_for_the_thread() -> None:
+    entered, release, returned = threading.Event(), threading.Event(), threading.Event()
+
+    def work() -> int:
+        entered.set()
+        release.wait(5)
+        returned.set()
+        return 1
+
+    task = asyncio.create_task(run_in_thread(work))
+    assert await asyncio.to_thread(entered.wait, 5)
+    task.cancel()
+    task.cancel()  # a second cancel does not cut the wait short either
+    await asyncio.sleep(0.05)
+    assert not task.done()  # still waiting for the thread
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert returned.is_set()
+
+
+async def test_run_in_thread_returns_the_value_and_raises_the_error() -> None:
+    assert await run_in_thread(lambda: 6 * 7) == 42
+
+    def fail() -> None:
+        raise ValueError("bad audio")
+
+    with pytest.raises(ValueError, match="bad audio"):
+        await run_in_thread(fail)
+
+
+async def test_a_cancelled_consumer_of_iterate_in_thread_ends_after_the_producer() -> None:
+    inside, release, finished = threading.Event(), threading.Event(), threading.Event()
+
+    def produce(stop: threading.Event) -> Iterator[int]:
+        try:
+            yield 1
+            inside.set()
+            release.wait(5)  # a long model call the stop flag cannot interrupt
+            yield 2
+        finally:
+            finished.set()
+
+    async def consume() -> None:
+        async for _ in iterate_in_thread(produce):
+            pass
+
+    task = asyncio.create_task(consume())
+    assert await asyncio.to_thread(inside.wait, 5)
+    task.cancel()
+    await asyncio.sleep(0.05)
+    assert not task.done()
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert finished.is_set()

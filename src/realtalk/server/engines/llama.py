@@ -18,6 +18,7 @@ queue. A generation whose consumer has gone stops at the next token.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import importlib.util
 import json
@@ -126,8 +127,10 @@ class LlamaLLM(LLM):
         def produce(stop: threading.Event) -> Iterator[LLMChunk]:
             return self._generate(messages, tools, tool_choice, max_output_tokens, stop)
 
-        async for chunk in iterate_in_thread(produce, name="realtalk-llama"):
-            yield chunk
+        # Closed explicitly, so closing this generator stops the thread (and waits for it).
+        async with contextlib.aclosing(iterate_in_thread(produce, name="realtalk-llama")) as items:
+            async for chunk in items:
+                yield chunk
 
     def _generate(
         self,
