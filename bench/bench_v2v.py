@@ -321,7 +321,10 @@ def run(quick: bool = False) -> list[Row]:
     stt_direct = _p50_ms(direct.stt)
     floor = SILENCE_RULE_MS + stt_direct + llm + tts
     llm_share = llm / (llm + tts) if llm + tts > 0 else float("nan")
-    share_text = ", ".join(f"{k} {v:.0f} ms ({100 * v / p50:.0f} %)" for k, v in stages.items())
+    stage_sum = sum(stages.values())
+    share_text = ", ".join(
+        f"{k} {v:.0f} ms ({100 * v / stage_sum:.0f} %)" for k, v in stages.items()
+    )
     rows = [
         row(
             f"voice-to-voice, local server, real engines: p50 over {len(totals)} turns, ms",
@@ -332,7 +335,8 @@ def run(quick: bool = False) -> list[Row]:
             met=bool(totals) and p50 <= GOAL_MS,
             note=(
                 f"server defaults (partial transcripts on); p90 {percentile(totals, 90):.0f} ms, "
-                f"max {max(totals, default=float('nan')):.0f} ms; stage p50s: {share_text} — "
+                f"max {max(totals, default=float('nan')):.0f} ms; stage p50s (share of their sum): "
+                f"{share_text} — "
                 f"LLM+TTS split by the direct runs: LLM to first sentence "
                 f"~{llm_share * stages['LLM+TTS']:.0f} ms, TTS first audio "
                 f"~{(1 - llm_share) * stages['LLM+TTS']:.0f} ms"
