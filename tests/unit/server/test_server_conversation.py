@@ -138,3 +138,44 @@ def test_only_assistant_audio_can_be_truncated() -> None:
 )
 def test_spoken_text_without_timing_spreads_words_evenly(end_ms: int, expected: str) -> None:
     assert spoken_text("one two three four", [], end_ms, 1000) == expected
+
+
+def test_order_survives_deletes_and_inserts_at_both_ends() -> None:
+    conversation = Conversation()
+    for item_id in "abcd":
+        conversation.add(text_entry(item_id))
+    conversation.delete("a")  # the first
+    conversation.delete("d")  # the last
+    conversation.delete("b")  # now the first again
+    assert ids(conversation) == ["c"]
+    assert conversation.previous_id("c") is None
+    assert conversation.last_id == "c"
+    assert conversation.add(text_entry("r"), previous_item_id="root") is None
+    assert conversation.add(text_entry("z")) == "c"
+    assert conversation.add(text_entry("m"), previous_item_id="r") == "r"
+    assert ids(conversation) == ["r", "m", "c", "z"]
+    assert [conversation.previous_id(i) for i in ids(conversation)] == [None, "r", "m", "c"]
+    conversation.delete("z")
+    assert conversation.last_id == "c"
+    assert len(conversation) == 3
+
+
+def test_equal_looking_entries_are_distinct_items() -> None:
+    """Entries compare by identity: two items with the same content are still two items."""
+    first, second = text_entry("a"), text_entry("a")
+    assert first != second
+    conversation = Conversation()
+    conversation.add(first)
+    with pytest.raises(RequestError):
+        conversation.add(second)
+
+
+def test_a_replayed_conversation_keeps_its_order() -> None:
+    """A reconnecting client creates every item after the one before it."""
+    conversation = Conversation()
+    previous = None
+    for n in range(3000):
+        entry = text_entry(f"item_{n}")
+        assert conversation.add(entry, previous_item_id=previous) == previous
+        previous = entry.id
+    assert ids(conversation) == [f"item_{n}" for n in range(3000)]
