@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from realtalk.plugins.openai import ConversationMirror
-from realtalk.plugins.openai.conversation import MAX_REPLAYED_IMAGES
+from realtalk.plugins.openai.conversation import (
+    MAX_REPLAYED_IMAGES,
+    _Entry,
+    _strip_images,
+)
 from realtalk.protocol import events, validate_client_event
 from tests.conformance import check_client_event
 
@@ -115,3 +124,64 @@ def test_audio_bytes_are_never_kept() -> None:
     m.added(item)
     assert "audio" not in m.item("u")["content"][0]
     assert m.transcript("u") == "hi"
+
+
+def test_images_inserted_in_the_middle_count_by_position() -> None:
+    m = ConversationMirror()
+    url = "data:image/jpeg;base64,/9g="
+    m.added(events.user_text_item("start", item_id="t"))
+    for i in range(MAX_REPLAYED_IMAGES):
+        m.added(events.message_item("user", [events.input_image(url)], item_id=f"img{i}"))
+    # an image placed before all the others is the oldest: it is the one stripped
+    m.added(events.message_item("user", [events.input_image(url)], item_id="early"), "t")
+    assert [i["id"] for i in replayed(m)] == ["t"] + [f"img{i}" for i in range(MAX_REPLAYED_IMAGES)]
+
+
+class _FullWalk(ConversationMirror):
+    """The reference: the whole conversation walked after every change (the old O(n) way)."""
+
+    def _images_changed(self, item_id: str, entry: _Entry, *, appended: bool) -> None:
+        seen = 0
+        for walked in reversed(self._order):
+            held = self._entries[walked]
+            seen += held.images
+            if held.images and seen > MAX_REPLAYED_IMAGES:
+                held.item = _strip_images(held.item)
+                held.images = 0
+
+
+_OPS = st.lists(
+    st.tuples(
+        st.sampled_from(["add", "add", "add", "done", "delete"]),
+        st.integers(0, 2),  # images in an added item
+        st.integers(0, 40),  # which item (previous, done or deleted)
+        st.booleans(),  # add after a chosen item, or at the end
+    ),
+    max_size=60,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(ops=_OPS)
+def test_image_limit_matches_a_full_walk(ops: list[tuple[str, int, int, bool]]) -> None:
+    """Whatever the order of adds, dones and deletes, the latest images kept are the same as
+    walking the whole conversation each time."""
+    url = "data:image/jpeg;base64,/9g="
+    fast, reference = ConversationMirror(), _FullWalk()
+    sent: dict[str, dict[str, Any]] = {}
+    for n, (op, images, pick, after) in enumerate(ops):
+        ids = list(sent)
+        chosen = ids[pick % len(ids)] if ids else None
+        for mirror in (fast, reference):
+            if op == "add":
+                content = [events.input_text(f"t{n}")] + [events.input_image(url)] * images
+                item = events.message_item("user", content, item_id=f"i{n}")
+                sent[item["id"]] = item
+                mirror.added(item, chosen if after else None)
+            elif op == "done" and chosen is not None:
+                mirror.done(sent[chosen])
+            elif op == "delete" and chosen is not None:
+                mirror.deleted(chosen)
+        if op == "delete" and chosen is not None:
+            del sent[chosen]
+        assert fast.replay_items() == reference.replay_items()

@@ -48,6 +48,10 @@ class ConversationMirror:
     _order: list[str] = field(default_factory=list)
     _entries: dict[str, _Entry] = field(default_factory=dict)
     _pending: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: The ids of the entries still holding images, in ``_order``'s order: a handful at most
+    #: (each holds one or more, and only ``MAX_REPLAYED_IMAGES`` are kept), so limiting images
+    #: never walks the whole conversation.
+    _with_images: list[str] = field(default_factory=list)
 
     # -- acknowledgements ---------------------------------------------------------------------
 
@@ -61,13 +65,16 @@ class ConversationMirror:
             return
         entry = _Entry(item=_strip_audio(item))
         entry.images = _count_images(entry.item)
-        self._entries[item_id] = entry
-        if previous_item_id in self._entries:
-            self._order.insert(self._order.index(previous_item_id) + 1, item_id)
+        # The server names the item before each one; it is nearly always the last (no search).
+        appended = True
+        if previous_item_id in self._entries and self._order[-1] != previous_item_id:
+            self._order.insert(self._order.index(str(previous_item_id)) + 1, item_id)
+            appended = False
         else:
             self._order.append(item_id)
+        self._entries[item_id] = entry
         self._set_transcript_from(entry, item)
-        self._limit_images()
+        self._images_changed(item_id, entry, appended=appended)
 
     def done(self, item: dict[str, Any]) -> None:
         item_id = item.get("id")
@@ -81,6 +88,8 @@ class ConversationMirror:
         self._pending.pop(item_id, None)
         if self._entries.pop(item_id, None) is not None:
             self._order.remove(item_id)
+            if item_id in self._with_images:
+                self._with_images.remove(item_id)
 
     def truncated(self, item_id: str, audio_end_ms: int, total_ms: int) -> None:
         """Keep the transcript share heard: ``audio_end_ms`` of ``total_ms`` received."""
@@ -138,6 +147,7 @@ class ConversationMirror:
         self._order.clear()
         self._entries.clear()
         self._pending.clear()
+        self._with_images.clear()
 
     def replay_items(self) -> list[dict[str, Any]]:
         """Items to create, in order, to rebuild this conversation in a fresh session."""
@@ -156,7 +166,7 @@ class ConversationMirror:
         entry.item = _strip_audio(item)
         entry.images = _count_images(entry.item)
         self._set_transcript_from(entry, item)
-        self._limit_images()
+        self._images_changed(item_id, entry, appended=self._order[-1] == item_id)
 
     def _set_transcript_from(self, entry: _Entry, item: dict[str, Any]) -> None:
         if entry.truncated:
@@ -167,16 +177,32 @@ class ConversationMirror:
                 if isinstance(text, str) and text:
                     entry.transcript = text
 
+    def _images_changed(self, item_id: str, entry: _Entry, *, appended: bool) -> None:
+        """Keep ``_with_images`` in order, then strip the images beyond the latest few."""
+        listed = item_id in self._with_images
+        if entry.images and not listed:
+            if appended:
+                self._with_images.append(item_id)
+            else:  # an image item inserted in the middle (rare): find its place once
+                self._with_images = [i for i in self._order if self._entries[i].images]
+        elif not entry.images and listed:
+            self._with_images.remove(item_id)
+        self._limit_images()
+
     def _limit_images(self) -> None:
+        """Keep the images of the most recent items, ``MAX_REPLAYED_IMAGES`` in all."""
         seen = 0
-        for item_id in reversed(self._order):
+        kept: list[str] = []
+        for item_id in reversed(self._with_images):
             entry = self._entries[item_id]
-            if not entry.images:
-                continue
             seen += entry.images
             if seen > MAX_REPLAYED_IMAGES:
                 entry.item = _strip_images(entry.item)
                 entry.images = 0
+            else:
+                kept.append(item_id)
+        if len(kept) != len(self._with_images):
+            self._with_images = kept[::-1]
 
 
 def _count_images(item: dict[str, Any]) -> int:
