@@ -5,8 +5,8 @@ version (1,000 turns per session, with connection cuts and session expiries on t
 
 Memory: a session keeps a text copy of its conversation (to replay it after a reconnect) and one
 metrics record per turn, so it grows by the words of each turn, by design. What must not stay is
-audio: every reply here carries ~0.75 s of audio (36 kB), so a client that kept any of it would
-blow through the per-turn bound below.
+audio: every reply here carries ~0.75 s of audio (36 kB), so a client that kept any of it, or a
+server that kept more than its last few items' audio, would blow through the per-turn bounds below.
 """
 
 from __future__ import annotations
@@ -31,6 +31,9 @@ from tests.reliability.rig import FAST_RECONNECT, Recorder, Speaker
 AREA = "load and soak"
 #: Retained client memory per turn: the turn's text, its items' metadata and a metrics record.
 CLIENT_BYTES_PER_TURN = 8 * 1024
+#: Retained server memory per turn: the items without their audio (the server keeps the bytes of
+#: its most recent audio items only; it held every reply's 36 kB until that was fixed).
+SERVER_BYTES_PER_TURN = 16 * 1024
 
 
 @dataclass
@@ -175,6 +178,7 @@ async def test_client_memory_per_turn_is_bounded(ledger: Ledger) -> None:
         note=f"client {client:.0f} B/turn (text copy + metrics); server {server:.0f} B/turn",
     )
     assert client < CLIENT_BYTES_PER_TURN
+    assert server < SERVER_BYTES_PER_TURN
 
 
 @pytest.mark.soak
@@ -221,3 +225,4 @@ async def test_soak_client_memory_over_a_thousand_turns(ledger: Ledger) -> None:
         note=f"client {client:.0f} B/turn; server {server:.0f} B/turn",
     )
     assert client < CLIENT_BYTES_PER_TURN
+    assert server < SERVER_BYTES_PER_TURN

@@ -5,10 +5,19 @@ kept in their public shape (what ``conversation.item.added`` carries, never with
 audio of each audio content part is kept beside the item, in the wire format it arrived or was
 sent in, so ``conversation.item.retrieve`` can return it and ``truncate`` can cut it.
 
-Order is a linked list keyed by id, so inserting after any item (a reconnecting client replays
-its whole conversation, each item after the one before), deleting and finding the previous item
-are O(1). A list searched with ``list.index`` made replaying 2,000 items take seconds (the
-entries' dataclass ``__eq__`` ran millions of times).
+Two things keep a long session cheap:
+
+- **Order is a linked list keyed by id**, so inserting after any item (a reconnecting client
+  replays its whole conversation, each item after the one before), deleting and finding the
+  previous item are O(1). A list searched with ``list.index`` made replaying 2,000 items take
+  seconds (the entries' dataclass ``__eq__`` ran millions of times).
+- **Audio bytes are kept only for the most recent items** (:data:`KEEP_AUDIO_ITEMS` items holding
+  audio, and at most :data:`KEEP_AUDIO_MS` of audio among them beyond the newest); older items
+  keep only their audio's *duration*. A session that talks for an hour no longer holds ~170 MB
+  of audio. What changes for a client: ``truncate`` on an older item still validates
+  ``audio_end_ms`` against its duration and still cuts its transcript, and ``retrieve`` returns
+  the item without the ``audio`` field of those parts. Clients truncate what they are playing
+  (the newest reply), so truncation loses nothing.
 """
 
 from __future__ import annotations
@@ -23,7 +32,19 @@ from realtalk.protocol.audio_formats import AudioFormat
 
 from . import errors
 
-__all__ = ["Conversation", "Entry", "SpokenSegment", "spoken_text"]
+__all__ = [
+    "KEEP_AUDIO_ITEMS",
+    "KEEP_AUDIO_MS",
+    "Conversation",
+    "Entry",
+    "SpokenSegment",
+    "spoken_text",
+]
+
+#: How many of the most recent items holding audio keep their bytes.
+KEEP_AUDIO_ITEMS = 8
+#: How much audio (ms) those items may hold together, the newest one not counted.
+KEEP_AUDIO_MS = 5 * 60 * 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,29 +62,51 @@ class Entry:
     """One conversation item plus what the public shape leaves out."""
 
     item: dict[str, Any]
-    #: Audio bytes per content index, in ``audio_format``.
+    #: Audio bytes per content index, in ``audio_format`` (empty once released).
     audio: dict[int, bytearray] = field(default_factory=dict)
     audio_format: AudioFormat | None = None
     #: Assistant audio only: which transcript text each stretch of audio speaks.
     spoken: list[SpokenSegment] = field(default_factory=list)
+    #: Duration (ms) per content index whose bytes were let go to bound memory.
+    released_ms: dict[int, int] = field(default_factory=dict)
 
     @property
     def id(self) -> str:
         return str(self.item["id"])
 
     def snapshot(self, *, with_audio: bool = False) -> dict[str, Any]:
-        """A copy safe to put in an event (later edits of the entry do not leak into it)."""
+        """A copy safe to put in an event (later edits of the entry do not leak into it).
+
+        ``with_audio`` adds the audio of each part that still holds it (released parts have
+        none)."""
         item = copy.deepcopy(self.item)
         if with_audio:
             for index, data in self.audio.items():
-                item["content"][index]["audio"] = base64.b64encode(data).decode("ascii")
+                if index not in self.released_ms:
+                    item["content"][index]["audio"] = base64.b64encode(data).decode("ascii")
         return item
 
     def audio_ms(self, content_index: int = 0) -> int:
+        """The part's audio duration, whether its bytes are still held or not."""
+        released = self.released_ms.get(content_index)
+        if released is not None:
+            return released
         data = self.audio.get(content_index)
         if data is None or self.audio_format is None:
             return 0
         return self.audio_format.ms_for_bytes(len(data))
+
+    def release_audio(self) -> None:
+        """Let the audio bytes go, keeping each part's duration (and its key in ``audio``)."""
+        for index in self.audio:
+            if index not in self.released_ms:
+                self.released_ms[index] = self.audio_ms(index)
+                self.audio[index] = bytearray()
+
+    @property
+    def holds_audio(self) -> bool:
+        """Has (or, for a reply still being voiced, will have) audio bytes."""
+        return self.audio_format is not None and not self.released_ms
 
     @property
     def is_assistant_audio(self) -> bool:
@@ -77,12 +120,20 @@ class Entry:
 class Conversation:
     """The default conversation of one session, in order."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self, *, keep_audio_items: int = KEEP_AUDIO_ITEMS, keep_audio_ms: int = KEEP_AUDIO_MS
+    ) -> None:
+        if keep_audio_items < 1 or keep_audio_ms < 0:
+            raise ValueError("keep_audio_items must be >= 1 and keep_audio_ms >= 0")
         self._by_id: dict[str, Entry] = {}
         self._previous: dict[str, str | None] = {}
         self._next: dict[str, str | None] = {}
         self._first: str | None = None
         self._last: str | None = None
+        #: Entries holding audio bytes, oldest first (dicts keep insertion order).
+        self._with_audio: dict[str, Entry] = {}
+        self._keep_audio_items = keep_audio_items
+        self._keep_audio_ms = keep_audio_ms
 
     def __len__(self) -> int:
         return len(self._by_id)
@@ -137,6 +188,9 @@ class Conversation:
             self._last = item_id
         else:
             self._previous[after] = item_id
+        if entry.holds_audio:
+            self._with_audio[item_id] = entry
+            self._release_old_audio()
         return before
 
     def delete(self, item_id: str) -> Entry:
@@ -153,9 +207,11 @@ class Conversation:
             self._last = before
         else:
             self._previous[after] = before
+        self._with_audio.pop(item_id, None)
         return entry
 
     def retrieve(self, item_id: str) -> dict[str, Any]:
+        """The item with the audio it still holds (older items' audio was let go)."""
         entry = self._by_id.get(item_id)
         if entry is None:
             raise errors.item_not_found("retrieve", item_id)
@@ -166,6 +222,7 @@ class Conversation:
 
         The transcript keeps the sentences heard in full and, of the sentence cut in the
         middle, the share of its words that fits the share of its audio that was played.
+        An item whose audio bytes were released is cut by its recorded duration.
         """
         entry = self._by_id.get(item_id)
         if entry is None:
@@ -178,11 +235,31 @@ class Conversation:
         duration = entry.audio_ms(content_index)
         if audio_end_ms > duration:
             raise errors.truncate_too_long(duration, audio_end_ms)
-        del data[entry.audio_format.bytes_for_ms(audio_end_ms) :]
+        if content_index in entry.released_ms:
+            entry.released_ms[content_index] = audio_end_ms
+        else:
+            del data[entry.audio_format.bytes_for_ms(audio_end_ms) :]
         part = entry.item["content"][content_index]
         transcript = part.get("transcript") or ""
         part["transcript"] = spoken_text(transcript, entry.spoken, audio_end_ms, duration)
         entry.spoken = [s for s in entry.spoken if s.start_ms < audio_end_ms]
+
+    def _release_old_audio(self) -> None:
+        """Keep the bytes of the newest items within the limits; older ones keep durations.
+
+        Walks only the items still holding audio (a handful), so each ``add`` stays O(1). An
+        item still being written (``in_progress``: a reply being voiced) is never released."""
+        kept, kept_ms, full = 0, 0, False
+        for entry in reversed(list(self._with_audio.values())):
+            ms = sum(entry.audio_ms(i) for i in entry.audio)
+            if kept:
+                full = full or kept >= self._keep_audio_items or kept_ms + ms > self._keep_audio_ms
+            if full and entry.item.get("status") != "in_progress":
+                entry.release_audio()
+                del self._with_audio[entry.id]
+                continue
+            kept += 1
+            kept_ms += ms if kept > 1 else 0
 
 
 def spoken_text(

@@ -179,3 +179,97 @@ def test_a_replayed_conversation_keeps_its_order() -> None:
         assert conversation.add(entry, previous_item_id=previous) == previous
         previous = entry.id
     assert ids(conversation) == [f"item_{n}" for n in range(3000)]
+
+
+def held(conversation: Conversation) -> list[str]:
+    return [e.id for e in conversation if e.audio.get(0) and not e.released_ms]
+
+
+def test_only_the_most_recent_audio_items_keep_their_bytes() -> None:
+    conversation = Conversation(keep_audio_items=3)
+    for n in range(6):
+        conversation.add(assistant_audio(f"a{n}", "One two three four.", 400 + n))
+        conversation.add(text_entry(f"t{n}"))
+    assert held(conversation) == ["a3", "a4", "a5"]
+    old = conversation.get("a1")
+    assert old is not None and len(old.audio[0]) == 0
+    assert old.audio_ms() == 401  # the duration outlives the bytes
+    item = conversation.retrieve("a1")
+    assert "audio" not in item["content"][0]
+    assert item["content"][0]["transcript"] == "One two three four."
+    recent = conversation.retrieve("a5")
+    assert len(base64.b64decode(recent["content"][0]["audio"])) == PCM24K.bytes_for_ms(405)
+
+
+def test_user_audio_is_bounded_too() -> None:
+    conversation = Conversation(keep_audio_items=2)
+    for n in range(4):
+        item = ev.message_item(
+            "user", [{"type": "input_audio", "transcript": None}], item_id=f"u{n}"
+        )
+        conversation.add(Entry(item, audio={0: bytearray(4800)}, audio_format=PCM24K))
+    assert held(conversation) == ["u2", "u3"]
+    first = conversation.get("u0")
+    assert first is not None and first.audio_ms() == PCM24K.ms_for_bytes(4800)
+
+
+def test_truncating_an_item_whose_audio_was_released_uses_its_duration() -> None:
+    conversation = Conversation(keep_audio_items=1)
+    conversation.add(assistant_audio("old", "one two three four", 1000))
+    conversation.add(assistant_audio("new", "Hi.", 300))
+    old = conversation.get("old")
+    assert old is not None and old.released_ms == {0: 1000}
+    with pytest.raises(RequestError) as too_long:
+        conversation.truncate("old", 0, 1001)
+    assert (
+        too_long.value.problem.message == "Audio content of 1000ms is already shorter than 1001ms"
+    )
+    conversation.truncate("old", 0, 500)
+    assert old.audio_ms() == 500
+    assert old.item["content"][0]["transcript"] == "one two"
+    with pytest.raises(RequestError):
+        conversation.truncate("old", 0, 600)  # now 500 ms long
+
+
+def test_audio_beyond_the_duration_budget_is_released_but_the_newest_stays() -> None:
+    conversation = Conversation(keep_audio_items=8, keep_audio_ms=1000)
+    conversation.add(assistant_audio("a", "A.", 600))
+    conversation.add(assistant_audio("b", "B.", 600))
+    conversation.add(assistant_audio("c", "C.", 5000))  # the newest: kept whatever its length
+    assert held(conversation) == ["b", "c"]
+    conversation.add(assistant_audio("d", "D.", 500))
+    assert held(conversation) == ["d"]  # c alone is over the budget once it is not the newest
+    conversation.add(assistant_audio("e", "E.", 100))
+    assert held(conversation) == ["d", "e"]
+
+
+def test_a_reply_still_being_voiced_keeps_its_audio() -> None:
+    """The server writes a reply's audio into its entry as it is voiced: never released then."""
+    conversation = Conversation(keep_audio_items=1)
+    streaming = assistant_audio("live", "Still talking.", 200)
+    streaming.item["status"] = "in_progress"
+    conversation.add(streaming)
+    for n in range(3):
+        conversation.add(assistant_audio(f"x{n}", "Hi.", 100))
+    assert "live" in held(conversation)
+    store = streaming.audio[0]
+    store += bytes(PCM24K.bytes_for_ms(100))
+    streaming.item["status"] = "completed"
+    conversation.add(assistant_audio("later", "Hi.", 100))
+    assert held(conversation) == ["later"]
+    assert streaming.audio_ms() == 300
+
+
+def test_a_deleted_audio_item_no_longer_counts() -> None:
+    conversation = Conversation(keep_audio_items=2)
+    for item_id in "abc":
+        conversation.add(assistant_audio(item_id, "Hi.", 100))
+    conversation.delete("c")
+    conversation.add(text_entry("t"))
+    conversation.add(assistant_audio("d", "Hi.", 100))
+    assert held(conversation) == ["b", "d"]
+
+
+def test_limits_must_keep_something() -> None:
+    with pytest.raises(ValueError):
+        Conversation(keep_audio_items=0)
