@@ -81,11 +81,6 @@ def test_parse_event_on_mutated_server_events(ledger: Ledger, event: dict[str, A
     ledger.record(AREA, "parse_event: server events with fields replaced/deleted/retyped")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: parse_event lets RecursionError out of json.loads for deeply nested frames "
-    "(src/realtalk/protocol/events.py parse_event); its contract is ValueError only",
-)
 @pytest.mark.parametrize(
     "raw",
     ["[" * 100_000, '{"type": "error", "x": ' + "[" * 100_000 + "}"],

@@ -98,9 +98,13 @@ BETA_TO_GA: Final = {
 def parse_event(raw: str | bytes) -> Event:
     """Decode one frame into an event dict with a GA ``type``.
 
-    Raises ``ValueError`` for frames that are not a JSON object with a string ``type``.
+    Raises ``ValueError`` for frames that are not a JSON object with a string ``type``, and for
+    frames nested too deeply to decode (``json.loads`` would raise ``RecursionError``).
     """
-    event = json.loads(raw)
+    try:
+        event = json.loads(raw)
+    except RecursionError:
+        raise ValueError("event nested too deeply") from None
     if not isinstance(event, dict):
         raise ValueError("a Realtime event is a JSON object")
     kind = event.get("type")
