@@ -22,6 +22,8 @@ tool returns                ``ToolResult.output``
 a pydantic model            ``model.model_dump_json()``
 anything else               compact JSON (dicts, lists, numbers, dataclasses, enums,
                             datetimes...); objects JSON cannot express become ``str(obj)``
+``bytes`` (also nested)     their text when they are UTF-8, else ``"base64:<base64>"``
+                            (binary data the model can at least see the size and kind of)
 ==========================  ===========================================================
 
 Outputs longer than ``max_output_chars`` (default 16 KiB) are cut, ending with a marker that says
@@ -31,6 +33,7 @@ so, because a huge tool output costs tokens on every later turn.
 from __future__ import annotations
 
 import asyncio
+import base64
 import copy
 import functools
 import inspect
@@ -372,7 +375,32 @@ def serialize_result(value: object) -> str:
         return NONE_OUTPUT
     if isinstance(value, BaseModel):
         return value.model_dump_json()
-    return pydantic_core.to_json(value, fallback=str).decode()
+    try:
+        return pydantic_core.to_json(value, fallback=str).decode()
+    except pydantic_core.PydanticSerializationError:
+        # Bytes have a JSON form (their UTF-8 text), so the str fallback never sees them, and
+        # bytes that are not UTF-8 fail instead: describe those. Any left where the walk does not
+        # reach (inside a dataclass) are base64 too, without the prefix.
+        readable = _describe_binary(value)
+        return pydantic_core.to_json(readable, fallback=str, bytes_mode="base64").decode()
+
+
+def _describe_binary(value: object) -> object:
+    """``value`` with each non-UTF-8 ``bytes``/``bytearray`` in it (through dicts, lists,
+    tuples and sets) replaced by ``"base64:<base64>"``."""
+    if isinstance(value, bytes | bytearray):
+        try:
+            return value.decode()
+        except UnicodeDecodeError:
+            return "base64:" + base64.b64encode(value).decode("ascii")
+    if isinstance(value, dict):
+        return {
+            (_describe_binary(k) if isinstance(k, bytes) else k): _describe_binary(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_describe_binary(v) for v in value]
+    return value
 
 
 def _truncate(text: str, max_chars: int) -> str:

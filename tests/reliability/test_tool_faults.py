@@ -125,17 +125,9 @@ async def test_failing_calls_are_reported_and_answered(
     ledger.record(AREA, f"tool call: {name if 'echo' not in command else command[5:]}")
 
 
-_BYTES_BUG = pytest.mark.xfail(
-    strict=True,
-    reason="BUG: serialize_result (src/realtalk/tools.py) promises str(obj) for values JSON "
-    "cannot express, but pydantic_core.to_json raises on non-UTF-8 bytes before the fallback: "
-    "a tool that succeeded is reported to the model as failed",
-)
-
-
 @pytest.mark.parametrize(
     "kind",
-    ["object", "set", pytest.param("bytes", marks=_BYTES_BUG), "complex", "inf", "nested"],
+    ["object", "set", "bytes", "complex", "inf", "nested"],
 )
 async def test_values_json_cannot_express(rig: Rig, ledger: Ledger, kind: str) -> None:
     call = await _call(rig, f'call odd_value {{"kind": "{kind}"}}', "odd_value")

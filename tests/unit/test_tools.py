@@ -712,3 +712,27 @@ async def test_unserialisable_result_is_an_error() -> None:
 
     result = await loop.invoke("{}")
     assert result.is_error and "could not be serialised" in (result.error or "")
+
+
+def test_serialize_result_describes_binary_data() -> None:
+    """Bytes that are not UTF-8 have no JSON form: the tool still succeeded, so say what it
+    returned instead of failing the call."""
+    assert json.loads(serialize_result(b"\xff\x00raw")) == "base64:/wByYXc="
+    assert json.loads(serialize_result(b"plain text")) == "plain text"
+    nested = {"png": bytearray(b"\x89PNG\r\n\x1a\n"), "name": b"logo", "parts": [b"\xfe", 3]}
+    assert json.loads(serialize_result(nested)) == {
+        "png": "base64:iVBORw0KGgo=",
+        "name": "logo",
+        "parts": ["base64:/g==", 3],
+    }
+
+
+async def test_a_tool_returning_binary_data_succeeds() -> None:
+    @function_tool
+    def snapshot() -> bytes:
+        """Raw sensor bytes."""
+        return bytes(range(250, 256))
+
+    result = await snapshot.invoke("{}")
+    assert result.is_error is False
+    assert json.loads(result.output) == "base64:+vv8/f7/"
