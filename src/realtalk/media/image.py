@@ -29,6 +29,10 @@ def _to_pil(image: ImageInput) -> Image.Image:
         try:
             img = Image.open(io.BytesIO(bytes(image)))
             img.load()
+        except Image.DecompressionBombError as exc:
+            # A header claiming more pixels than PIL will decode (not an OSError): a few bytes
+            # that would take gigabytes once decoded.
+            raise ValueError(f"image too large: {exc}") from exc
         except (UnidentifiedImageError, OSError, SyntaxError) as exc:
             raise ValueError(f"cannot decode image data: {exc}") from exc
         return img

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import io
+import struct
+import zlib
 
 import numpy as np
 import pytest
@@ -92,6 +94,18 @@ def test_truncated_jpeg_is_a_value_error() -> None:
     good = encode_jpeg(gradient(64, 64))
     with pytest.raises(ValueError):
         encode_jpeg(good[: len(good) // 3])
+
+
+def test_a_decompression_bomb_is_refused_as_too_large() -> None:
+    """A tiny PNG whose header claims 20000x20000 pixels: PIL refuses it before decoding, with
+    its own error type, which must come out as the module's ValueError."""
+    buf = io.BytesIO()
+    Image.new("RGB", (1, 1)).save(buf, format="PNG")
+    png = bytearray(buf.getvalue())
+    png[16:24] = struct.pack(">II", 20000, 20000)  # IHDR width and height
+    png[29:33] = struct.pack(">I", zlib.crc32(bytes(png[12:29])))  # and its checksum
+    with pytest.raises(ValueError, match="image too large"):
+        encode_jpeg(bytes(png))
 
 
 async def test_async_encoding_gives_the_same_bytes() -> None:

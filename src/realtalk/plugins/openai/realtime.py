@@ -619,7 +619,9 @@ class OpenAIRealtime(RealtimeBaseModel):
         for frame in frames:
             try:
                 jpeg = await encode_jpeg_async(frame, max_width=width, max_height=height)
-            except (ValueError, TypeError, OSError) as exc:
+            except Exception as exc:
+                # A frame that cannot be encoded, whatever the reason (PIL raises more than
+                # ValueError), is skipped and reported: never raised into the transport's loop.
                 if report:
                     self._emit_error(
                         ModelError(f"video frame skipped: {exc}", code="invalid_image")
