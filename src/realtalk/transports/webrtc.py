@@ -262,6 +262,8 @@ class WebRTCServer:
             return _bad_request(f"the offer is larger than {_MAX_BODY} bytes", status=413)
         except (ValueError, UnicodeDecodeError) as exc:
             return _bad_request(f"the body is not valid JSON: {exc}")
+        except RecursionError:  # json.loads on [[[[... deeper than the interpreter's stack
+            return _bad_request("the body is nested too deeply to be an offer")
         try:
             offer = parse_offer(body)
         except OfferError as exc:
