@@ -52,6 +52,7 @@ from realtalk.plugins.openai import OpenAIRealtime
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 GOAL_MS = 800.0
+PASS_LIMIT_S = 240.0  # one end-to-end pass stops starting turns after this
 SILENCE_RULE_MS = 200  # the client's default server_vad silence_duration_ms
 MIC_RATE = 48000
 FRAME = MIC_RATE // 50
@@ -164,9 +165,13 @@ async def _end_to_end(
     mic.start()
     play = asyncio.get_running_loop().create_task(speaker())
     turns: list[Turn] = []
+    end = time.monotonic() + PASS_LIMIT_S
     try:
         await asyncio.sleep(1.0)
         for clip in clips:
+            if time.monotonic() > end:
+                _say(f"time limit of {PASS_LIMIT_S:.0f} s reached: {len(turns)} turns done")
+                break
             stamps.clear()
             first_frame.clear()
             transcripts.clear()
