@@ -78,10 +78,11 @@ class AudioInput:
         self._converter.flush()
 
     def _take(self) -> str:
-        pcm = bytes(self._batch)
+        # PCM is encoded straight from the batch buffer: no intermediate bytes copy.
+        wire = self._encode(bytes(self._batch)) if self._encode is not None else self._batch
+        payload = base64.b64encode(wire).decode("ascii")
         self._batch.clear()
-        wire = self._encode(pcm) if self._encode is not None else pcm
-        return base64.b64encode(wire).decode("ascii")
+        return payload
 
 
 class HeldAudio:
