@@ -183,14 +183,6 @@ async def test_client_memory_per_turn_is_bounded(ledger: Ledger) -> None:
 
 @pytest.mark.soak
 @pytest.mark.timeout(1800)
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: replaying a long conversation is quadratic: Conversation.add "
-    "(src/realtalk/server/conversation.py) finds the previous item with list.index, which "
-    "calls the Entry dataclass __eq__ on every entry (2M calls, 11 s for 2,000 items; "
-    "ConversationMirror._limit_images in the client is O(n) per item too). With sessions "
-    "expiring every 20 s the replays swamp the server and a turn goes unanswered for 20 s",
-)
 async def test_soak_many_sessions_a_thousand_turns(ledger: Ledger) -> None:
     """16 sessions x 1,000 turns, every link cut every 100 turns, sessions expiring every
     20 s: the same properties as the short run, at length."""
