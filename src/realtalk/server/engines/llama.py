@@ -42,7 +42,7 @@ from realtalk.server.engines.base import (
 from realtalk.server.engines.threads import iterate_in_thread
 from realtalk.server.engines.tool_router import pick_tool
 
-__all__ = ["DEFAULT_SYSTEM_PROMPT", "LlamaLLM", "smollm2_model_path"]
+__all__ = ["DEFAULT_SYSTEM_PROMPT", "TOOL_RESULT_PROMPT", "LlamaLLM", "smollm2_model_path"]
 
 logger = logging.getLogger("realtalk.server")
 
@@ -51,6 +51,8 @@ DEFAULT_SYSTEM_PROMPT = (
     "No lists, no markdown."
 )
 _MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+#: Follows the tool results in the prompt of the reply that answers with them.
+TOOL_RESULT_PROMPT = "Answer the question in one short sentence, using the context."
 _SENTENCE_END = re.compile(r"[.!?]+(?=\s|$)")
 _MAX_STRING_CHARS = 60  # a runaway string argument ends here instead of at max_tokens
 
@@ -153,11 +155,17 @@ class LlamaLLM(LLM):
                 # None means "as long as it likes": a short spoken reply. Never more than half
                 # the context, so a huge limit ("inf" upstream) cannot crowd out the prompt.
                 limit = max_output_tokens or self.max_reply_tokens
-                yield from self._reply(messages, max(1, min(limit, self.n_ctx // 2)))
+                # Answering from a tool result: greedy, so the model copies the values it was
+                # given (sampled, it sometimes invented another time or sum).
+                after_tool = bool(messages) and messages[-1].role == "tool"
+                temperature = 0.0 if after_tool else self.temperature
+                yield from self._reply(messages, max(1, min(limit, self.n_ctx // 2)), temperature)
 
     # -- replies ---------------------------------------------------------------------------
 
-    def _reply(self, messages: list[ChatMessage], max_tokens: int) -> Iterator[LLMChunk]:
+    def _reply(
+        self, messages: list[ChatMessage], max_tokens: int, temperature: float
+    ) -> Iterator[LLMChunk]:
         turns = _chat_turns(messages, self.system_prompt)
         budget = self.n_ctx - max_tokens - 8
         prompt = self._prompt_tokens(turns)
@@ -171,7 +179,7 @@ class LlamaLLM(LLM):
         chunks: Any = self._llama.create_completion(
             prompt,
             max_tokens=max_tokens,
-            temperature=self.temperature,
+            temperature=temperature,
             repeat_penalty=1.1,
             stop=[self._eos],
             stream=True,
@@ -259,23 +267,51 @@ def _cap_strings(schema: Any) -> Any:
 def _chat_turns(messages: list[ChatMessage], system_prompt: str) -> list[tuple[str, str]]:
     """Messages as (role, text) turns the model's template knows (system, user, assistant).
 
-    System messages are merged after the speaking-style prompt; calls and tool results are told
-    in words, since SmolLM2's template has no tool roles.
+    System messages are merged after the speaking-style prompt. SmolLM2's template has no tool
+    roles, and a 135M model copies whatever odd text it sees (a placeholder such as "(I called
+    get_time ...)" came back as the answer, and again for the next question), so calls never
+    appear as text. Results not answered yet go into the user's last turn as reading-comprehension
+    context ("Context: ... Question: ... Answer ..."), the layout it answered best from (34 of 40
+    probes used the value, against 14-25 for a system line or a bare result); results the
+    assistant has answered since are left out: its answer carries them.
     """
     system = [system_prompt] + [m.content for m in messages if m.role == "system" and m.content]
     turns: list[tuple[str, str]] = [("system", "\n".join(system))]
+    results: list[str] = []  # tool results since the assistant last spoke
     for m in messages:
         if m.role == "user":
             turns.append(("user", m.content))
-        elif m.role == "assistant":
-            said = [m.content] if m.content else []
-            said += [f"(I called {c.name} with {c.arguments}.)" for c in m.tool_calls]
-            if said:
-                turns.append(("assistant", " ".join(said)))
+        elif m.role == "assistant" and m.content:
+            turns.append(("assistant", m.content))
+            results = []
         elif m.role == "tool":
-            name = m.name or _call_name(messages, m.tool_call_id) or "the tool"
-            turns.append(("user", f"{name} returned: {m.content}\nTell me the answer."))
+            name = m.name or _call_name(messages, m.tool_call_id) or "the"
+            results.append(f"The {name.replace('_', ' ')} tool says: {_plain(m.content)}.")
+    if results:
+        context = "Context: " + " ".join(results)
+        last = len(turns) - 1
+        if turns[last][0] == "user":
+            turns[last] = ("user", f"{context}\nQuestion: {turns[last][1]}\n{TOOL_RESULT_PROMPT}")
+        else:
+            turns.append(("user", f"{context}\n{TOOL_RESULT_PROMPT}"))
     return turns
+
+
+def _plain(text: str) -> str:
+    """JSON as words ("time 14:05, timezone UTC"), which a tiny model repeats more faithfully."""
+    try:
+        value = json.loads(text)
+    except (json.JSONDecodeError, TypeError):
+        return text.strip()
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {_plain_value(v)}" for k, v in value.items())
+    if isinstance(value, list):
+        return ", ".join(_plain_value(v) for v in value)
+    return _plain_value(value)
+
+
+def _plain_value(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 def _call_name(messages: list[ChatMessage], call_id: str | None) -> str | None:
