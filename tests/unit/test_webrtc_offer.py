@@ -187,6 +187,7 @@ def test_page_messages_are_parsed(message: str, expected: dict[str, Any]) -> Non
         (json.dumps({"type": "text", "text": "x" * (MAX_TEXT_CHARS + 1)}), "longer than"),
         ('{"type": "camera", "on": "yes"}', "boolean"),
         ('{"type": "dance"}', "unknown message type"),
+        ("[" * 5000 + "]" * 5000, "nested too deeply"),
     ],
 )
 def test_bad_page_messages_say_what_is_wrong(message: str | bytes, reason: str) -> None:

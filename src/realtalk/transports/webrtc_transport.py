@@ -312,6 +312,8 @@ def _parse_message(message: str | bytes) -> dict[str, Any]:
         event = json.loads(message)
     except json.JSONDecodeError as exc:
         raise ValueError(f"message is not JSON: {exc.msg}") from None
+    except RecursionError:
+        raise ValueError("message is nested too deeply") from None
     if not isinstance(event, dict) or not isinstance(event.get("type"), str):
         raise ValueError('message must be a JSON object with a string "type"')
     kind = event["type"]
