@@ -50,8 +50,10 @@ Send = Callable[[dict[str, Any]], None]
 AUDIO_CHUNK_MS = 200
 # A complete sentence in streamed text: up to the last end mark followed by whitespace.
 _LAST_SENTENCE_END = re.compile(r".*[.!?…][\"'”’)\]]*\s", re.S)
-# Before anything is voiced, a first clause this long is spoken without waiting for the sentence.
-_FIRST_CLAUSE = re.compile(r".{24,}?[,;:]\s", re.S)
+# Before anything is voiced, a first clause of this many words is spoken without waiting for the
+# rest of its sentence: the first audio is only as early as the first piece of text is short.
+FIRST_CLAUSE_MIN_WORDS = 3
+_CLAUSE_END = re.compile(r"[,;:]\s")
 # Limits reported by rate_limits.updated (the local server has none; clients just want numbers).
 _REQUEST_LIMIT = 10_000
 _TOKEN_LIMIT = 1_000_000
@@ -88,6 +90,7 @@ class _Message:
         self.queued = 0  # sentences handed to the voice so far
         self.sentences: asyncio.Queue[str | None] = asyncio.Queue()
         self.voice_task: asyncio.Task[None] | None = None
+        self.first_voiced = asyncio.Event()  # the first piece's audio is out
 
     @property
     def id(self) -> str:
@@ -97,6 +100,15 @@ class _Message:
     def part(self) -> dict[str, Any]:
         content: list[dict[str, Any]] = self.entry.item["content"]
         return content[0]
+
+
+def _first_clause_end(text: str) -> int | None:
+    """Where the first clause of ``FIRST_CLAUSE_MIN_WORDS`` or more words ends (after its mark
+    and the space that follows), or None while ``text`` holds none yet."""
+    for mark in _CLAUSE_END.finditer(text):
+        if len(text[: mark.start()].split()) >= FIRST_CLAUSE_MIN_WORDS:
+            return mark.end()
+    return None
 
 
 class Response:
@@ -256,12 +268,33 @@ class Response:
                 if isinstance(chunk, TextDelta):
                     if chunk.text:
                         self._on_text(chunk.text)
+                        await self._hold_for_first_piece()
                 elif isinstance(chunk, ToolCall):
                     await self._close_message()
                     self._function_call(chunk)
                 elif isinstance(chunk, LLMUsage):
                     self._llm_usage = chunk
         await self._close_message()
+
+    async def _hold_for_first_piece(self) -> None:
+        """While the first piece of the reply is being voiced, take nothing more from the LLM.
+
+        On two cores an LLM writing on beside the voice slows it down (Piper's first audio took
+        ~1.6 times as long with llama.cpp generating), and the next piece is only needed once
+        the first has played, seconds later. A local LLM pauses when not read (see
+        ``iterate_in_thread``'s ``lookahead``).
+        """
+        message = self._message
+        if message is None or message.queued == 0 or message.first_voiced.is_set():
+            return
+        voice = message.voice_task
+        if voice is None or voice.done():
+            return
+        voiced = asyncio.ensure_future(message.first_voiced.wait())
+        try:
+            await asyncio.wait({voiced, voice}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            voiced.cancel()
 
     async def _say(self, text: str) -> None:
         """A say (``realtalk.protocol.say``): speak ``text`` exactly, every sentence, no LLM.
@@ -295,14 +328,14 @@ class Response:
             return
         message.pending += text
         match = _LAST_SENTENCE_END.match(message.pending)
-        if match is None and message.queued == 0:
-            match = _FIRST_CLAUSE.match(message.pending)  # first audio as early as possible
-        if match is not None:
-            complete, message.pending = (
-                message.pending[: match.end()],
-                message.pending[match.end() :],
-            )
+        end = match.end() if match is not None else None
+        if end is None and message.queued == 0:
+            end = _first_clause_end(message.pending)  # first audio as early as possible
+        if end is not None:
+            complete, message.pending = message.pending[:end], message.pending[end:]
             for sentence in split_sentences(complete):
+                if message.queued == 0:
+                    self._mark("first_sentence")
                 message.queued += 1
                 message.sentences.put_nowait(sentence)
 
@@ -345,6 +378,9 @@ class Response:
             return
         if message.audio and message.voice_task is not None:
             for sentence in split_sentences(message.pending):
+                if message.queued == 0:
+                    self._mark("first_sentence")
+                message.queued += 1
                 message.sentences.put_nowait(sentence)
             message.pending = ""
             message.sentences.put_nowait(None)
@@ -378,6 +414,7 @@ class Response:
             if sentence is None:
                 return
             await self._speak(message, sentence)
+            message.first_voiced.set()
 
     async def _speak(self, message: _Message, sentence: str) -> None:
         fmt = self.settings.output_format

@@ -115,3 +115,20 @@ async def test_a_cancelled_consumer_of_iterate_in_thread_ends_after_the_producer
     with pytest.raises(asyncio.CancelledError):
         await task
     assert finished.is_set()
+
+
+async def test_with_lookahead_the_producer_waits_for_a_reader_and_still_stops() -> None:
+    produced: list[int] = []
+
+    def produce(stop: threading.Event) -> Iterator[int]:
+        for i in range(1000):
+            produced.append(i)
+            yield i
+
+    stream = iterate_in_thread(produce, lookahead=3)
+    async with contextlib.aclosing(stream):
+        assert await anext(stream) == 0
+        await asyncio.sleep(0.2)  # not reading: the producer must stall
+        assert len(produced) <= 1 + 3 + 1  # the item read, the lookahead, one being made
+        assert [await anext(stream) for _ in range(5)] == [1, 2, 3, 4, 5]
+    assert len(produced) < 20  # closing while it waited stopped it

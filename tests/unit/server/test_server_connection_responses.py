@@ -414,6 +414,15 @@ async def test_the_first_clause_is_voiced_without_waiting_for_the_sentence(
     assert deltas == ["You said: alpha bravo charlie delta echo,", " foxtrot golf hotel."]
 
 
+async def test_a_first_clause_of_three_words_is_enough_and_two_are_not(harness: Harness) -> None:
+    await say(harness, "Paris, of course, is lovely")
+    await harness.send(ev.response_create())
+    await harness.wait_for("response.done")
+    deltas = [d["delta"] for d in harness.of("response.output_audio_transcript.delta")]
+    # "You said:" has two words: not cut there; "You said: Paris," has three
+    assert deltas == ["You said: Paris,", " of course, is lovely."]
+
+
 async def test_per_response_tools_and_instructions(make_harness: Callable[..., Harness]) -> None:
     engines = make_engines()
     llm = RecordingLLM()

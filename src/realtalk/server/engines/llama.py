@@ -55,6 +55,7 @@ _MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 TOOL_RESULT_PROMPT = "Answer the question in one short sentence, using the context."
 _SENTENCE_END = re.compile(r"[.!?]+(?=\s|$)")
 _MAX_STRING_CHARS = 60  # a runaway string argument ends here instead of at max_tokens
+_LOOKAHEAD_TOKENS = 4
 
 
 def smollm2_model_path() -> Path:
@@ -129,8 +130,10 @@ class LlamaLLM(LLM):
         def produce(stop: threading.Event) -> Iterator[LLMChunk]:
             return self._generate(messages, tools, tool_choice, max_output_tokens, stop)
 
-        # Closed explicitly, so closing this generator stops the thread (and waits for it).
-        async with contextlib.aclosing(iterate_in_thread(produce, name="realtalk-llama")) as items:
+        # Closed explicitly, so closing this generator stops the thread (and waits for it). A few
+        # tokens of lookahead: a consumer that stops reading (the voice is busy) pauses the model.
+        tokens = iterate_in_thread(produce, name="realtalk-llama", lookahead=_LOOKAHEAD_TOKENS)
+        async with contextlib.aclosing(tokens) as items:
             async for chunk in items:
                 yield chunk
 

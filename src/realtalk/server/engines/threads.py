@@ -78,30 +78,45 @@ async def run_in_thread(fn: Callable[[], T], *, name: str = "realtalk-engine") -
 
 
 async def iterate_in_thread(
-    produce: Callable[[threading.Event], Iterator[T]], *, name: str = "realtalk-engine"
+    produce: Callable[[threading.Event], Iterator[T]],
+    *,
+    name: str = "realtalk-engine",
+    lookahead: int | None = None,
 ) -> AsyncGenerator[T, None]:
     """Yield what `produce(stop)` yields, computed in a dedicated daemon thread.
 
     `produce` receives the stop event so it can also give up before starting (for instance after
     waiting for a model lock); between items the stop event is checked here. When the consumer
     stops early (closes this generator, or is cancelled), the stop event is set and the generator
-    ends only once the thread has.
+    ends only once the thread has. With `lookahead`, the producer runs at most that many items
+    ahead of the consumer and waits while the consumer is not reading (it then leaves the CPU to
+    others); without, it runs freely.
     """
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[tuple[int, Any]] = asyncio.Queue()
     stop = threading.Event()
     finished: asyncio.Future[None] = loop.create_future()
+    credits = threading.Semaphore(lookahead) if lookahead is not None else None
 
     def put(kind: int, value: Any) -> None:
         if not _notify(loop, queue.put_nowait, (kind, value)):
             stop.set()
+
+    def may_put() -> bool:
+        """Wait for the consumer to make room (when limited); False once told to stop."""
+        if credits is None:
+            return not stop.is_set()
+        while not credits.acquire(timeout=0.05):
+            if stop.is_set():
+                return False
+        return not stop.is_set()
 
     def work() -> None:
         try:
             items = produce(stop)
             try:
                 for item in items:
-                    if stop.is_set():
+                    if not may_put():
                         break
                     put(_ITEM, item)
             finally:
@@ -123,6 +138,8 @@ async def iterate_in_thread(
                 return
             if kind == _ERROR:
                 raise value
+            if credits is not None:
+                credits.release()
             yield value
     finally:
         stop.set()

