@@ -42,9 +42,7 @@ __all__ = [
 CALL_OPEN = "<tool_call>"
 CALL_CLOSE = "</tool_call>"
 #: Closes the turn of fresh tool results, so the model answers from them in words.
-ANSWER_FROM_RESULT = (
-    "Using this result, answer my last question in one short spoken sentence, in plain words."
-)
+ANSWER_FROM_RESULT = "Reply to my question in one short sentence, using this result."
 MAX_STRING_CHARS = 80  # a runaway string argument ends here instead of at max_tokens
 
 _TOOLS_HEADER = (
