@@ -1,0 +1,147 @@
+"""How the Qwen engine turns what the model writes into speech, calls or an error, with a fake
+llama.cpp runtime that replays scripted completions (no model needed)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from realtalk.server.engines.base import (
+    ChatMessage,
+    EngineError,
+    LLMChunk,
+    LLMUsage,
+    TextDelta,
+    ToolCall,
+)
+from realtalk.server.engines.qwen import QwenLLM
+from realtalk.server.engines.runtime import Completion
+
+CALC = {
+    "type": "function",
+    "name": "calculate",
+    "description": "Evaluate arithmetic.",
+    "parameters": {
+        "type": "object",
+        "properties": {"expression": {"type": "string"}},
+        "required": ["expression"],
+    },
+}
+
+
+class FakeRuntime:
+    """Replays `replies` (one per completion) in pieces and records each request."""
+
+    n_ctx = 4096
+
+    def __init__(self, *replies: str) -> None:
+        self.replies = list(replies)
+        self.requests: list[dict[str, Any]] = []
+        self.lock = threading.Lock()
+
+    def complete(self, prompt: str, **kw: Any) -> Iterator[str]:
+        self.requests.append({"prompt": prompt, **kw})
+        usage: Completion | None = kw.get("usage")
+        reply = self.replies.pop(0)
+        if usage is not None:
+            usage.prompt_tokens = len(prompt) // 4
+        for i in range(0, len(reply), 3):
+            if usage is not None:
+                usage.output_tokens += 1
+            yield reply[i : i + 3]
+
+    def prefill(self, prompt: str) -> None:
+        self.requests.append({"prompt": prompt, "prefill": True})
+
+
+def engine(*replies: str) -> tuple[QwenLLM, FakeRuntime]:
+    llm = QwenLLM.__new__(QwenLLM)
+    runtime = FakeRuntime(*replies)
+    llm.runtime = runtime  # type: ignore[assignment]
+    llm.max_reply_tokens, llm.max_sentences = 80, 2
+    llm.system_prompt, llm.temperature = "Be brief.", 0.0
+    return llm, runtime
+
+
+async def run(llm: QwenLLM, messages: list[ChatMessage], **kw: Any) -> list[LLMChunk]:
+    kw.setdefault("tools", [CALC])
+    return [c async for c in llm.stream(messages, **kw)]
+
+
+ASK = [ChatMessage("user", "What is 17 times 3?")]
+
+
+async def test_speech_streams_and_stops_after_two_sentences() -> None:
+    llm, runtime = engine("Hello there. How are you? I am fine.")
+    chunks = await run(llm, ASK)
+    text = "".join(c.text for c in chunks if isinstance(c, TextDelta))
+    assert text.startswith("Hello there. How are you?") and "fine" not in text
+    assert isinstance(chunks[-1], LLMUsage) and chunks[-1].output_tokens > 0
+    grammar = runtime.requests[0]["grammar"]
+    assert "start: speech | call" in grammar and '"const": "calculate"' in grammar
+
+
+async def test_a_call_is_parsed_validated_and_given_an_id() -> None:
+    llm, _ = engine('{"name": "calculate", "arguments": {"expression": "17 * 3"}}')
+    chunks = await run(llm, ASK)
+    calls = [c for c in chunks if isinstance(c, ToolCall)]
+    assert len(calls) == 1 and calls[0].name == "calculate"
+    assert json.loads(calls[0].arguments) == {"expression": "17 * 3"}
+    assert calls[0].call_id and calls[0].call_id.startswith("call_")
+    assert not any(isinstance(c, TextDelta) for c in chunks)
+
+
+async def test_a_cut_off_call_is_retried_once_constrained_to_that_tool() -> None:
+    llm, runtime = engine(
+        '{"name": "calculate", "arguments": {"expression": "17 *',
+        '{"name": "calculate", "arguments": {"expression": "17 * 3"}}',
+    )
+    chunks = await run(llm, ASK)
+    assert [c.name for c in chunks if isinstance(c, ToolCall)] == ["calculate"]
+    retry = runtime.requests[1]["grammar"]
+    assert retry.startswith("%llguidance {}\nstart: call\n") and "speech" not in retry
+
+
+async def test_a_call_that_stays_unusable_is_an_engine_error_not_speech() -> None:
+    llm, _ = engine('{"name": "calculate", "arguments": {', '{"name": "calculate", "argu')
+    with pytest.raises(EngineError, match="could not write a valid tool call"):
+        await run(llm, ASK)
+
+
+async def test_after_a_tool_result_the_model_may_only_speak() -> None:
+    llm, runtime = engine("Seventeen times three is 51.")
+    messages = [
+        *ASK,
+        ChatMessage("assistant", "", tool_calls=[ToolCall("calculate", '{"expression":"17*3"}')]),
+        ChatMessage("tool", "51", tool_call_id="c1"),
+    ]
+    chunks = await run(llm, messages)
+    assert "".join(c.text for c in chunks if isinstance(c, TextDelta)).endswith("51.")
+    grammar = runtime.requests[0]["grammar"]
+    assert (
+        "call" not in grammar
+        and "<tool_response>\n51\n</tool_response>" in (runtime.requests[0]["prompt"])
+    )
+
+
+async def test_tool_choice_none_and_required_shape_the_grammar() -> None:
+    llm, runtime = engine("Fine.", '{"name": "calculate", "arguments": {"expression": "1"}}')
+    await run(llm, ASK, tool_choice="none")
+    await run(llm, ASK, tool_choice="required")
+    assert "call" not in runtime.requests[0]["grammar"]
+    assert "start: call\n" in runtime.requests[1]["grammar"]
+    with pytest.raises(ValueError, match="not a tool"):
+        await run(llm, ASK, tool_choice={"type": "function", "name": "nope"})
+
+
+async def test_prefill_evaluates_exactly_the_prefix_of_the_later_prompts() -> None:
+    llm, runtime = engine("Hi.")
+    await llm.prefill("Use tools.", [CALC])
+    await run(llm, [ChatMessage("system", "Use tools."), *ASK])
+    prefix, later = runtime.requests[0]["prompt"], runtime.requests[1]["prompt"]
+    assert runtime.requests[0]["prefill"] and later.startswith(prefix)
+    assert '"name": "calculate"' in prefix
