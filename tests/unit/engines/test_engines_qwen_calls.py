@@ -145,3 +145,18 @@ async def test_prefill_evaluates_exactly_the_prefix_of_the_later_prompts() -> No
     prefix, later = runtime.requests[0]["prompt"], runtime.requests[1]["prompt"]
     assert runtime.requests[0]["prefill"] and later.startswith(prefix)
     assert '"name": "calculate"' in prefix
+
+
+async def test_a_long_conversation_drops_its_oldest_turns_to_fit_the_context() -> None:
+    llm, runtime = engine("Fine.")
+    runtime.n_ctx = 800  # about 1,900 characters of prompt once the reply is reserved
+    messages = [ChatMessage("system", "Use tools.")]
+    for i in range(30):
+        messages += [ChatMessage("user", f"question {i}"), ChatMessage("assistant", f"answer {i}")]
+    messages.append(ChatMessage("user", "the last question"))
+    await run(llm, messages)
+    prompt = runtime.requests[0]["prompt"]
+    assert "Use tools." in prompt and "the last question" in prompt
+    assert "question 0\n" not in prompt and "answer 29" in prompt
+    assert prompt.index("<|im_start|>user") < prompt.index("<|im_start|>assistant\nanswer")
+    assert len(prompt) <= (800 - 160 - 16) * 3

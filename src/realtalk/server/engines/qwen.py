@@ -24,6 +24,7 @@ import logging
 import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,7 @@ logger = logging.getLogger("realtalk.server")
 
 _LOOKAHEAD_TOKENS = 4
 _MAX_CALL_TOKENS = 160
+_CHARS_PER_TOKEN = 3  # English and JSON run 3-4 characters a token for Qwen's tokenizer
 
 
 class QwenLLM(LLM):
@@ -114,8 +116,8 @@ class QwenLLM(LLM):
         allowed, speech = _choices(listed, tool_choice)
         if messages and messages[-1].role == "tool":
             allowed, speech = [], True  # answer from the result, in words
-        prompt = render_prompt(self.system_prompt, messages, listed)
         limit = max(1, min(max_output_tokens or self.max_reply_tokens, self.runtime.n_ctx // 4))
+        prompt = self._fit(messages, listed, max(limit, _MAX_CALL_TOKENS))
         usage = Completion()
         with self.runtime.lock:
             if stop.is_set():
@@ -144,6 +146,29 @@ class QwenLLM(LLM):
             if is_call:
                 yield from self._call(prompt, text, allowed, usage, stop)
             yield LLMUsage(usage.prompt_tokens, usage.output_tokens)
+
+    def _fit(self, messages: list[ChatMessage], tools: list[dict[str, Any]], reserve: int) -> str:
+        """The prompt, without the oldest turns if it would not leave `reserve` tokens free.
+
+        Tokens are estimated from characters (cautiously), as counting them would cost a call;
+        what is dropped starts at a user turn, so no call is left without its question.
+        """
+        budget = (self.runtime.n_ctx - reserve - 16) * _CHARS_PER_TOKEN
+        system = [m for m in messages if m.role == "system"]
+        rest = [m for m in messages if m.role != "system"]
+        while True:
+            prompt = render_prompt(self.system_prompt, system + rest, tools)
+            if len(prompt) <= budget or len(rest) <= 1:
+                break
+            rest = rest[1:]
+            while len(rest) > 1 and rest[0].role != "user":
+                rest = rest[1:]
+        if len(prompt) > budget and rest:  # one message longer than the context: keep its end
+            last = rest[-1]
+            keep = max(0, len(last.content) - (len(prompt) - budget))
+            rest[-1] = replace(last, content=last.content[len(last.content) - keep :])
+            prompt = render_prompt(self.system_prompt, system + rest, tools)
+        return prompt
 
     def _call(
         self,
