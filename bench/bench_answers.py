@@ -21,6 +21,7 @@ folder (``BENCH_ANSWERS_JSON`` overrides), one line per turn as it ends, for rea
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -216,6 +217,7 @@ QUESTIONS: list[Question] = [
 ]
 
 VOICES = ("piper", "espeak-en-us", "espeak-en-gb")
+KINDS = ("arithmetic", "conversion", "time", "knowledge", "chat")
 
 
 def _normal(text: str) -> str:
@@ -309,40 +311,63 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else " ".join(value or [])
 
 
-async def _run_model(
-    llm: str, wavs: dict[tuple[str, int], Path], log: Path | None = None
-) -> list[dict[str, Any]]:
+async def _run_all(
+    wavs: dict[tuple[str, int], Path], log: Path | None = None
+) -> dict[str, list[dict[str, Any]]]:
+    """Every question to every model, voice by voice, the models in turn on each question, so a
+    run cut short still compares them on the same questions."""
     from realtalk.server import LocalServer
 
-    results: list[dict[str, Any]] = []
-    server = LocalServer(engine="local", voice="espeak", llm=llm, partial_transcripts=False)
-    async with server:
-        for (voice, i), wav in sorted(wavs.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+    results: dict[str, list[dict[str, Any]]] = {llm: [] for llm in MODELS}
+    async with contextlib.AsyncExitStack() as stack:
+        servers = {}
+        for llm in MODELS:
+            server = LocalServer(engine="local", voice="espeak", llm=llm, partial_transcripts=False)
+            servers[llm] = await stack.enter_async_context(server)
+        order = sorted(wavs, key=lambda key: (VOICES.index(key[0]), key[1]))
+        for voice, i in order:
             q = QUESTIONS[i]
-            start = time.monotonic()
-            got = await _ask(server.base_url, wav)
-            got.update(
-                llm=llm,
-                voice=voice,
-                kind=q.kind,
-                question=q.text,
-                expected_tool=q.tool,
-                tool_ok=tool_ok(q, got["calls"]),
-                answer_ok=answer_ok(q, got["reply"], got["calls"]),
-                seconds=round(time.monotonic() - start, 2),
-            )
-            print(
-                f"[{llm} {voice}] {q.text!r} heard {got['heard']!r} calls {got['calls']} "
-                f"-> {got['reply']!r} tool={'ok' if got['tool_ok'] else 'NO'} "
-                f"answer={'ok' if got['answer_ok'] else 'NO'}",
-                file=sys.stderr,
-                flush=True,
-            )
-            results.append(got)
-            if log is not None:
-                with log.open("a") as f:
-                    f.write(json.dumps(got, default=str) + "\n")
+            for llm, server in servers.items():
+                start = time.monotonic()
+                got = await _ask(server.base_url, wavs[(voice, i)])
+                got.update(
+                    llm=llm,
+                    voice=voice,
+                    kind=q.kind,
+                    question=q.text,
+                    expected_tool=q.tool,
+                    tool_ok=tool_ok(q, got["calls"]),
+                    answer_ok=answer_ok(q, got["reply"], got["calls"]),
+                    seconds=round(time.monotonic() - start, 2),
+                )
+                print(
+                    f"[{llm} {voice}] {q.text!r} heard {got['heard']!r} calls {got['calls']} "
+                    f"-> {got['reply']!r} tool={'ok' if got['tool_ok'] else 'NO'} "
+                    f"answer={'ok' if got['answer_ok'] else 'NO'}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                results[llm].append(got)
+                if log is not None:
+                    with log.open("a") as f:
+                        f.write(json.dumps(got, default=str) + "\n")
     return results
+
+
+def summarize(path: Path) -> dict[str, dict[str, Any]]:
+    """Rates per model from a details file (also for a run cut short): turns, tool, answer."""
+    lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    out: dict[str, dict[str, Any]] = {}
+    for llm in MODELS:
+        mine = [r for r in lines if r["llm"] == llm]
+        out[llm] = {
+            "turns": len(mine),
+            "tool": _rate(mine, "tool_ok"),
+            "answer": _rate(mine, "answer_ok"),
+            **{f"{k}:tool": _rate(mine, "tool_ok", k) for k in KINDS},
+            **{f"{k}:answer": _rate(mine, "answer_ok", k) for k in KINDS},
+        }
+    return out
 
 
 def _rate(results: list[dict[str, Any]], key: str, kind: str | None = None) -> float | None:
@@ -352,13 +377,11 @@ def _rate(results: list[dict[str, Any]], key: str, kind: str | None = None) -> f
 
 def run(quick: bool = False) -> list[Row]:
     voices = ("piper",) if quick else VOICES
-    by_model: dict[str, list[dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-answers-") as tmp:
         wavs = speak_all(Path(tmp), voices)
         details = Path(os.environ.get("BENCH_ANSWERS_JSON", "bench-answers.jsonl"))
         details.write_text("")
-        for llm in MODELS:
-            by_model[llm] = asyncio.run(_run_model(llm, wavs, details))
+        by_model = asyncio.run(_run_all(wavs, details))
     ours, base = by_model[MODELS[0]], by_model[MODELS[1]]
     n = len(ours)
     note = f"{n // len(voices)} questions x {len(voices)} voices ({', '.join(voices)}) = {n} turns"
@@ -375,7 +398,7 @@ def run(quick: bool = False) -> list[Row]:
             note,
         ),
     ]
-    for kind in ("arithmetic", "conversion", "time", "knowledge", "chat"):
+    for kind in KINDS:
         for key, label in (("tool_ok", "right tool"), ("answer_ok", "correct answer")):
             rows.append(
                 row(

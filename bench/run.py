@@ -33,6 +33,7 @@ FIGURES: dict[str, tuple[str, str]] = {
     "truncation": ("bench.bench_truncation", "sent audio_end_ms vs really played"),
     "v2v": ("bench.bench_v2v", "voice-to-voice latency on the local server, real engines"),
     "answers": ("bench.bench_answers", "spoken questions: right tool and right answer, local LLMs"),
+    "memory": ("bench.bench_memory", "local server memory with models loaded and after 50 turns"),
     "ws": ("bench.bench_concurrency_ws", "concurrent sessions, WebSocket path"),
     "webrtc": ("bench.bench_concurrency_webrtc", "concurrent sessions, WebRTC path"),
 }
