@@ -47,12 +47,15 @@ class Completion:
 
 
 def default_threads() -> int:
-    """Half the cores, at most 4: on 2 cores, one thread.
+    """$REALTALK_LLM_THREADS, else half the cores, at most 4: on 2 cores, one thread.
 
     llama.cpp's threads wait for each other at every step of every token, so one thread that
     loses its core to Whisper, Piper or another program stalls them all: on a 2-core machine
     under load, Qwen 0.5B wrote 30 tokens in 1.6-2.7 s with one thread and 9-22 s with two.
     """
+    explicit = os.environ.get("REALTALK_LLM_THREADS", "")
+    if explicit.isdigit() and int(explicit) > 0:
+        return int(explicit)
     return max(1, min(4, (os.cpu_count() or 2) // 2))
 
 
