@@ -55,8 +55,9 @@ _TOOLS_FOOTER = (
     '{"name": <function-name>, "arguments": <args-json-object>}\n</tool_call>'
 )
 # Speech: words and punctuation, never markup or code (no tags, braces, brackets, backticks,
-# asterisks or hashes), so a model that would write a call as a code block cannot do so as speech.
-_SPEECH = "/[^<>{}\\[\\]`*#|\\s][^<>{}\\[\\]`*#|]*/"
+# asterisks, hashes, underscores or equals signs), so a model that would write a call as code
+# (a JSON block, `convert_units("2", ...)`) cannot do so as speech.
+_SPEECH = "/[^<>{}\\[\\]`*#|_=\\s][^<>{}\\[\\]`*#|_=]*/"
 
 
 def function_tools(tools: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
