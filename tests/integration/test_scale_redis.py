@@ -270,3 +270,44 @@ async def test_a_stored_conversation_resumes_in_a_new_model_session(
     with pytest.raises(ValueError):
         await second.restore_conversation([{"no": "type"}])
     await second.aclose()
+
+
+# -- a worker in this process: slots for other transports, health, metrics, drain --------------
+
+
+async def test_a_worker_counts_slots_held_by_other_transports_and_drains(
+    registry: Registry, redis_server: RedisServer
+) -> None:
+    from realtalk.scale.worker import Worker
+    from realtalk.transports.webrtc import ServerFullError
+
+    async def entrypoint(ctx: Any) -> None:
+        return None
+
+    worker = Worker(entrypoint, redis_url=redis_server.url, capacity=2, heartbeat_s=0.2)
+    await worker.start()
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with worker.hold_slot(), worker.hold_slot():  # e.g. two phone calls
+                await asyncio.sleep(0.5)
+                assert [(w.worker_id, w.load) for w in await registry.workers()] == [
+                    (worker.worker_id, 2)
+                ]
+                assert await registry.reserve(pending_ms=1000) is None  # full
+                with pytest.raises(ServerFullError):
+                    async with worker.hold_slot():
+                        pass
+                async with http.get(f"{worker.url}/api/health") as r:
+                    health = await r.json()
+                assert r.status == 200 and health["sessions"] == 2 and health["redis"]
+            await asyncio.sleep(0.5)
+            assert [w.load for w in await registry.workers()] == [0]
+            async with http.get(f"{worker.url}/metrics") as r:
+                assert "realtalk_worker_slots 2.0" in await r.text()
+            assert await worker.drain(5) == 0
+            assert [w.draining for w in await registry.workers()] == [True]
+            async with http.post(f"{worker.url}/api/offer", json={"sdp": OFFER}) as r:
+                assert r.status == 503 and "draining" in (await r.json())["error"]
+    finally:
+        await worker.aclose()
+    assert await registry.workers() == []  # deregistered
