@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -25,6 +26,14 @@ def _common(parser: argparse.ArgumentParser) -> None:
         help="Redis address: redis://host:6379/0, rediss://... (TLS) or unix:///path/redis.sock",
     )
     parser.add_argument("--prefix", default=DEFAULT_PREFIX, help="prefix of every Redis key")
+    parser.add_argument(
+        "--ice-servers",
+        metavar="JSON",
+        default=os.environ.get("REALTALK_ICE_SERVERS"),
+        help='STUN/TURN servers as JSON, e.g. \'[{"urls": "turn:turn.example.com:3478", '
+        '"username": "u", "credential": "p"}]\' (default: $REALTALK_ICE_SERVERS; give gateways '
+        "and workers the same list)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
 
 
@@ -72,6 +81,18 @@ def add_gateway_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=8080, help="port (0 picks a free one)")
 
 
+def _ice_servers(text: str | None) -> list[dict[str, Any]] | None:
+    if not text:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise ValueError(f"--ice-servers is not JSON: {exc}") from None
+    if not isinstance(value, list) or not all(isinstance(v, dict) and "urls" in v for v in value):
+        raise ValueError('--ice-servers must be a JSON list of {"urls": ...} objects')
+    return value
+
+
 def _logging(verbose: bool) -> None:
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
@@ -113,6 +134,7 @@ async def _run_worker(args: argparse.Namespace) -> int:
     from realtalk.scale.worker import Worker
 
     entrypoint = load_entrypoint(args.agent_file)
+    ice_servers = _ice_servers(args.ice_servers)
     await _check_redis(args.redis, args.prefix)
     async with _model_endpoint(args.engine, args.voice) as base_url:
         api_key = os.environ.get("OPENAI_API_KEY") or None
@@ -127,6 +149,7 @@ async def _run_worker(args: argparse.Namespace) -> int:
             heartbeat_s=args.heartbeat,
             conversation_ttl_s=args.conversation_ttl,
             prefix=args.prefix,
+            ice_servers=ice_servers,
         )
         try:
             await worker.start()
@@ -148,8 +171,15 @@ async def _run_worker(args: argparse.Namespace) -> int:
 async def _run_gateway(args: argparse.Namespace) -> int:
     from realtalk.scale.gateway import Gateway
 
+    ice_servers = _ice_servers(args.ice_servers)
     await _check_redis(args.redis, args.prefix)
-    gateway = Gateway(redis_url=args.redis, host=args.host, port=args.port, prefix=args.prefix)
+    gateway = Gateway(
+        redis_url=args.redis,
+        host=args.host,
+        port=args.port,
+        prefix=args.prefix,
+        ice_servers=ice_servers,
+    )
     await gateway.start()
     print(f"GATEWAY {gateway.url}", flush=True)
     print(f"Open {gateway.url} in a browser to talk to the agent.", file=sys.stderr, flush=True)
