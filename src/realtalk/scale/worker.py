@@ -251,6 +251,8 @@ class Worker:
             except RegistryUnavailable as exc:  # the call still starts, without its past
                 logger.warning("cannot load the conversation of %s: %s", session_id, exc)
                 self.metrics.errors.labels("redis").inc()
+        if token in self.sessions:
+            return _error(f"slot {token!r} is already in use on this worker", 400)
         session_id = session_id or new_session_id()
         token = token or secrets.token_urlsafe(12)
         connection_id = f"{session_id[:10]}-{secrets.token_hex(3)}"
