@@ -245,7 +245,7 @@ class Worker:
         if token is not None and (not isinstance(token, str) or len(token) > _MAX_SLOT_CHARS):
             return _error(f'"slot" must be a string of at most {_MAX_SLOT_CHARS} characters', 400)
         items = None
-        if session_id is not None:
+        if session_id is not None and body.get("resume", True) is not False:
             try:
                 items = await self.registry.load_conversation(session_id)
             except RegistryUnavailable as exc:  # the call still starts, without its past
