@@ -190,6 +190,7 @@ class Gateway:
             "sdp": body["sdp"],
             "type": "offer",
             "session_id": session_id or new_session_id(),
+            "resume": session_id is not None,  # a new session has nothing stored to load
         }
         tried: list[str] = []
         for _attempt in range(self.attempts):
