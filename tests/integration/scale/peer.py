@@ -62,7 +62,7 @@ async def make_offer_sdp() -> str:
 
 
 class Peer:
-    def __init__(self, gateway_url: str, *, stall_s: float = 3.0) -> None:
+    def __init__(self, gateway_url: str, *, stall_s: float = 4.0) -> None:
         self.gateway_url = gateway_url.rstrip("/")
         self.stall_s = stall_s
         self.session_id: str | None = None
