@@ -21,9 +21,11 @@ __all__ = ["add_gateway_arguments", "add_worker_arguments", "gateway_main", "wor
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--redis",
-        required=True,
         metavar="URL",
-        help="Redis address: redis://host:6379/0, rediss://... (TLS) or unix:///path/redis.sock",
+        default=os.environ.get("REALTALK_REDIS_URL"),
+        help="Redis address: redis://[:password@]host:6379/0, rediss://... (TLS) or "
+        "unix:///path/redis.sock (default: $REALTALK_REDIS_URL, which keeps a password out of "
+        "the process list)",
     )
     parser.add_argument("--prefix", default=DEFAULT_PREFIX, help="prefix of every Redis key")
     parser.add_argument(
@@ -102,6 +104,9 @@ def _logging(verbose: bool) -> None:
 
 def worker_main(args: argparse.Namespace) -> int:
     _logging(args.verbose)
+    if not args.redis:
+        print("realtalk worker: --redis URL (or REALTALK_REDIS_URL) is required", file=sys.stderr)
+        return 2
     try:
         return asyncio.run(_run_worker(args))
     except (RegistryUnavailable, ConfigurationError, ValueError, OSError) as exc:
@@ -111,6 +116,9 @@ def worker_main(args: argparse.Namespace) -> int:
 
 def gateway_main(args: argparse.Namespace) -> int:
     _logging(args.verbose)
+    if not args.redis:
+        print("realtalk gateway: --redis URL (or REALTALK_REDIS_URL) is required", file=sys.stderr)
+        return 2
     try:
         return asyncio.run(_run_gateway(args))
     except (RegistryUnavailable, ValueError, OSError) as exc:
