@@ -47,6 +47,14 @@ async def beat(reg: Registry, worker_id: str, capacity: int = 2, **kw: Any) -> i
     return await reg.heartbeat(worker_id, url=f"http://{worker_id}", capacity=capacity, **options)
 
 
+async def until(reg: Registry, check: Any, timeout_s: float = 20.0) -> None:
+    """Wait until ``check(workers)`` holds (heartbeats are asynchronous)."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not check(await reg.workers()):
+        assert asyncio.get_running_loop().time() < deadline, await reg.workers()
+        await asyncio.sleep(0.05)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -289,10 +297,9 @@ async def test_a_worker_counts_slots_held_by_other_transports_and_drains(
     try:
         async with aiohttp.ClientSession() as http:
             async with worker.hold_slot(), worker.hold_slot():  # e.g. two phone calls
-                await asyncio.sleep(0.5)
-                assert [(w.worker_id, w.load) for w in await registry.workers()] == [
+                await until(registry, lambda ws: [(w.worker_id, w.load) for w in ws] == [
                     (worker.worker_id, 2)
-                ]
+                ])  # fmt: skip
                 assert await registry.reserve(pending_ms=1000) is None  # full
                 with pytest.raises(ServerFullError):
                     async with worker.hold_slot():
@@ -300,8 +307,7 @@ async def test_a_worker_counts_slots_held_by_other_transports_and_drains(
                 async with http.get(f"{worker.url}/api/health") as r:
                     health = await r.json()
                 assert r.status == 200 and health["sessions"] == 2 and health["redis"]
-            await asyncio.sleep(0.5)
-            assert [w.load for w in await registry.workers()] == [0]
+            await until(registry, lambda ws: [w.load for w in ws] == [0])
             async with http.get(f"{worker.url}/metrics") as r:
                 assert "realtalk_worker_slots 2.0" in await r.text()
             assert await worker.drain(5) == 0
