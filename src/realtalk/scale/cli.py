@@ -149,7 +149,13 @@ async def _run_worker(args: argparse.Namespace) -> int:
         worker = Worker(
             entrypoint,
             redis_url=args.redis,
-            context_factory=lambda t: JobContext(transport=t, base_url=base_url, api_key=api_key),
+            context_factory=lambda t, record: JobContext(
+                transport=t,
+                base_url=base_url,
+                api_key=api_key,
+                session_id=record.session_id,
+                resumed=record.resumed,
+            ),
             host=args.host,
             port=args.port,
             advertise=args.advertise,

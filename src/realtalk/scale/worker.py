@@ -71,7 +71,8 @@ class Worker:
 
     Args:
         entrypoint: the agent file's ``async def entrypoint(ctx)``.
-        context_factory: builds the ``ctx`` for a transport (the runner's JobContext).
+        context_factory: builds the ``ctx`` for a transport and its session record (the
+            runner's JobContext, with the session id and whether it resumed).
         advertise: the host gateways and browsers' offers reach this worker at (default: host).
         capacity: sessions at most; the registration and ``/api/offer`` both enforce it.
         heartbeat_s: how often the registration is refreshed; it lapses after ``3 ×`` that.
@@ -83,7 +84,7 @@ class Worker:
         entrypoint: Callable[[Any], Awaitable[Any]],
         *,
         redis_url: str,
-        context_factory: Callable[[WebRTCTransport], Any] | None = None,
+        context_factory: Callable[[WebRTCTransport, WorkerSession], Any] | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
         advertise: str | None = None,
@@ -120,8 +121,10 @@ class Worker:
             0,
             ice_servers=ice_servers,
             max_connections=capacity,
-            context_factory=context_factory,
+            context_factory=self._context,
         )
+        self._context_factory = context_factory
+        self._by_connection: dict[str, WorkerSession] = {}
         self.sessions: dict[str, WorkerSession] = {}  # by slot token
         self.draining = False
         self.redis_ok = False
@@ -264,6 +267,7 @@ class Worker:
             return _error(str(exc), 503)
         record = WorkerSession(session_id, token, connection_id, resumed=bool(items))
         self.sessions[token] = record
+        self._by_connection[connection_id] = record
         self._idle.clear()
         transport = self.server.connections[connection_id]
         transport.add_attach_callback(lambda session: self._attached(record, items, session))
@@ -296,6 +300,15 @@ class Worker:
         return metrics_response(self.metrics.registry)
 
     # -- sessions -------------------------------------------------------------------------------
+
+    def _context(self, transport: WebRTCTransport) -> Any:
+        # Called when the entrypoint starts, after _offer recorded the session.
+        record = self._by_connection[transport.connection_id]
+        if self._context_factory is not None:
+            return self._context_factory(transport, record)
+        from realtalk.runner import JobContext
+
+        return JobContext(transport=transport, session_id=record.session_id, resumed=record.resumed)
 
     async def _attached(
         self, record: WorkerSession, items: list[dict[str, Any]] | None, session: AgentSession
@@ -369,6 +382,7 @@ class Worker:
 
     def _ended(self, record: WorkerSession) -> None:
         self.sessions.pop(record.token, None)
+        self._by_connection.pop(record.connection_id, None)
         self.metrics.sessions.set(len(self.sessions))
         self.metrics.ended.inc()
         self._idle.set()

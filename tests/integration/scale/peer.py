@@ -62,8 +62,11 @@ async def make_offer_sdp() -> str:
 
 
 class Peer:
-    def __init__(self, gateway_url: str, *, stall_s: float = 4.0) -> None:
+    def __init__(
+        self, gateway_url: str, *, stall_s: float = 4.0, greetings: tuple[str, ...] = ()
+    ) -> None:
         self.gateway_url = gateway_url.rstrip("/")
+        self.greetings = greetings  # agent lines that are no answer to a question
         self.stall_s = stall_s
         self.session_id: str | None = None
         self.worker: str | None = None
@@ -142,8 +145,13 @@ class Peer:
                 self._last_audio = time.monotonic()
 
     async def _watchdog(self) -> None:
+        tick = time.monotonic()
         while not self._closed:
             await asyncio.sleep(0.25)
+            now, last_tick, tick = time.monotonic(), tick, time.monotonic()
+            if now - last_tick > 1.0:  # this loop itself stalled: the audio had no chance
+                self._last_audio = now
+                continue
             pc = self._pc
             if pc is None or self._resuming is not None:
                 continue
@@ -193,6 +201,7 @@ class Peer:
                     event.get("type") == "transcription"
                     and event.get("role") in ("agent", "assistant")
                     and event.get("is_final")
+                    and event.get("text") not in self.greetings
                 ):
                     return str(event.get("text"))
             seen = len(self.events)
@@ -202,6 +211,16 @@ class Peer:
             self._new_event.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._new_event.wait(), min(left, 1.0))
+
+    def agent_lines(self) -> list[str]:
+        """The agent's final transcripts so far, greetings included."""
+        return [
+            str(e.get("text"))
+            for e in self.events
+            if e.get("type") == "transcription"
+            and e.get("role") in ("agent", "assistant")
+            and e.get("is_final")
+        ]
 
     async def close(self) -> None:
         """Hang up as the page does: "bye", then close."""

@@ -11,10 +11,13 @@ import time
 import aiohttp
 import pytest
 
+from tests.integration.scale.agent import GREETING, WELCOME_BACK
 from tests.integration.scale.conftest import Cluster
 from tests.integration.scale.peer import OfferRefused, Peer, make_offer_sdp
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+
+GREETINGS = (GREETING, WELCOME_BACK)
 
 
 async def offer(gateway: str, sdp: str, **extra: str) -> tuple[int, dict[str, object]]:
@@ -58,7 +61,7 @@ async def test_sessions_spread_by_load_and_never_over_capacity(cluster: Cluster)
 async def test_kill_9_resumes_its_calls_elsewhere_with_the_conversation(cluster: Cluster) -> None:
     workers = [cluster.start_worker(capacity=4) for _ in range(3)]
     gateway = cluster.start_gateway()
-    peers = [Peer(gateway) for _ in range(3)]
+    peers = [Peer(gateway, greetings=GREETINGS) for _ in range(3)]
     try:
         for peer in peers:  # one per worker: the least-loaded goes first
             await peer.connect()
@@ -80,6 +83,9 @@ async def test_kill_9_resumes_its_calls_elsewhere_with_the_conversation(cluster:
         assert victim.resumed_flags == [False, True]
         reply = await victim.ask("what did I say before?")
         assert reply == "Before that you said: my name is Ada."
+        # The new worker told the agent it resumed: no second greeting.
+        lines = victim.agent_lines()
+        assert lines.count(GREETING) == 1 and lines.count(WELCOME_BACK) == 1, lines
 
         # The other calls never noticed, and go on where they were.
         for peer, name in zip(others, names[1:], strict=True):
@@ -100,15 +106,15 @@ async def test_kill_9_resumes_its_calls_elsewhere_with_the_conversation(cluster:
 async def test_sigterm_drains_without_losing_a_session(cluster: Cluster) -> None:
     first = cluster.start_worker(capacity=4, extra=["--drain-timeout", "6"])
     gateway = cluster.start_gateway()
-    leaving, staying = Peer(gateway), Peer(gateway)
-    newcomer = Peer(gateway)
+    leaving, staying = Peer(gateway, greetings=GREETINGS), Peer(gateway, greetings=GREETINGS)
+    newcomer = Peer(gateway, greetings=GREETINGS)
     try:
         await leaving.connect()
         await staying.connect()
         assert leaving.worker == staying.worker == first
         assert await staying.ask("my name is Dee") == "You said: my name is Dee."
         await wait_stored(cluster, str(staying.session_id), "my name is Dee")
-        second = cluster.start_worker(capacity=4)
+        second = await asyncio.to_thread(cluster.start_worker, 4)  # calls keep running
 
         cluster.workers[first].send_signal(signal.SIGTERM)
         # Draining: new calls go to the other worker, running ones go on.
@@ -136,7 +142,7 @@ async def test_sigterm_drains_without_losing_a_session(cluster: Cluster) -> None
 async def test_redis_restart_and_gateway_restart_leave_calls_alone(cluster: Cluster) -> None:
     workers = {cluster.start_worker(capacity=4) for _ in range(2)}
     gateway = cluster.start_gateway()
-    peer = Peer(gateway)
+    peer = Peer(gateway, greetings=GREETINGS)
     try:
         await peer.connect()
         assert await peer.ask("my name is Eve") == "You said: my name is Eve."
@@ -160,10 +166,10 @@ async def test_redis_restart_and_gateway_restart_leave_calls_alone(cluster: Clus
         assert load >= 1
 
         # The gateway restarts: the call in progress does not notice; a new gateway serves.
-        cluster.gateways[0].stop(sig=signal.SIGKILL)
+        await asyncio.to_thread(cluster.gateways[0].stop, sig=signal.SIGKILL)
         assert await peer.ask("after the gateway") == "You said: after the gateway."
-        new_gateway = cluster.start_gateway()
-        other = Peer(new_gateway)
+        new_gateway = await asyncio.to_thread(cluster.start_gateway)
+        other = Peer(new_gateway, greetings=GREETINGS)
         try:
             await other.connect()
             assert await other.ask("new call") == "You said: new call."
@@ -205,7 +211,7 @@ async def test_several_gateways_never_overfill_a_worker(cluster: Cluster) -> Non
 async def test_a_real_call_gets_no_answer_from_a_full_cluster(cluster: Cluster) -> None:
     cluster.start_worker(capacity=1)
     gateway = cluster.start_gateway()
-    first, second = Peer(gateway), Peer(gateway)
+    first, second = Peer(gateway, greetings=GREETINGS), Peer(gateway, greetings=GREETINGS)
     try:
         await first.connect()
         with pytest.raises(OfferRefused) as refused:

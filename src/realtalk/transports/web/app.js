@@ -477,7 +477,11 @@
     if (stallTimer) clearInterval(stallTimer);
     let last = -1;
     let since = Date.now();
+    let tick = Date.now();
     stallTimer = setInterval(async () => {
+      const now = Date.now();
+      if (now - tick > 2000) since = now; // the page itself was paused (background tab)
+      tick = now;
       if (pc !== peer || resuming) return;
       const stats = await peer.getStats().catch(() => null);
       let packets = 0;
