@@ -165,6 +165,14 @@ class Gateway:
         return web.json_response(body, status=200 if live else 503)
 
     async def _metrics(self, request: web.Request) -> web.Response:
+        try:  # the fleet gauges are read from Redis at scrape time
+            workers = await self.registry.workers()
+        except RegistryUnavailable:
+            self.metrics.errors.labels("redis").inc()
+        else:
+            live = [w for w in workers if not w.draining]
+            self.metrics.workers.set(len(live))
+            self.metrics.slots_free.set(sum(max(0, w.capacity - w.load) for w in live))
         return metrics_response(self.metrics.registry)
 
     # -- dispatch -------------------------------------------------------------------------------
