@@ -323,8 +323,14 @@ class Worker:
                     record.session_id,
                 )
             else:
-                await restore(items)
-                logger.info("session %s resumed with %d items", record.session_id, len(items))
+                try:
+                    await restore(items)
+                except Exception:  # a bad snapshot must not cost the call: go on without it
+                    logger.exception("session %s: the stored conversation could not be restored",
+                                     record.session_id)  # fmt: skip
+                    self.metrics.errors.labels("restore").inc()
+                else:
+                    logger.info("session %s resumed with %d items", record.session_id, len(items))
         self.metrics.started.labels("resumed" if record.resumed else "new").inc()
         session.on("metrics", lambda payload: self._turn_done(record, payload))
 
