@@ -1,5 +1,5 @@
-"""The ``realtalk`` command: ``realtalk serve`` (the local Realtime server) and ``realtalk run``
-(an agent file with a transport)."""
+"""The ``realtalk`` command: ``realtalk serve`` (the local Realtime server), ``realtalk run``
+(an agent file with a transport), ``realtalk worker`` and ``realtalk gateway`` (scale-out)."""
 
 from __future__ import annotations
 

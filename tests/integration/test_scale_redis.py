@@ -304,6 +304,8 @@ async def test_a_worker_counts_slots_held_by_other_transports_and_drains(
                 with pytest.raises(ServerFullError):
                     async with worker.hold_slot():
                         pass
+                async with http.post(f"{worker.url}/api/offer", json={"sdp": OFFER}) as r:
+                    assert r.status == 503 and "full" in (await r.json())["error"]
                 async with http.get(f"{worker.url}/api/health") as r:
                     health = await r.json()
                 assert r.status == 200 and health["sessions"] == 2 and health["redis"]

@@ -233,6 +233,8 @@ class Worker:
         started = time.perf_counter()
         if self.draining:
             return _error("this worker is draining; ask the gateway for another", 503)
+        if len(self.sessions) + len(self._held) >= self.capacity:  # phone calls count too
+            return _error(f"this worker is full ({self.capacity} sessions)", 503)
         try:
             body = await request.json()
         except web.HTTPRequestEntityTooLarge:
