@@ -36,6 +36,7 @@ FIGURES: dict[str, tuple[str, str]] = {
     "memory": ("bench.bench_memory", "local server memory with models loaded and after 50 turns"),
     "ws": ("bench.bench_concurrency_ws", "concurrent sessions, WebSocket path"),
     "webrtc": ("bench.bench_concurrency_webrtc", "concurrent sessions, WebRTC path"),
+    "scale": ("bench.bench_scale", "sessions per machine with workers; gateway dispatch"),
 }
 #: The figures that need no models and take seconds in --quick mode (the smoke test runs them).
 CHEAP = ("uplink", "downlink")
