@@ -109,9 +109,15 @@ def voice_name() -> str:
 
 
 def speak(text: str) -> AudioFrame:
-    """``text`` spoken, as 24 kHz mono int16 (blocking: call it in a thread)."""
+    """``text`` spoken, as 24 kHz mono int16 (blocking: call it in a thread). The same text
+    gives the same audio, so recent phrases are kept."""
     if not isinstance(text, str) or not text.strip():
         raise ValueError("the test user needs non-empty text to speak")
+    return _speak_cached(text)
+
+
+@functools.lru_cache(maxsize=64)
+def _speak_cached(text: str) -> AudioFrame:
     voice, _ = _voice()
     with _voice_lock:  # one synthesis at a time keeps the 2-core CI machines responsive
         chunks = list(voice.synthesize(text))  # type: ignore[attr-defined]

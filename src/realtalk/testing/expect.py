@@ -85,6 +85,15 @@ class TurnResult:
         return None
 
     @property
+    def spoken_ms(self) -> float:
+        """How much of the agent's voice was played in the turn."""
+        return sum(
+            float(e.data.get("played_ms") or 0)
+            for e in self.events
+            if e.type == "agent_stopped_speaking"
+        )
+
+    @property
     def tokens(self) -> int:
         return sum(int((m.get("usage") or {}).get("total_tokens", 0)) for m in self.metrics)
 
@@ -249,7 +258,7 @@ class Expectations:
             measured = turn.latency_ms
             if measured is None:
                 over.append(
-                    f"latency: not measured (the agent never spoke), budget {latency_ms:g} ms"
+                    f"latency not measured (the agent never spoke), budget {latency_ms:g} ms"
                 )
             elif measured > latency_ms:
                 over.append(f"latency {measured:.0f} ms > budget {latency_ms:g} ms")
