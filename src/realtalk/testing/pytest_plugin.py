@@ -19,7 +19,7 @@ Async fixtures need pytest-asyncio (``asyncio_mode = "auto"`` or ``@pytest.mark.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -71,10 +71,11 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
-) -> Iterator[None]:  # pragma: no cover - exercised through pytester
-    report: pytest.TestReport = yield
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Keep each phase's report, so agent_test's teardown knows whether the test passed."""
+    report = yield
     item.stash.setdefault(_REPORTS, {})[report.when] = report
-    return report  # type: ignore[return-value]
+    return report
 
 
 @pytest.fixture
