@@ -160,6 +160,8 @@ class AgentTest:
         self.timeout_s = timeout_s
         self.model_name = model
         self.check_leaks = check_leaks
+        #: How long closed tasks and sockets get to finish closing before they count as leaked.
+        self.leak_grace_s = 5.0
         self._api_key = api_key
         self.server: LocalServer | None = None
         self.session: AgentSession | None = None
@@ -309,7 +311,7 @@ class AgentTest:
                 problems.append(f"{self.server.open_sessions} server session(s) still open")
             await self.server.aclose()
         if (self.check_leaks if check_leaks is None else check_leaks) and self._snapshot:
-            problems += await self._snapshot.leaks()
+            problems += await self._snapshot.leaks(self.leak_grace_s)
             if problems:
                 raise LeakError(
                     "the test left things behind:\n  - " + "\n  - ".join(problems)
