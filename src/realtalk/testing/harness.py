@@ -50,6 +50,7 @@ from realtalk.transports.base import Transport
 
 if TYPE_CHECKING:
     from realtalk.server import LocalServer
+    from realtalk.server.engines.base import Engines
     from realtalk.server.engines.scripted import ScriptedLLM, ScriptedTranscriber
 
 __all__ = ["AgentTest", "Backend", "LeakError", "TurnTimeout"]
@@ -135,6 +136,9 @@ class AgentTest:
         model: the model name given to ``OpenAIRealtime`` (for an Agent).
         check_leaks: on close, raise :class:`LeakError` for tasks, sockets or server sessions
             this test left behind.
+        engines: run the local server with these engines instead of a backend's (for example
+            real Silero and Whisper with a rule-following ``ScriptedLLM``); rules apply when
+            its LLM is a ``ScriptedLLM``.
     """
 
     def __init__(
@@ -147,6 +151,7 @@ class AgentTest:
         model: str = "gpt-realtime",
         check_leaks: bool = True,
         api_key: str | None = None,
+        engines: Engines | None = None,
     ) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}: expected one of {', '.join(BACKENDS)}")
@@ -155,7 +160,8 @@ class AgentTest:
         if backend == "openai" and not (api_key or os.environ.get("OPENAI_API_KEY")):
             raise ValueError("backend 'openai' needs OPENAI_API_KEY (or api_key=...)")
         self.agent = agent
-        self.backend: str = backend
+        self.engines = engines
+        self.backend: str = backend if engines is None else f"engines:{engines.name}"
         self.speed = speed
         self.timeout_s = timeout_s
         self.model_name = model
@@ -191,7 +197,7 @@ class AgentTest:
         ``.on_error(text)``. Ignored (with a log line) on the other backends."""
         builder = RuleBuilder(pattern, self._apply_rules)
         self._rules.append(builder)
-        if self.backend != "scripted":
+        if self.backend in ("local", "openai"):
             logger.info("rule %r is ignored on the %s backend", pattern, self.backend)
         return builder
 
@@ -207,7 +213,11 @@ class AgentTest:
     # -- lifecycle --------------------------------------------------------------------------------
 
     async def __aenter__(self) -> AgentTest:
-        await self.start()
+        try:
+            await self.start()
+        except BaseException:  # __aexit__ will not run: release the server and session here
+            await self.aclose(check_leaks=False)
+            raise
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -248,7 +258,22 @@ class AgentTest:
             return None
         from realtalk.server import LocalServer
 
-        if self.backend == "scripted":
+        if self.engines is not None:
+            from realtalk.server.engines.scripted import ScriptedLLM, ScriptedTranscriber
+
+            llm, transcriber = self.engines.llm, self.engines.transcriber
+            self._llm = llm if isinstance(llm, ScriptedLLM) else None
+            self._transcriber = (
+                transcriber if isinstance(transcriber, ScriptedTranscriber) else None
+            )
+            self._apply_rules()
+            self.server = LocalServer(
+                port=0,
+                engines=self.engines,
+                partial_transcripts=False,
+                speculative_transcripts=False,
+            )
+        elif self.backend == "scripted":
             from realtalk.server.engines.base import Engines
             from realtalk.server.engines.energy import EnergyVAD
             from realtalk.server.engines.scripted import (

@@ -217,3 +217,30 @@ async def test_a_leaking_agent_fails_with_what_it_left_behind() -> None:
     assert "task 'forgotten' still running" in message
     assert "1 socket(s) still open: socket:[" in message
     assert "The whole conversation:" in message
+
+
+async def test_bad_options_are_refused_before_anything_starts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with pytest.raises(ValueError, match="backend 'openai' needs OPENAI_API_KEY"):
+        AgentTest(Clock(), backend="openai")
+    with pytest.raises(ValueError, match="unknown backend 'cloud'"):
+        AgentTest(Clock(), backend="cloud")
+    with pytest.raises(ValueError, match=r"speed must be between 0\.25 and 20"):
+        AgentTest(Clock(), speed=100)
+    with pytest.raises(ValueError, match="not a regex"):
+        AgentTest(Clock()).when("(")
+
+
+async def test_a_greeting_that_never_ends_releases_the_server() -> None:
+    class Stuck(Clock):
+        async def on_enter(self) -> None:
+            await self.session.send_text("call hang")
+
+    test = AgentTest(Stuck(), timeout_s=1.0)
+    with pytest.raises(TurnTimeout, match="Expected: the greeting to end"):
+        async with test:
+            pass
+    assert test.server is not None and test.server.open_sessions == 0
+    assert test.session is not None and test.session.closed
