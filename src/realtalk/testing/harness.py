@@ -446,13 +446,14 @@ class AgentTest:
         barge_in_ms: float | None,
         wait: bool,
     ) -> TurnResult:
+        async def ready() -> AudioFrame:
+            if isinstance(audio_or_future, AudioFrame):
+                return audio_or_future
+            return await audio_or_future
+
         async def stream(turn: TurnResult) -> None:
             rec = self._rec()
-            audio = (
-                audio_or_future
-                if isinstance(audio_or_future, AudioFrame)
-                else await audio_or_future
-            )
+            audio = await ready()  # done already: _turn waited for it before the input began
             if self._transcriber is not None:
                 self._transcriber.clear()
                 if transcript is not None:
@@ -487,7 +488,7 @@ class AgentTest:
                 e.t for e in reversed(rec.events) if e.type == "user_stopped_speaking"
             )
 
-        turn = await self._turn(title, stream, barge_in_ms, wait)
+        turn = await self._turn(title, stream, barge_in_ms, wait, ready=ready)
         heard = [e.text for e in turn.events if e.type == "user_message"]
         turn.heard = " ".join(heard) if heard else turn.heard
         return turn
@@ -498,13 +499,19 @@ class AgentTest:
         send: Callable[[TurnResult], Awaitable[None]],
         barge_in_ms: float | None,
         wait: bool,
+        *,
+        ready: Callable[[], Awaitable[object]] | None = None,
     ) -> TurnResult:
+        """One input: wait for its moment (the previous turn's end, or the barge-in point) and
+        for ``ready`` (the audio being synthesized meanwhile), send it, wait for the answer."""
         rec = self._rec()
         title = f"turn {len(self.turns) + 1}: {title}"
         if barge_in_ms is not None:
             await self._wait_to_barge_in(title, barge_in_ms)
         elif self._open is not None:
             await self._finish_turn(*self._open, what="the previous turn to end")
+        if ready is not None:
+            await ready()
         self._close_open_turn()
         turn = TurnResult(title)
         start = len(rec.events)
