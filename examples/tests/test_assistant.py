@@ -58,6 +58,7 @@ class SlowAssistant(assistant.Assistant):
 
 async def test_a_slow_tool_survives_a_barge_in(agent_test) -> None:
     t: AgentTest = await agent_test(SlowAssistant())
+    await t.prepare_speech("Are you still there?")  # ready before the moment to cut in
     t.when("seventeen times three").say("Let me work that out, it takes me a moment.").call(
         "calculate", {"expression": "17 * 3"}
     ).then_say("Seventeen times three is {output}.")
@@ -74,6 +75,9 @@ async def test_a_slow_tool_survives_a_barge_in(agent_test) -> None:
         contains="51", is_error=False
     )
     turn.expect.contains_agent_message(any_of=FIFTY_ONE)
+    [cut] = turn.events_of("interruption")
+    [output] = turn.events_of("function_call_output")
+    assert cut.t < output.t  # the user cut in while the tool was still running
 
 
 async def test_a_raising_tool_gives_a_spoken_apology_not_a_traceback(agent_test) -> None:

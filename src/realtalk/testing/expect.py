@@ -60,6 +60,10 @@ class TurnResult:
     def conversation(self) -> list[Event]:
         return [e for e in self.events if e.type in CONVERSATION_TYPES]
 
+    def events_of(self, type: str) -> list[Event]:
+        """The turn's events of one type ("interruption", "agent_started_speaking", ...)."""
+        return [e for e in self.events if e.type == type]
+
     @property
     def agent_text(self) -> str:
         """Everything the agent said in the turn, joined."""
