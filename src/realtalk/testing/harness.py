@@ -46,7 +46,8 @@ from realtalk.testing.expect import ExpectationFailed, TurnResult
 from realtalk.testing.leaks import LeakError, Snapshot
 from realtalk.testing.script import RuleBuilder
 from realtalk.testing.story import Recorder, format_story
-from realtalk.transports.base import Transport
+from realtalk.testing.transport import FRAME_MS as _FRAME_MS
+from realtalk.testing.transport import TestTransport
 
 if TYPE_CHECKING:
     from realtalk.server import LocalServer
@@ -59,7 +60,7 @@ logger = logging.getLogger("realtalk.testing")
 
 Backend = Literal["scripted", "local", "openai"]
 BACKENDS: tuple[str, ...] = ("scripted", "local", "openai")
-_FRAME_MS = 20
+_LOCAL_KEY = "realtalk-test"
 #: After the words, the microphone keeps sending silence until the server ends the turn.
 _MAX_TRAILING_SILENCE_MS = 3000
 
@@ -73,55 +74,6 @@ class _InputFailed(Exception):
         super().__init__(expected)
         self.expected = expected
         self.got = got
-
-
-class _TestTransport(Transport):
-    """The test user's microphone and the agent's speaker, both paced at ``speed``."""
-
-    def __init__(self, harness: AgentTest) -> None:
-        self._harness = harness
-        self._speaker: asyncio.Task[None] | None = None
-        self.played_ms = 0.0
-
-    async def attach(self, session: AgentSession) -> None:
-        self.session = session
-        self._harness._attached(session)
-        self._speaker = asyncio.get_running_loop().create_task(self._play(session))
-
-    async def aclose(self) -> None:
-        if self._speaker is not None:
-            self._speaker.cancel()
-            await asyncio.gather(self._speaker, return_exceptions=True)
-
-    async def _play(self, session: AgentSession) -> None:
-        output = session.audio_output
-        silence = output.silence_frame
-        period = _FRAME_MS / 1000 / self._harness.speed
-        due = time.monotonic()
-        while True:
-            frame = output.read_frame() if output.buffered_ms > 0 else silence
-            if frame is silence:  # nothing to play (or the jitter buffer is filling)
-                await asyncio.sleep(0.005)
-                due = time.monotonic()
-                continue
-            self.played_ms += frame.duration_ms
-            recorder = self._harness._recorder
-            if recorder is not None:
-                recorder.agent_speech_ms += frame.duration_ms
-                recorder.poke()
-            due += period
-            await asyncio.sleep(max(0.0, due - time.monotonic()))
-
-    async def stream(self, frames: list[AudioFrame], speed: float) -> None:
-        """Push microphone frames at ``speed`` times real time."""
-        session = self.session
-        assert session is not None
-        start = time.monotonic()
-        for n, frame in enumerate(frames):
-            await session.push_audio(frame)
-            await asyncio.sleep(
-                max(0.0, start + (n + 1) * _FRAME_MS / 1000 / speed - time.monotonic())
-            )
 
 
 class AgentTest:
@@ -175,10 +127,11 @@ class AgentTest:
         self.turns: list[TurnResult] = []
         self._rules: list[RuleBuilder] = []
         self._recorder: Recorder | None = None
-        self._transport = _TestTransport(self)
+        self._transport = TestTransport(speed, self._attached, self._played)
         # The turn still collecting events: (turn, its first event's index, metrics before it).
         self._open: tuple[TurnResult, int, int] | None = None
         self._snapshot: Snapshot | None = None
+        self._t0: float | None = None
         self._llm: ScriptedLLM | None = None
         self._transcriber: ScriptedTranscriber | None = None
 
@@ -235,7 +188,8 @@ class AgentTest:
             model = OpenAIRealtime(
                 model=self.model_name,
                 base_url=base_url,
-                api_key=self._api_key if self.backend == "openai" else None,
+                # The user's real key never goes to the local test server.
+                api_key=self._api_key if base_url is None else _LOCAL_KEY,
             )
             session = AgentSession(agent=self.agent, model=model)
             self._t0 = t0
@@ -307,7 +261,8 @@ class AgentTest:
             elif self._api_key:
                 os.environ["OPENAI_API_KEY"] = self._api_key
             self._t0 = time.monotonic()
-            await entrypoint(JobContext(transport=self._transport, base_url=url, api_key=None))
+            key = os.environ.get("OPENAI_API_KEY") if url is None else None
+            await entrypoint(JobContext(transport=self._transport, base_url=url, api_key=key))
         finally:
             for key, value in saved.items():
                 if value is None:
@@ -317,7 +272,12 @@ class AgentTest:
 
     def _attached(self, session: AgentSession) -> None:
         self.session = session
-        self._recorder = Recorder(session, t0=getattr(self, "_t0", None))
+        self._recorder = Recorder(session, t0=self._t0)
+
+    def _played(self, ms: float) -> None:
+        if self._recorder is not None:
+            self._recorder.agent_speech_ms += ms
+            self._recorder.poke()
 
     async def aclose(self, *, check_leaks: bool | None = None) -> None:
         """Close the session and the server; then check for leaks (see :class:`LeakError`)."""
@@ -430,7 +390,7 @@ class AgentTest:
 
         async def stay_silent(turn: TurnResult) -> None:
             n = max(1, round(ms / _FRAME_MS))
-            await self._transport.stream([_silence()] * n, self.speed)
+            await self._transport.stream([_silence()] * n)
             turn.input_end_t = self._rec().now()
 
         turn = await self._turn(f"silence({ms:g} ms)", stay_silent, None, wait=False)
@@ -459,7 +419,7 @@ class AgentTest:
                 if transcript is not None:
                     self._transcriber.set_next(transcript)
             ended = rec.user_speech_ended_count
-            await self._transport.stream(list(iter_frames(audio, _FRAME_MS, pad=True)), self.speed)
+            await self._transport.stream(list(iter_frames(audio, _FRAME_MS, pad=True)))
             # A microphone keeps sending: silence until the server says the turn is over (and
             # not only a first part of it: a pause inside the words can end a turn early).
             session = self._session()
@@ -469,7 +429,7 @@ class AgentTest:
 
             sent_ms = 0
             while speaking() and sent_ms < _MAX_TRAILING_SILENCE_MS:
-                await self._transport.stream([_silence()] * 5, self.speed)
+                await self._transport.stream([_silence()] * 5)
                 sent_ms += 5 * _FRAME_MS
             if speaking():
                 raise _InputFailed(
