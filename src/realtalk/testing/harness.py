@@ -123,7 +123,7 @@ class AgentTest:
         self._api_key = api_key
         self.server: LocalServer | None = None
         self.session: AgentSession | None = None
-        self.greeting: TurnResult | None = None
+        self._greeting: TurnResult | None = None
         self.turns: list[TurnResult] = []
         self._rules: list[RuleBuilder] = []
         self._recorder: Recorder | None = None
@@ -203,7 +203,7 @@ class AgentTest:
             )
         greeting = TurnResult("the start (on_enter)")
         self._open = (greeting, 0, 0)
-        self.greeting = greeting
+        self._greeting = greeting
         await self._finish_turn(greeting, 0, 0, what="the greeting to end")
         return greeting
 
@@ -304,6 +304,13 @@ class AgentTest:
                 )  # fmt: skip
 
     # -- what happened ------------------------------------------------------------------------
+
+    @property
+    def greeting(self) -> TurnResult:
+        """The first turn: what the agent did on entering (``on_enter``), before any input."""
+        if self._greeting is None:
+            raise RuntimeError("the AgentTest is not started: use `async with AgentTest(...)`")
+        return self._greeting
 
     @property
     def events(self) -> list[Any]:
@@ -523,7 +530,7 @@ class AgentTest:
     async def _finish_turn(self, turn: TurnResult, start: int, base: int, *, what: str) -> None:
         rec = self._rec()
         session = self._session()
-        if turn is self.greeting and session.agent_state == "listening":
+        if turn is self._greeting and session.agent_state == "listening":
             ok = True  # no greeting
         else:
             ok = await rec.wait(

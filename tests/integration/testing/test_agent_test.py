@@ -46,7 +46,7 @@ class Clock(Agent):
 
 async def test_a_typed_turn_with_a_rule_passes_its_expectations() -> None:
     async with AgentTest(Clock(), speed=FAST) as t:
-        assert t.greeting is not None and t.greeting.conversation == []  # no on_enter greeting
+        assert t.greeting.conversation == []  # no on_enter greeting
         t.when(r"time in paris").call("get_time", {"timezone": "Europe/Paris"}).then_say(
             "It is {output}."
         )
