@@ -106,3 +106,13 @@ def test_bad_rules_are_refused_where_they_are_written() -> None:
         ScriptRule("x")
     with pytest.raises(ValueError, match="need a `call`"):
         ScriptRule("x", say="y", then_say="z")
+
+
+def test_the_transcriber_forgets_queued_texts_on_clear() -> None:
+    import numpy as np
+
+    from realtalk.server.engines.scripted import ScriptedTranscriber
+
+    transcriber = ScriptedTranscriber(["never heard"])
+    transcriber.clear()
+    assert transcriber.transcribe(np.zeros(16000, dtype=np.float32)).text == "(speech 1.0 s)"
