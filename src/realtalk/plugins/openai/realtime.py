@@ -669,7 +669,10 @@ class OpenAIRealtime(RealtimeBaseModel):
 
     def _on_tool_result(self, call: ToolCall, result: ToolResult) -> None:
         item_id = self._create_item(events.function_call_output_item(call.call_id, result.output))
-        self._follow_up.output_sent(item_id)
+        if result.reply:
+            self._follow_up.output_sent(item_id)
+        else:  # a handoff: the session asks for the new agent's first reply itself
+            self._follow_up.covered()
         self._metrics.tool_called(call.name)
         self.emit(
             "function_call",
