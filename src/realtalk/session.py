@@ -100,7 +100,6 @@ class AgentSession(EventEmitter[str], Generic[UserdataT]):
         self._switching = False
         self._pending_enter: tuple[str, Agent, Handoff] | None = None
         self._replies_asked = 0  # say/reply/send_text calls, so a handoff knows if on_enter spoke
-        self._user_spoke = 0  # user turns started, so a handoff knows if the user cut in
         self.vision = vision
         self.user_state: UserState = "listening"
         self.agent_state: AgentState = "initializing"
@@ -400,7 +399,7 @@ class AgentSession(EventEmitter[str], Generic[UserdataT]):
         )
 
     async def _enter_after_handoff(self, agent: Agent, handoff: Handoff) -> None:
-        replies, spoke = self._replies_asked, self._user_spoke
+        replies = self._replies_asked
         try:
             await agent.on_enter()
         except Exception as exc:
@@ -410,9 +409,9 @@ class AgentSession(EventEmitter[str], Generic[UserdataT]):
             return
         if handoff.message is not None:
             await self.say(handoff.message)
-        elif self._replies_asked == replies and self._user_spoke == spoke:
-            # Nobody asked for a reply and the user did not cut in (the server answers a user
-            # turn by itself): the new agent answers the handoff's output.
+        elif self._replies_asked == replies and self.user_state != "speaking":
+            # Nobody asked for a reply and the user is not speaking (the server answers the
+            # user's turn by itself, and that reply sees the output): the new agent answers.
             await self.reply()
 
     async def _start_mcp(self, agent: Agent) -> None:
@@ -478,7 +477,6 @@ class AgentSession(EventEmitter[str], Generic[UserdataT]):
             self._handlers.append((event, handler))
 
     def _on_user_speech_started(self, _payload: Any = None) -> None:
-        self._user_spoke += 1
         self._set_user_state("speaking")
         self._update_agent_state()  # a barge-in may have dropped audio that had not started
 
