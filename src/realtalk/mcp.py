@@ -38,6 +38,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -148,21 +149,32 @@ class MCPServer:
             logger.exception("MCP server %s: closing failed", self.name)
 
     async def _own(self) -> None:
-        """Holds the connection: the SDK's context managers are entered and left in this task."""
+        """Keeps the server connected: one attempt after another until closed or given up."""
+        loop = asyncio.get_running_loop()
         while not self._closing:
             self._lost.clear()
+            # Each connection lives in a task of its own: the SDK's anyio task groups may cancel
+            # the task that entered them when the transport dies, and that must not be us.
+            attempt = loop.create_task(self._connect_and_watch(), name=f"mcp:{self.name}:conn")
             try:
-                await self._connect_and_watch()
-            except Exception as exc:
-                error = f"{type(exc).__name__}: {exc}"
-            else:
-                error = "the connection ended"
+                await asyncio.wait([attempt])
+            except asyncio.CancelledError:
+                attempt.cancel()
+                await asyncio.gather(attempt, return_exceptions=True)
+                raise
             finally:
                 self._client = None
+            if attempt.cancelled():
+                error = "the connection was torn down"
+            elif attempt.exception() is not None:
+                leaf = _leaf(attempt.exception())  # type: ignore[arg-type]
+                error = f"{type(leaf).__name__}: {leaf}"
+            else:
+                error = "the connection ended"
             if self._closing:
                 break
-            if self._ready is not None and not self._ready.done():
-                self._fail(f"could not connect: {error}")
+            if self._ready is not None and not self._ready.done():  # start() raises it
+                self.failed = f"could not connect: {error}"
                 self._ready.set_exception(ConnectionError(f"MCP server {self.name}: {error}"))
                 return
             if self._restarts >= self.max_restarts:
@@ -325,7 +337,8 @@ class MCPServerStdio(MCPServer):
         name: str | None = None,
         **options: Any,
     ) -> None:
-        super().__init__(name=name or (list(args)[-1] if args else command), **options)
+        default = os.path.basename(list(args)[-1] if args else command)
+        super().__init__(name=name or default, **options)
         self.command = command
         self.args = list(args)
         self.env = dict(env) if env is not None else None
@@ -382,6 +395,13 @@ def _require_mcp() -> None:
         import mcp  # noqa: F401
     except ImportError as exc:
         raise ImportError("MCP servers need the mcp package: pip install 'realtalk[mcp]'") from exc
+
+
+def _leaf(exc: BaseException) -> BaseException:
+    """The first real error inside (nested) exception groups, which anyio raises."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
 
 
 def _connection_gone(exc: BaseException) -> bool:
