@@ -52,6 +52,9 @@ class Agent:
         name: how events, metrics and handoff outputs name the agent; defaults to the class name.
         mcp_servers: Model Context Protocol servers (:mod:`realtalk.mcp`) whose tools this agent
             may call; the session connects them while the agent is active.
+        keep_history: when this agent takes over in a handoff, the conversation is trimmed to
+            its last ``keep_history`` messages (plus the calls still waiting for an output);
+            None keeps everything.
 
     Raises:
         ValueError: two tools share a name, or a tool is a method not bound to an instance.
@@ -64,13 +67,17 @@ class Agent:
         tools: Iterable[Callable[..., Any] | FunctionTool] | None = None,
         name: str | None = None,
         mcp_servers: Iterable[MCPServer] | None = None,
+        keep_history: int | None = None,
     ) -> None:
         if not isinstance(instructions, str):
             raise TypeError(f"instructions must be a str, got {type(instructions).__name__}")
         if name is not None and (not isinstance(name, str) or not name.strip()):
             raise ValueError("name must be a non-empty str or None")
         self._name = name or type(self).__name__
+        if keep_history is not None and keep_history < 0:
+            raise ValueError(f"keep_history must be >= 0 or None, got {keep_history}")
         self.mcp_servers: list[MCPServer] = list(mcp_servers or ())
+        self.keep_history = keep_history
         self._instructions = instructions
         self._tools = _checked_tools([*_as_tools(tools or ()), *self._method_tools()])
         self._session: _AgentHost | None = None

@@ -19,14 +19,14 @@ import asyncio
 import functools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from realtalk.tools import FunctionTool, ToolResult
 
 if TYPE_CHECKING:
     from realtalk.agent import Agent
 
-__all__ = ["Handoff", "ToolCalls", "as_handoff"]
+__all__ = ["Handoff", "ToolCalls", "as_handoff", "history_to_delete"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,3 +140,26 @@ class ToolCalls:
         for call in calls:
             await call.done.wait()
         return cancelled
+
+
+def history_to_delete(items: list[dict[str, Any]], keep_messages: int) -> list[str]:
+    """The ids to delete from ``items`` (oldest first) so that the last ``keep_messages``
+    messages remain, with every item after the oldest kept one. A call stays when its output
+    stays or has not arrived yet (an output needs its call)."""
+    messages = [i for i, item in enumerate(items) if item.get("type") == "message"]
+    if keep_messages >= len(messages):
+        return []
+    cut = messages[-keep_messages] if keep_messages > 0 else len(items)
+    outputs = [item.get("call_id") for item in items if item.get("type") == "function_call_output"]
+    kept_outputs = {
+        item.get("call_id") for item in items[cut:] if item.get("type") == "function_call_output"
+    }
+    doomed = []
+    for item in items[:cut]:
+        if item.get("type") == "function_call":
+            call_id = item.get("call_id")
+            if call_id in kept_outputs or call_id not in outputs:
+                continue
+        if isinstance(item.get("id"), str):
+            doomed.append(str(item["id"]))
+    return doomed

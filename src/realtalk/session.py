@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 from realtalk.agent import Agent
 from realtalk.errors import NotConnectedError
 from realtalk.events import EventEmitter
-from realtalk.handoff import Handoff, ToolCalls
+from realtalk.handoff import Handoff, ToolCalls, history_to_delete
 from realtalk.media.frame import AudioFrame
 from realtalk.media.image import FrameThrottler
 from realtalk.media.playout import AudioOutput
@@ -371,18 +371,24 @@ class AgentSession(EventEmitter[str], Generic[UserdataT]):
         """Old agent out, new agent in (see docs/agents.md for the order and the rules)."""
         new = handoff.agent
         await self._start_mcp(new)  # before anything changes: its tools arrive with the update
-        cancelled = await self._calls.settle(
-            old,
-            grace_s=self.handoff_grace_s,
-            reason=f"cancelled: the conversation was handed to {new.name}",
-        )
         try:
-            await old.on_exit()
-        except Exception:
-            logger.exception("%s.on_exit() failed", old.name)
-        old._detach()
-        new._attach(self)
-        self.agent = new
+            cancelled = await self._calls.settle(
+                old,
+                grace_s=self.handoff_grace_s,
+                reason=f"cancelled: the conversation was handed to {new.name}",
+            )
+            try:
+                await old.on_exit()
+            except Exception:
+                logger.exception("%s.on_exit() failed", old.name)
+            old._detach()
+            new._attach(self)
+            self.agent = new
+        except BaseException:  # closed or failed before the switch: the new agent never ran
+            await asyncio.shield(self._stop_mcp(new))
+            raise
+        if new.keep_history is not None:
+            await self.model.delete_items(history_to_delete(self.model.history(), new.keep_history))
         # One session.update: the new instructions and tools replace the old ones together.
         await self.model.update_agent(self._model_view(new))
         self._spawn(self._stop_mcp(old))

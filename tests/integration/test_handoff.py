@@ -81,8 +81,10 @@ class Shared:
 
 
 class Booking(Agent):
-    def __init__(self, message: str | None = "Booking desk here. Which day?") -> None:
-        super().__init__(instructions="You book tables. Ask for the day.")
+    def __init__(
+        self, message: str | None = "Booking desk here. Which day?", keep: int | None = None
+    ) -> None:
+        super().__init__(instructions="You book tables. Ask for the day.", keep_history=keep)
         self.message = message
 
     async def on_enter(self) -> None:
@@ -415,3 +417,27 @@ async def test_the_user_cutting_off_the_new_agents_first_words(
     assert llm.calls[-1].transcript()[3][1].startswith("Welcome")
     assert llm.calls[-1].transcript()[-1] == ("user", heard)
     assert events.finals("agent")[-1] == f"You said: {heard}."
+
+
+async def test_the_new_agent_may_trim_the_conversation(rig: Callable[..., Any]) -> None:
+    front = FrontDesk(keep=1)  # the booking agent keeps only the last message
+    session, events, llm = await rig(front)
+    await session.send_text('call remember_name {"name": "Ada"}')
+    await events.wait(lambda: len(events.finals("agent")) == 1)
+    await idle(session, events)
+    await session.send_text("call transfer_to_booking")
+    await events.wait(lambda: len(events.finals("agent")) == 2)
+    await idle(session, events)
+    await session.send_text("friday")
+    await events.wait(lambda: len(events.finals("agent")) == 3)
+
+    # The server's conversation lost what came before the last message, nothing after it.
+    assert llm.calls[-1].transcript() == [
+        ("user", "call transfer_to_booking"),
+        ("call", "transfer_to_booking"),
+        ("tool", "Transferred to Booking."),
+        ("assistant", "Booking desk here. Which day?"),
+        ("user", "friday"),
+    ]
+    assert session.userdata.name == "Ada"  # what the agents share is not in the conversation
+    assert not events.of("error")

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from realtalk import Agent, AgentSession, function_tool
-from realtalk.handoff import Handoff, ToolCalls, as_handoff
+from realtalk.handoff import Handoff, ToolCalls, as_handoff, history_to_delete
 from realtalk.tools import FunctionTool, ToolResult
 from tests.unit.test_session import FakeModel
 
@@ -167,3 +167,31 @@ def test_userdata_is_typed_shared_state() -> None:
     with pytest.raises(ValueError):
         AgentSession(agent=Booking(), model=FakeModel([]), handoff_grace_s=-1)
     assert json.dumps(Handoff(Booking()).output_text())
+
+
+def test_history_to_delete_keeps_the_last_messages_and_the_calls_they_need() -> None:
+    def msg(i: str) -> dict[str, Any]:
+        return {"id": i, "type": "message"}
+
+    def call(i: str, call_id: str) -> dict[str, Any]:
+        return {"id": i, "type": "function_call", "call_id": call_id}
+
+    def out(i: str, call_id: str) -> dict[str, Any]:
+        return {"id": i, "type": "function_call_output", "call_id": call_id}
+
+    items = [
+        msg("u1"),
+        call("c1", "a"),
+        out("o1", "a"),
+        msg("m1"),
+        call("c2", "b"),  # its output comes after the cut: the call stays
+        msg("u2"),
+        out("o2", "b"),
+        call("c3", "c"),  # no output yet (the handoff's own call): stays
+    ]
+    assert history_to_delete(items, 1) == ["u1", "c1", "o1", "m1"]
+    assert history_to_delete(items, 3) == []
+    assert history_to_delete(items, 10) == []
+    assert history_to_delete(items, 0) == ["u1", "c1", "o1", "m1", "c2", "u2", "o2"]
+    with pytest.raises(ValueError):
+        Agent(instructions="x", keep_history=-1)
