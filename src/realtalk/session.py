@@ -413,12 +413,15 @@ class AgentSession(EventEmitter[str], Generic[UserdataT]):
             self.emit("error", {"message": f"on_enter failed: {exc}", "code": None, "fatal": False})
         if self.closed or agent is not self.agent:
             return
-        if handoff.message is not None:
-            await self.say(handoff.message)
-        elif self._replies_asked == replies and self.user_state != "speaking":
-            # Nobody asked for a reply and the user is not speaking (the server answers the
-            # user's turn by itself, and that reply sees the output): the new agent answers.
-            await self.reply()
+        try:
+            if handoff.message is not None:
+                await self.say(handoff.message)
+            elif self._replies_asked == replies and self.user_state != "speaking":
+                # Nobody asked for a reply and the user is not speaking (the server answers the
+                # user's turn by itself, and that reply sees the output): the new agent answers.
+                await self.reply()
+        except NotConnectedError:  # closed meanwhile
+            pass
 
     async def _start_mcp(self, agent: Agent) -> None:
         for server in agent.mcp_servers:
