@@ -64,6 +64,8 @@ class MCPServer:
         max_tools: tools beyond this many are left out (with a warning).
         max_output_chars: longer outputs are cut, with a marker.
         tool_prefix: put before each tool name (``"booking_"``) to keep servers' names apart.
+        protocol: ``"auto"`` (the newest both sides speak) or ``"legacy"`` (the pre-2026
+            initialize handshake, for servers that need it).
     """
 
     def __init__(
@@ -76,6 +78,7 @@ class MCPServer:
         max_tools: int = 64,
         max_output_chars: int = DEFAULT_MAX_OUTPUT_CHARS,
         tool_prefix: str = "",
+        protocol: str = "auto",
     ) -> None:
         if timeout_s is not None and not timeout_s > 0:
             raise ValueError(f"timeout_s must be positive or None, got {timeout_s}")
@@ -88,6 +91,7 @@ class MCPServer:
         self.max_tools = max_tools
         self.max_output_chars = max_output_chars
         self.tool_prefix = tool_prefix
+        self.protocol = protocol
         #: Called (with this server) after the tool list changed; the session sets it.
         self.on_tools_changed: Callable[[MCPServer], None] | None = None
         #: Called (with this server and a message) when the server failed for good.
@@ -351,7 +355,7 @@ class MCPServerStdio(MCPServer):
         params = StdioServerParameters(
             command=self.command, args=self.args, env=self.env, cwd=self.cwd
         )
-        return Client(params, message_handler=self._on_message, cache=None)
+        return Client(params, message_handler=self._on_message, cache=None, mode=self.protocol)
 
 
 class MCPServerHTTP(MCPServer):
@@ -387,7 +391,7 @@ class MCPServerHTTP(MCPServer):
             server = streamable_http_client(
                 self.url, http_client=httpx2.AsyncClient(headers=self.headers)
             )
-        return Client(server, message_handler=self._on_message, cache=None)
+        return Client(server, message_handler=self._on_message, cache=None, mode=self.protocol)
 
 
 def _require_mcp() -> None:

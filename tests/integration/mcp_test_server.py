@@ -54,7 +54,11 @@ def extra(word: str) -> str:
 async def unlock_extra(ctx: Context) -> str:
     """Make the extra tool available."""
     server.add_tool(extra)
-    await ctx.notify_tools_changed()
+    await ctx.notify_tools_changed()  # subscriptions/listen streams (2026-07-28 connections)
+    try:  # and the notification older connections get
+        await ctx.session.send_tool_list_changed()
+    except Exception:  # a 2026-07-28 connection has no such notification
+        pass
     return "extra unlocked"
 
 

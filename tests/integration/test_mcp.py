@@ -180,3 +180,21 @@ async def test_a_hanging_tool_times_out_and_the_conversation_goes_on(
     # The server itself is still fine.
     added = await call(session, events, 'call add {"a": 2, "b": 2}')
     assert added["output"] == "4"
+
+
+async def test_an_older_protocol_server_announces_list_changes_by_notification() -> None:
+    # The pre-2026 handshake: changes come as notifications/tools/list_changed.
+    server = MCPServerStdio(sys.executable, [TEST_SERVER], name="test", protocol="legacy")
+    changed = asyncio.Event()
+    server.on_tools_changed = lambda _server: changed.set()
+    await server.start()
+    try:
+        assert server._client.protocol_version < "2026"
+        unlock = next(tool for tool in server.tools if tool.name == "unlock_extra")
+        assert (await unlock.invoke("{}")).output == "extra unlocked"
+        await asyncio.wait_for(changed.wait(), TIMEOUT_S)
+        extra = next(tool for tool in server.tools if tool.name == "extra")
+        assert (await extra.invoke('{"word": "ok"}')).output == "OK"
+    finally:
+        await server.aclose()
+    assert server._client is None
