@@ -13,13 +13,15 @@ Run it (see examples/README.md)::
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from realtalk import Agent, AgentSession, JobContext, function_tool
 from realtalk.handoff import Handoff
-from realtalk.mcp import MCPServerStdio
+from realtalk.mcp import MCPServer, MCPServerStdio
 from realtalk.plugins.openai import OpenAIRealtime, OpenAIRealtimeConfig
 
 BOOKING_SERVER = Path(__file__).with_name("booking_mcp_server.py")
@@ -35,6 +37,10 @@ class Caller:
 
 class Receptionist(Agent):
     def __init__(self) -> None:
+        # A stdio server takes seconds to start: start it while the caller talks to the front
+        # desk, so the handoff does not wait for it (MCPServer.start is idempotent).
+        self.booking_server = MCPServerStdio(sys.executable, [str(BOOKING_SERVER)], name="booking")
+        self._warming: asyncio.Task[None] | None = None
         super().__init__(
             instructions=(
                 "You are the receptionist of the Realtalk Bistro. Be warm and brief. We are open "
@@ -44,7 +50,20 @@ class Receptionist(Agent):
         )
 
     async def on_enter(self) -> None:
+        self._warming = asyncio.get_running_loop().create_task(self._warm_up())
         await self.session.say("Realtalk Bistro, good evening! How can I help?")
+
+    async def on_exit(self) -> None:
+        if self.session.closed:  # the call ended here: the booking desk never took over
+            if self._warming is not None:
+                self._warming.cancel()
+            await self.booking_server.aclose()
+
+    async def _warm_up(self) -> None:
+        try:
+            await self.booking_server.start()
+        except Exception as exc:  # the handoff tries again, and reports it if it fails
+            logging.getLogger(__name__).warning("booking server not started yet: %s", exc)
 
     @function_tool
     async def remember_name(self, name: str) -> str:
@@ -67,12 +86,11 @@ class Receptionist(Agent):
             self.session.userdata.notes.append(note)
         name = self.session.userdata.name
         greeting = f"Booking desk here{', ' + name if name else ''}. Which day would you like?"
-        return Handoff(Booking(self.session.userdata), message=greeting)
+        return Handoff(Booking(self.session.userdata, self.booking_server), message=greeting)
 
 
 class Booking(Agent):
-    def __init__(self, caller: Caller) -> None:
-        server = MCPServerStdio(sys.executable, [str(BOOKING_SERVER)], name="booking")
+    def __init__(self, caller: Caller, server: MCPServer) -> None:
         instructions = (
             "You take table bookings for the Realtalk Bistro. Check availability first, then "
             "book with the guest's name and party size, and read the confirmation code back. "

@@ -144,6 +144,8 @@ class MCPServer:
         owner, self._owner = self._owner, None
         if owner is None:
             return
+        if self._client is None:  # still connecting (or waiting to restart): nothing to close
+            owner.cancel()
         try:
             await asyncio.wait_for(asyncio.shield(owner), self.connect_timeout_s)
         except (TimeoutError, asyncio.CancelledError):
@@ -165,6 +167,9 @@ class MCPServer:
             except asyncio.CancelledError:
                 attempt.cancel()
                 await asyncio.gather(attempt, return_exceptions=True)
+                if self._ready is not None and not self._ready.done():
+                    self._ready.set_exception(ConnectionError(f"MCP server {self.name} was closed"))
+                    self._ready.exception()
                 raise
             finally:
                 self._client = None
@@ -193,6 +198,9 @@ class MCPServer:
                 self.max_restarts,
             )
             await asyncio.sleep(min(0.2 * 2**self._restarts, 5.0))
+        if self._ready is not None and not self._ready.done():  # closed while connecting
+            self._ready.set_exception(ConnectionError(f"MCP server {self.name} was closed"))
+            self._ready.exception()  # whoever still waits gets it; nobody else must
 
     async def _connect_and_watch(self) -> None:
         client = self._make_client()

@@ -391,7 +391,7 @@ class AgentSession(EventEmitter[str], Generic[UserdataT]):
             await self.model.delete_items(history_to_delete(self.model.history(), new.keep_history))
         # One session.update: the new instructions and tools replace the old ones together.
         await self.model.update_agent(self._model_view(new))
-        self._spawn(self._stop_mcp(old))
+        self._spawn(self._stop_mcp(old, keep=new.mcp_servers))
         logger.info("handoff: %s -> %s (tool %s)", old.name, new.name, tool_name)
         self.emit(
             "handoff",
@@ -436,8 +436,10 @@ class AgentSession(EventEmitter[str], Generic[UserdataT]):
                     {"message": f"MCP server {server.name}: {exc}", "code": "mcp", "fatal": False},
                 )
 
-    async def _stop_mcp(self, agent: Agent) -> None:
+    async def _stop_mcp(self, agent: Agent, keep: list[Any] | None = None) -> None:
         for server in agent.mcp_servers:
+            if keep and server in keep:  # the next agent uses it too: it stays connected
+                continue
             server.on_tools_changed = None
             server.on_error = None
             try:

@@ -36,9 +36,8 @@ async def test_the_front_desk_hands_over_to_booking_which_books_through_mcp(
 ) -> None:
     example = load()
     model = OpenAIRealtime(model="gpt-realtime", base_url=scripted_server.base_url)
-    session: AgentSession[Any] = AgentSession(
-        agent=example.Receptionist(), model=model, userdata=example.Caller()
-    )
+    desk = example.Receptionist()
+    session: AgentSession[Any] = AgentSession(agent=desk, model=model, userdata=example.Caller())
     events = Events(session)
     session.on("handoff", lambda payload: events._add("handoff", payload))
 
@@ -70,5 +69,19 @@ async def test_the_front_desk_hands_over_to_booking_which_books_through_mcp(
         assert too_many["is_error"]  # the server's own validation, read by the model
         [handoff] = events.of("handoff")
         assert (handoff["from"], handoff["to"]) == ("Receptionist", "Booking")
+        assert desk.booking_server.connections == 1  # warmed up once, kept across the switch
     finally:
         await session.close()
+    assert desk.booking_server._client is None  # its process ended with the call
+
+
+async def test_a_call_that_ends_at_the_front_desk_stops_the_warm_booking_server(
+    scripted_server: LocalServer,
+) -> None:
+    example = load()
+    model = OpenAIRealtime(model="gpt-realtime", base_url=scripted_server.base_url)
+    desk = example.Receptionist()
+    session: AgentSession[Any] = AgentSession(agent=desk, model=model, userdata=example.Caller())
+    await session.start(Speaker())
+    await session.close()
+    assert desk.booking_server._owner is None and desk.booking_server._client is None
