@@ -11,7 +11,7 @@ turns the model's events into a small, JSON-friendly stream a UI can show as it 
     agent_state_changed   {"state"}: initializing | listening | thinking | speaking | closed
     transcription         {"role": "user" | "agent", "text", "is_final", "item_id"}
     function_call         {"name", "arguments", "output", "is_error"}
-    handoff               {"from", "to", "tool", "message", "cancelled_tools"}
+    handoff               {"from", "to", "tool", "message", "cancelled_tools"} (docs/agents.md)
     metrics               TurnMetrics.to_dict() of each completed turn
     error                 {"message", "code", "fatal"}
     reconnecting          {"attempt", "reason"};  reconnected  {"attempt"}
