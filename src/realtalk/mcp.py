@@ -283,7 +283,8 @@ class MCPServer:
 
     def _tool(self, spec: Any) -> FunctionTool | None:
         remote_name = str(spec.name)
-        name = f"{self.tool_prefix}{remote_name}"
+        # OpenAI accepts 1-64 of [A-Za-z0-9_-]; MCP names may also hold dots or slashes.
+        name = re.sub(r"[^A-Za-z0-9_-]", "_", f"{self.tool_prefix}{remote_name}")[:64]
         if not _NAME_RE.match(name):
             logger.warning("MCP server %s: tool name %r is not usable; skipped", self.name, name)
             return None
