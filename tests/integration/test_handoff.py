@@ -23,6 +23,7 @@ from realtalk.plugins.openai import OpenAIRealtime
 from realtalk.server import LocalServer
 from realtalk.server.engines.base import ChatMessage, LLMChunk
 from realtalk.server.engines.scripted import ScriptedLLM
+from tests.conformance import check_client_event
 from tests.conftest import make_engines, make_speech_wav
 from tests.integration.test_session_scripted import Events, Speaker
 
@@ -179,11 +180,27 @@ async def idle(session: AgentSession[Any], events: Events) -> None:
     await events.wait(lambda: session.agent_state == "listening", TIMEOUT_S)
 
 
+def record_sent(session: AgentSession[Any]) -> list[dict[str, Any]]:
+    """Every client event the model sends from now on."""
+    model = session.model
+    assert isinstance(model, OpenAIRealtime)
+    sent: list[dict[str, Any]] = []
+    send = model._send
+
+    def recording(event: dict[str, Any]) -> None:
+        sent.append(event)
+        send(event)
+
+    model._send = recording  # type: ignore[method-assign]
+    return sent
+
+
 async def test_a_tool_hands_over_and_only_the_new_agent_is_in_effect(
     rig: Callable[..., Any],
 ) -> None:
     front = FrontDesk()
     session, events, llm = await rig(front)
+    sent = record_sent(session)
     assert settings(session) == (
         front.instructions,
         ["remember_name", "transfer_to_booking", "slow_lookup"],
@@ -192,9 +209,23 @@ async def test_a_tool_hands_over_and_only_the_new_agent_is_in_effect(
     await session.send_text('call remember_name {"name": "Ada"}')
     await events.wait(lambda: len(events.finals("agent")) == 1)
     await idle(session, events)
+    mark = len(sent)
     await session.send_text("call transfer_to_booking")
     await events.wait(lambda: len(events.finals("agent")) == 2)
     await idle(session, events)
+
+    # On the wire (what OpenAI gets too): one session.update, then the handoff's output, then
+    # the new agent's line; all valid GA client events.
+    switch = [e["type"] for e in sent[mark:] if e["type"] != "input_audio_buffer.append"]
+    assert switch == [
+        "conversation.item.create",  # the user's text
+        "response.create",
+        "session.update",
+        "conversation.item.create",  # the handoff's function_call_output
+        "response.create",  # the new agent's line
+    ]
+    for event in sent:
+        check_client_event(event)
 
     assert session.agent is front.booking
     [handoff] = events.of("handoff")
