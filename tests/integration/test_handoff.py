@@ -293,6 +293,12 @@ async def test_a_tool_hands_over_and_only_the_new_agent_is_in_effect(
         ("call", "book_table"),
         ("tool", "booked friday for Ada"),
     ]
+    # The client's mirror (what a reconnect replays) holds the same items in the same order.
+    model = session.model
+    assert isinstance(model, OpenAIRealtime)
+    kinds = {"message": None, "function_call": "call", "function_call_output": "tool"}
+    mirrored = [kinds[item["type"]] or item["role"] for item in model.history()]
+    assert mirrored == [role for role, _ in llm.calls[-1].transcript()] + ["assistant"]
     # Turns are counted per agent.
     assert sorted(session.metrics_by_agent) == ["Booking", "FrontDesk"]
     assert sum(len(turns) for turns in session.metrics_by_agent.values()) == len(session.metrics)
