@@ -81,12 +81,16 @@ async def poll(condition: Callable[[], bool]) -> None:
 
 
 async def call(session: AgentSession[Any], events: Events, text: str) -> dict[str, Any]:
-    """Say ``text`` (a "call <tool> {...}" line); the function_call event of that call."""
+    """Say ``text`` (a "call <tool> {...}" line); the function_call event of that tool."""
+    name = text.split()[1]
     before = len(events.of("function_call"))
+
+    def made() -> list[dict[str, Any]]:
+        return [c for c in events.of("function_call")[before:] if c["name"] == name]
+
     await session.send_text(text)
-    await events.wait(lambda: len(events.of("function_call")) > before, TIMEOUT_S)
-    result: dict[str, Any] = events.of("function_call")[before]
-    return result
+    await events.wait(lambda: bool(made()), TIMEOUT_S)
+    return made()[0]
 
 
 async def test_the_reference_time_server_over_stdio(running: Callable[..., Any]) -> None:
