@@ -90,6 +90,9 @@ async def call(session: AgentSession[Any], events: Events, text: str) -> dict[st
 
     await session.send_text(text)
     await events.wait(lambda: bool(made()), TIMEOUT_S)
+    # The turn ends with the reply to the output. Typing the next line before that would let
+    # the scripted LLM answer the new line in the pending follow-up, then again in its reply.
+    await events.wait(lambda: session.agent_state == "listening", TIMEOUT_S)
     return made()[0]
 
 
