@@ -379,15 +379,16 @@ class EventAssert:
         """The agent's voice was cut off (the user barged in, or the code interrupted it)."""
         return self._check("interruption", "is_interruption()", True)
 
-    def is_handoff(self, *, to: str | None = None) -> EventAssert:
-        """The agent handed the conversation to another agent (the session's "handoff" event);
-        ``to`` matches the new agent's name where the event carries one."""
+    def is_handoff(self, *, to: str | None = None, from_agent: str | None = None) -> EventAssert:
+        """The conversation was handed to another agent (the session's ``handoff`` event):
+        ``to`` and ``from_agent`` match the agents' names."""
         ok = True
-        if self._is("handoff") and to is not None:
+        if self._is("handoff"):
             data = self.event.data
-            names = {str(data.get(k)) for k in ("to", "new_agent", "agent", "name") if k in data}
-            ok = to in names
-        return self._check("handoff", f"is_handoff({_args(to=to)})", ok)
+            ok = (to is None or data.get("to") == to) and (
+                from_agent is None or data.get("from") == from_agent
+            )
+        return self._check("handoff", f"is_handoff({_args(to=to, from_agent=from_agent)})", ok)
 
     def is_error(self, *, contains: str | None = None) -> EventAssert:
         """An error the session reported."""

@@ -191,7 +191,7 @@ class AgentTest:
                 # The user's real key never goes to the local test server.
                 api_key=self._api_key if base_url is None else _LOCAL_KEY,
             )
-            session = AgentSession(agent=self.agent, model=model)
+            session: AgentSession[Any] = AgentSession(agent=self.agent, model=model)
             self._t0 = t0
             await session.start(self._transport)
         else:

@@ -112,7 +112,9 @@ class Event:
         if self.type == "error":
             return f"error: {d.get('message')}" + (" (fatal)" if d.get("fatal") else "")
         if self.type == "handoff":
-            return "handoff " + json.dumps(d, default=str)
+            return f"handoff {d.get('from', '?')} -> {d.get('to', '?')}" + (
+                f" (tool {d['tool']})" if d.get("tool") else ""
+            )
         if self.type == "closed":
             return f"session closed ({d.get('reason')})"
         return self.type.replace("_", " ")
@@ -155,7 +157,6 @@ class Recorder:
             "metrics": self._on_metrics,
             "error": self._on_error,
             "closed": lambda p: self.add("closed", dict(p or {})),
-            # Handoffs are not in AgentSession yet; when they are, they show up here.
             "handoff": lambda p=None: self.add("handoff", _as_dict(p)),
         }
         for name, handler in session_handlers.items():

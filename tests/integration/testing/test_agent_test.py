@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from realtalk import Agent, function_tool
+from realtalk.handoff import Handoff
 from realtalk.media.resample import resample_oneshot
 from realtalk.media.wav import write_wav
 from realtalk.testing import AgentTest, ExpectationFailed, LeakError, TurnTimeout
@@ -173,15 +174,6 @@ async def test_wavs_of_other_formats_are_converted_or_refused_clearly(tmp_path: 
         assert t.turns == []
 
 
-async def test_a_handoff_event_is_recorded_for_is_handoff() -> None:
-    async with AgentTest(Clock(), speed=FAST) as t:
-        turn = await t.send_text("hello", wait=False)
-        assert t.session is not None
-        t.session.emit("handoff", {"to": "Billing"})  # what a session with handoffs will emit
-        await t.send_text("again")
-        turn.expect.contains_handoff(to="Billing")
-
-
 async def test_nothing_is_left_behind_between_tests() -> None:
     before = Snapshot.take()
     for _ in range(2):
@@ -244,3 +236,26 @@ async def test_a_greeting_that_never_ends_releases_the_server() -> None:
             pass
     assert test.server is not None and test.server.open_sessions == 0
     assert test.session is not None and test.session.closed
+
+
+async def test_a_handoff_is_an_event_of_the_turn() -> None:
+    class Booking(Agent):
+        def __init__(self) -> None:
+            super().__init__(instructions="You book appointments.")
+
+    class FrontDesk(Agent):
+        def __init__(self) -> None:
+            super().__init__(instructions="You greet callers.")
+
+        @function_tool
+        async def transfer_to_booking(self) -> Handoff:
+            """Hand the caller to the booking desk."""
+            return Handoff(Booking(), message="Booking desk here. Which day?")
+
+    async with AgentTest(FrontDesk(), speed=FAST) as t:
+        t.when("appointment").call("transfer_to_booking")
+        turn = await t.send_text("I would like an appointment")
+        turn.expect.contains_handoff(to="Booking").is_handoff(from_agent="FrontDesk")
+        turn.expect.contains_function_call(name="transfer_to_booking")
+        turn.expect.contains_agent_message(contains="Booking desk here. Which day?")
+        assert t.session is not None and type(t.session.agent).__name__ == "Booking"
