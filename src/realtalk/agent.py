@@ -94,6 +94,10 @@ class Agent:
     async def on_exit(self) -> None:
         """Called before the agent leaves its session. Override it to clean up."""
 
+    async def on_dtmf(self, digit: str) -> None:
+        """Called for each key the caller presses on a phone call (``0-9``, ``*``, ``#``,
+        ``A-D``). Override it to build a menu; the session also emits ``dtmf`` ``{"digit"}``."""
+
     async def update_instructions(self, instructions: str) -> None:
         """Replace the instructions; an attached session sends them to the model."""
         if not isinstance(instructions, str):

@@ -1,0 +1,182 @@
+"""What every phone transport shares: the call's identity, G.711 at 8 kHz both ways, DTMF.
+
+A phone call carries 8 kHz G.711 in 20 ms packets. Caller audio is decoded (a table lookup)
+into 8 kHz PCM frames and pushed to the session as they are: a model configured for
+``g711_ulaw``/``audio/pcmu`` at 8 kHz then re-encodes it losslessly with no resampling at all,
+and any other model resamples once at its edge. The agent's voice is taken from the session's
+AudioOutput as 20 ms frames at playback speed, resampled to 8 kHz only when the output runs at
+another rate (an AudioOutput at 8 kHz, as the phone example sets up, needs none) and encoded.
+
+Subclasses send the encoded frames (a provider's WebSocket, RTP) and report hang-ups.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from abc import abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from realtalk.media.frame import AudioFrame
+from realtalk.media.g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
+from realtalk.media.resample import StreamResampler
+from realtalk.transports.base import Transport, agent_audio
+
+if TYPE_CHECKING:
+    from realtalk.session import AgentSession
+
+__all__ = ["PHONE_RATE", "CallInfo", "PhoneTransport", "decode_g711", "encode_g711"]
+
+logger = logging.getLogger("realtalk.transport")
+
+PHONE_RATE = 8000
+FRAME_MS = 20
+FRAME_SAMPLES = PHONE_RATE * FRAME_MS // 1000
+
+
+@dataclass(frozen=True, slots=True)
+class CallInfo:
+    """Who called whom, as the provider or the SIP INVITE told us (``ctx.call``)."""
+
+    provider: str  # "twilio", "telnyx", "plivo", "sip"
+    call_id: str | None = None  # Twilio CallSid, Telnyx call_control_id, SIP Call-ID
+    from_number: str | None = None
+    to_number: str | None = None
+    stream_id: str | None = None
+    account_id: str | None = None  # Twilio AccountSid (for ending the call over REST)
+    #: Twilio ``<Parameter>``s of the ``<Stream>``; SIP: the INVITE's X- headers.
+    parameters: dict[str, str] = field(default_factory=dict)
+    encoding: str = "audio/pcmu"
+
+
+def decode_g711(encoding: str, payload: bytes) -> bytes:
+    return (ulaw_decode if encoding == "audio/pcmu" else alaw_decode)(payload)
+
+
+def encode_g711(encoding: str, pcm: bytes) -> bytes:
+    return (ulaw_encode if encoding == "audio/pcmu" else alaw_encode)(pcm)
+
+
+class PhoneTransport(Transport):
+    """A call's media for one AgentSession; see the module docstring."""
+
+    def __init__(self, call: CallInfo) -> None:
+        self.call = call
+        self.session: AgentSession | None = None
+        #: Counters for tests and health checks.
+        self.stats = {"frames_in": 0, "frames_out": 0, "dropped_in": 0, "dtmf": 0}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._closing = False
+        self._ended = asyncio.Event()
+
+    # -- Transport -------------------------------------------------------------------------------
+
+    async def attach(self, session: AgentSession) -> None:
+        if self.session is not None:
+            raise RuntimeError("a phone transport serves one session")
+        self.session = session
+        self._prepare_output(session)
+        self._spawn(self._send_agent_audio(session), "phone-out")
+
+    async def aclose(self) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        current = asyncio.current_task()
+        pending = [t for t in self._tasks if t is not current]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await self._hang_up()
+        self._ended.set()
+
+    # -- for the server that owns the call -------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        return self._closing
+
+    async def wait_ended(self) -> None:
+        await self._ended.wait()
+
+    async def end_call(self, reason: str = "the agent ended the call") -> None:
+        """Hang up: stop the media, end the call at the provider, close the session."""
+        logger.info("call %s: %s", self.call.call_id, reason)
+        session = self.session
+        if session is not None:
+            await session.close(reason=reason)
+        else:
+            await self.aclose()
+
+    # -- caller → agent --------------------------------------------------------------------------
+
+    async def deliver_audio(self, payload: bytes) -> None:
+        """Caller audio in the call's G.711 encoding; dropped until the session is attached."""
+        session = self.session
+        if session is None or self._closing or not payload:
+            self.stats["dropped_in"] += 1
+            return
+        self.stats["frames_in"] += 1
+        pcm = decode_g711(self.call.encoding, payload)
+        await session.push_audio(AudioFrame(pcm, PHONE_RATE, 1))
+
+    def deliver_dtmf(self, digit: str) -> None:
+        """A key the caller pressed: a ``dtmf`` session event and the agent's ``on_dtmf``."""
+        self.stats["dtmf"] += 1
+        logger.info("call %s: DTMF %s", self.call.call_id, digit)
+        session = self.session
+        if session is None or self._closing:
+            return
+        session.emit("dtmf", {"digit": digit})
+        self._spawn(self._run_on_dtmf(session, digit), "on-dtmf")
+
+    async def _run_on_dtmf(self, session: AgentSession, digit: str) -> None:
+        try:
+            await session.agent.on_dtmf(digit)
+        except Exception:
+            logger.exception("%s.on_dtmf(%r) failed", type(session.agent).__name__, digit)
+
+    # -- agent → caller --------------------------------------------------------------------------
+
+    def _prepare_output(self, session: AgentSession) -> None:
+        """Hook before the first frame is taken (a transport with remote playout confirms)."""
+
+    async def _send_agent_audio(self, session: AgentSession) -> None:
+        output = session.audio_output
+        resampler = (
+            StreamResampler(output.sample_rate, PHONE_RATE)
+            if output.sample_rate != PHONE_RATE
+            else None
+        )
+        pending = bytearray()
+        frame_bytes = 2 * FRAME_SAMPLES
+        async for frame in agent_audio(output, realtime=True):
+            if resampler is not None:
+                pending += resampler.push(frame).tobytes()
+            else:
+                pending += frame.data
+            while len(pending) >= frame_bytes:
+                pcm = bytes(pending[:frame_bytes])
+                del pending[:frame_bytes]
+                self.stats["frames_out"] += 1
+                await self._send_frame(encode_g711(self.call.encoding, pcm), output.playout_mark())
+
+    @abstractmethod
+    async def _send_frame(self, payload: bytes, mark: int) -> None:
+        """Send 20 ms of encoded agent audio; ``mark`` is the AudioOutput's position after it."""
+
+    @abstractmethod
+    async def _hang_up(self) -> None:
+        """End the call's media (and the call) at the far end; called once, from aclose."""
+
+    def _spawn(self, coro: Any, name: str) -> None:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+Sender = Callable[[str], Any]

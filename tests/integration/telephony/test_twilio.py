@@ -1,0 +1,318 @@
+"""Phone calls over Twilio Media Streams against a Twilio stand-in and the scripted local server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any, ClassVar
+
+import aiohttp
+import numpy as np
+import pytest
+from aiohttp import web
+
+from realtalk.agent import Agent
+from realtalk.media.g711 import ulaw_decode, ulaw_encode
+from realtalk.media.playout import AudioOutput
+from realtalk.media.resample import resample_oneshot
+from realtalk.media.wav import read_wav
+from realtalk.plugins.openai import OpenAIRealtime, OpenAIRealtimeConfig
+from realtalk.runner import JobContext
+from realtalk.server import LocalServer, app
+from realtalk.server.connection import Connection
+from realtalk.session import AgentSession
+from realtalk.transports.telephony.phone import PhoneTransport
+from realtalk.transports.telephony.serve import run_call
+from realtalk.transports.telephony.server import MediaStreamServer, TwilioCredentials
+from tests.conftest import make_engines, make_speech_wav
+from tests.integration.telephony.twilio_standin import TwilioCall
+
+TOKEN = "test-auth-token-0123456789abcdef"
+TIMEOUT_S = 30.0
+
+
+class RecordingConnection(Connection):
+    """The local server's connection, keeping every client event it handled."""
+
+    made: ClassVar[list[RecordingConnection]] = []
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.received: list[dict[str, Any]] = []
+        RecordingConnection.made.append(self)
+
+    async def handle(self, event: Any) -> None:
+        if isinstance(event, dict):
+            self.received.append(event)
+        await super().handle(event)
+
+    def of(self, kind: str) -> list[dict[str, Any]]:
+        return [e for e in self.received if e.get("type") == kind]
+
+
+class PhoneAgent(Agent):
+    def __init__(self) -> None:
+        super().__init__(instructions="You answer the phone.")
+        self.digits: list[str] = []
+
+    async def on_dtmf(self, digit: str) -> None:
+        self.digits.append(digit)
+
+
+class Phone:
+    """The local server, the phone server in front of it, and the sessions of the calls."""
+
+    def __init__(self, server: LocalServer, phone: MediaStreamServer) -> None:
+        self.server = server
+        self.phone = phone
+        self.sessions: list[AgentSession] = []
+        self.contexts: list[JobContext] = []
+
+    @property
+    def connection(self) -> RecordingConnection:
+        return RecordingConnection.made[-1]
+
+
+async def until(predicate: Callable[[], bool], timeout: float = TIMEOUT_S) -> None:
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.01)
+
+
+@pytest.fixture
+async def phone(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Phone]:
+    RecordingConnection.made = []
+    monkeypatch.setattr(app, "Connection", RecordingConnection)
+    server = LocalServer(
+        port=0, engines=make_engines(), partial_transcripts=False, speculative_transcripts=False
+    )
+    await server.start()
+    holder: list[Phone] = []
+
+    async def entrypoint(ctx: JobContext) -> None:
+        config = OpenAIRealtimeConfig(
+            input_audio_format="g711_ulaw", output_audio_format="g711_ulaw"
+        )
+        model = OpenAIRealtime(model="gpt-realtime", base_url=server.base_url, config=config)
+        model.audio_output = AudioOutput(8000)  # phone rate: no resampling on the way out
+        session = AgentSession(agent=PhoneAgent(), model=model)
+        holder[0].sessions.append(session)
+        holder[0].contexts.append(ctx)
+        await session.start(ctx.transport)
+
+    def make_context(transport: PhoneTransport) -> JobContext:
+        return JobContext(transport=transport, base_url=server.base_url, call=transport.call)
+
+    async def on_call(transport: Any) -> None:
+        await run_call(entrypoint, make_context, transport)
+
+    media = MediaStreamServer(on_call, port=0, credentials=TwilioCredentials(auth_token=TOKEN))
+    await media.start()
+    holder.append(Phone(server, media))
+    try:
+        yield holder[0]
+    finally:
+        await media.aclose()
+        await server.aclose()
+
+
+def speech_ulaw(text: str, tmp_path: Path, trailing_silence_ms: int = 1000) -> bytes:
+    wav = read_wav(make_speech_wav(text, tmp_path / f"{abs(hash(text))}.wav"))
+    pcm = np.frombuffer(wav.data, dtype="<i2")
+    at8k = np.asarray(resample_oneshot(pcm, wav.sample_rate, 8000), dtype=np.int16)
+    silence = np.zeros(8 * trailing_silence_ms, dtype=np.int16)
+    return ulaw_encode(np.concatenate([at8k, silence]).tobytes())
+
+
+def loudness(ulaw: bytes | bytearray) -> float:
+    pcm = np.frombuffer(ulaw_decode(bytes(ulaw)), dtype="<i2").astype(np.float64)
+    return float(np.sqrt(np.mean(pcm**2))) if pcm.size else 0.0
+
+
+async def test_a_spoken_question_gets_a_spoken_answer_and_dtmf_reaches_the_agent(
+    phone: Phone, tmp_path: Path
+) -> None:
+    call = TwilioCall(phone.phone.base_url, auth_token=TOKEN)
+    response = await call.webhook()
+    assert response.status == 200
+    assert call.stream_url == f"ws://127.0.0.1:{phone.phone.port}/twilio/media"
+    assert call.parameters["From"] == "+15550001111"
+    await call.connect()
+    await until(lambda: bool(phone.sessions) and phone.sessions[0].agent_state == "listening")
+    session = phone.sessions[0]
+    ctx = phone.contexts[0]
+    assert ctx.call is not None
+    assert (ctx.call.call_id, ctx.call.from_number, ctx.call.to_number) == (
+        call.call_sid,
+        "+15550001111",
+        "+15550002222",
+    )
+    assert ctx.call.account_id == call.account_sid
+    transcripts: list[dict[str, Any]] = []
+    dtmf_events: list[dict[str, Any]] = []
+    session.on("transcription", transcripts.append)
+    session.on("dtmf", dtmf_events.append)
+
+    await call.say(speech_ulaw("What is the weather like today?", tmp_path))
+    await until(lambda: len(session.metrics) >= 1 and session.agent_state == "listening")
+    await until(lambda: len(call.played.audio) * 1000 // 8000 >= 500)
+    await asyncio.sleep(0.3)  # the tail of the answer plays out at the far end
+    agent_lines = [t["text"] for t in transcripts if t["role"] == "agent" and t["is_final"]]
+    assert agent_lines and agent_lines[-1].startswith("You said: (speech")
+    assert loudness(call.played.audio) > 500  # a real tone answer, not silence
+    # Every 20 ms of audio went out as µ-law followed by a mark, and every mark came back.
+    kinds = [m["event"] for m in call.received]
+    assert set(kinds) <= {"media", "mark", "clear"}
+    assert kinds.count("media") == kinds.count("mark") > 20
+    assert all(len(m["media"]["payload"]) == 216 for m in call.received if m["event"] == "media")
+
+    for digit in "42#":
+        await call.press(digit)
+    agent = session.agent
+    assert isinstance(agent, PhoneAgent)
+    await until(lambda: agent.digits == ["4", "2", "#"])
+    assert [e["digit"] for e in dtmf_events] == ["4", "2", "#"]
+    await call.hang_up()
+    await asyncio.wait_for(session.wait_closed(), TIMEOUT_S)
+
+
+async def test_barge_in_clears_twilio_and_truncates_at_the_mark_confirmed_position(
+    phone: Phone, tmp_path: Path
+) -> None:
+    call = TwilioCall(phone.phone.base_url, auth_token=TOKEN)
+    await call.webhook()
+    await call.connect()
+    await until(lambda: bool(phone.sessions) and phone.sessions[0].agent_state == "listening")
+    session = phone.sessions[0]
+    # A long question makes a long answer ("You said: ..." as 250 ms tone words).
+    await call.say(speech_ulaw("Please tell me everything about the weather in Paris.", tmp_path))
+    await until(lambda: len(call.played.audio) >= 8 * 600)  # 600 ms of the answer heard
+    await call.say(speech_ulaw("Stop, stop!", tmp_path, trailing_silence_ms=600))
+    await until(lambda: bool(call.played.clears))
+    await until(lambda: bool(phone.connection.of("conversation.item.truncate")))
+    truncate = phone.connection.of("conversation.item.truncate")[0]
+    heard_ms = call.played.clears[0] / 8  # bytes of 8 kHz µ-law → ms
+    confirmed_ms = call.played.confirmed_before_clear[0] / 8
+    print(
+        f"truncate {truncate['audio_end_ms']} ms, confirmed by marks {confirmed_ms:.0f} ms, "
+        f"played at clear {heard_ms:.0f} ms, sent {call.played.sent_media_bytes / 8:.0f} ms"
+    )
+    # Only this answer was played, so the far end's play position is the item's.
+    assert truncate["audio_end_ms"] <= heard_ms
+    assert abs(truncate["audio_end_ms"] - confirmed_ms) <= 20
+    # The server kept the cut item and refused nothing.
+    assert not phone.connection.of("error")
+    await call.hang_up()
+    await asyncio.wait_for(session.wait_closed(), TIMEOUT_S)
+
+
+async def test_a_bad_or_missing_signature_is_refused(phone: Phone) -> None:
+    forged = TwilioCall(phone.phone.base_url, auth_token="not-the-token")
+    assert (await forged.webhook()).status == 403
+    unsigned = TwilioCall(phone.phone.base_url, sign=False)
+    assert (await unsigned.webhook()).status == 403
+    # The WebSocket upgrade is checked too.
+    good = TwilioCall(phone.phone.base_url, auth_token=TOKEN)
+    assert (await good.webhook()).status == 200
+    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+        await good.connect(signature="AAAAAAAAAAAAAAAAAAAAAAAAAAA=")
+    assert refused.value.status == 403
+    for c in (forged, unsigned, good):
+        await c.close()
+    assert not phone.sessions
+
+
+async def test_stop_ends_the_session_cleanly_and_a_second_call_works(phone: Phone) -> None:
+    for n in range(2):
+        call = TwilioCall(phone.phone.base_url, auth_token=TOKEN)
+        await call.webhook()
+        await call.connect()
+        await until(lambda n=n: len(phone.sessions) > n)
+        session = phone.sessions[n]
+        await session.wait_started()
+        await call.hang_up()
+        await asyncio.wait_for(session.wait_closed(), TIMEOUT_S)
+        assert session.close_reason == "the caller hung up"
+        await until(lambda: not phone.phone.calls)
+
+
+async def test_garbage_on_the_media_socket_is_dropped_and_the_call_goes_on(
+    phone: Phone, tmp_path: Path
+) -> None:
+    call = TwilioCall(phone.phone.base_url, auth_token=TOKEN)
+    await call.webhook()
+    await call.connect()
+    await until(lambda: bool(phone.sessions) and phone.sessions[0].agent_state == "listening")
+    session = phone.sessions[0]
+    garbage = [
+        "not json",
+        "[]",
+        json.dumps({"event": 5}),
+        json.dumps({"event": "media"}),
+        json.dumps({"event": "media", "media": {"payload": "%%%not base64"}}),
+        json.dumps({"event": "media", "media": {"payload": "A" * 100_000}}),
+        json.dumps({"event": "dtmf", "dtmf": {"digit": "xyz"}}),
+        json.dumps({"event": "start", "start": {"mediaFormat": {"encoding": "audio/opus"}}}),
+        json.dumps({"event": "mark", "mark": {"name": "not-a-number"}}),
+        json.dumps({"event": "mystery"}),
+        "[" * 100_000,
+    ]
+    for text in garbage:
+        await call.send(text)
+    assert call._ws is not None
+    await call._ws.send_bytes(b"\x00\x01binary")
+    await until(lambda: phone.phone.bad_messages >= len(garbage))
+    assert not session.closed
+    await call.say(speech_ulaw("Are you still there?", tmp_path))
+    await until(lambda: len(session.metrics) >= 1)
+    await call.hang_up()
+    await asyncio.wait_for(session.wait_closed(), TIMEOUT_S)
+
+
+async def test_end_call_closes_the_stream_and_completes_the_call_over_rest(
+    phone: Phone,
+) -> None:
+    completed: list[tuple[str, dict[str, str], str | None]] = []
+
+    async def calls(request: web.Request) -> web.Response:
+        form = await request.post()
+        completed.append(
+            (
+                request.path,
+                {k: str(v) for k, v in form.items()},
+                request.headers.get("Authorization"),
+            )
+        )
+        return web.json_response({"status": "completed"})
+
+    rest = web.Application()
+    rest.router.add_post("/2010-04-01/Accounts/{account}/Calls/{call}.json", calls)
+    runner = web.AppRunner(rest)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    phone.phone.credentials = TwilioCredentials(
+        auth_token=TOKEN, account_sid="ACignored", api_base=f"http://127.0.0.1:{port}"
+    )
+    try:
+        call = TwilioCall(phone.phone.base_url, auth_token=TOKEN)
+        await call.webhook()
+        await call.connect()
+        await until(lambda: bool(phone.sessions))
+        session = phone.sessions[0]
+        await session.wait_started()
+        transport = session.transport
+        assert isinstance(transport, PhoneTransport)
+        await transport.end_call()
+        await asyncio.wait_for(call.closed.wait(), TIMEOUT_S)  # the stream was closed
+        assert session.closed
+        [(path, form, auth)] = completed
+        assert path == f"/2010-04-01/Accounts/{call.account_sid}/Calls/{call.call_sid}.json"
+        assert form == {"Status": "completed"}
+        assert auth is not None and auth.startswith("Basic ")
+        await call.close()
+    finally:
+        await runner.cleanup()
