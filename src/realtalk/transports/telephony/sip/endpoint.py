@@ -4,8 +4,9 @@
 out what it returns; each answered call gets an :class:`RtpSession` (its own UDP port) and a
 :class:`SipCallTransport`, and ``on_call(transport)`` runs the agent for it.
 
-RTP: packets are accepted only from the address the caller's SDP named (after a re-INVITE, the
-new one) and, once one has arrived, only from its SSRC; anything else is dropped and counted.
+RTP: packets are accepted only from the IP address the caller's SDP named (after a re-INVITE, the
+new one) and, once one has arrived, only from its port and SSRC (the port may differ from the SDP's
+behind NAT: symmetric RTP); anything else is dropped and counted.
 Audio goes through a jitter buffer released every 20 ms; RFC 4733 events become DTMF. At most
 ``MAX_PACKETS_PER_S`` packets per second are handled per call (a flood is dropped, not queued).
 """
@@ -73,6 +74,7 @@ class RtpSession(asyncio.DatagramProtocol):
         }
         self._transport: asyncio.DatagramTransport | None = None
         self._ssrc: int | None = None
+        self._source: tuple[str, int] | None = None
         self._window = (0.0, 0)
         self._task: asyncio.Task[None] | None = None
 
@@ -84,6 +86,7 @@ class RtpSession(asyncio.DatagramProtocol):
         """A re-INVITE changed the far end's address or direction."""
         if (offer.address, offer.port) != (self.offer.address, self.offer.port):
             self._ssrc = None  # a new source may come with a new stream
+            self._source = None
         self.offer = offer
 
     def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
@@ -96,7 +99,8 @@ class RtpSession(asyncio.DatagramProtocol):
             return
         else:
             self._window = (start, count + 1)
-        if addr[0] != self.offer.address:
+        source = (str(addr[0]), int(addr[1]))
+        if source[0] != self.offer.address or (self._source and source != self._source):
             self.stats["unknown_source"] += 1
             return
         try:
@@ -104,8 +108,8 @@ class RtpSession(asyncio.DatagramProtocol):
         except ValueError:
             self.stats["bad"] += 1
             return
-        if self._ssrc is None:
-            self._ssrc = packet.ssrc
+        if self._ssrc is None:  # latch: the first source and stream from the SDP's address
+            self._ssrc, self._source = packet.ssrc, source
         elif packet.ssrc != self._ssrc:
             self.stats["unknown_source"] += 1
             return
