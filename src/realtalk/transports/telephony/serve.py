@@ -61,8 +61,8 @@ async def serve_phone(
         await server.start()
         public = server.public_url or server.base_url
         print(
-            f"Twilio voice webhook: POST {public}/twilio/voice (media stream on /twilio/media; "
-            "Ctrl+C to stop).",
+            f"Twilio voice webhook: POST {public}/twilio/voice (listening on {server.base_url}; "
+            "media stream on /twilio/media; Ctrl+C to stop).",
             file=sys.stdout,
             flush=True,
         )
