@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, ClassVar
@@ -26,6 +27,8 @@ from realtalk.session import AgentSession
 from realtalk.transports.telephony.phone import PhoneTransport
 from realtalk.transports.telephony.serve import run_call
 from realtalk.transports.telephony.server import MediaStreamServer, TwilioCredentials
+from realtalk.transports.telephony.signature import twilio_signature
+from realtalk.transports.telephony.stream_transport import MediaStreamTransport
 from tests.conftest import make_engines, make_speech_wav
 from tests.integration.telephony.twilio_standin import TwilioCall
 
@@ -132,8 +135,9 @@ def loudness(ulaw: bytes | bytearray) -> float:
 
 
 async def test_a_spoken_question_gets_a_spoken_answer_and_dtmf_reaches_the_agent(
-    phone: Phone, tmp_path: Path
+    phone: Phone, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="realtalk.transport")  # what -v shows
     call = TwilioCall(phone.phone.base_url, auth_token=TOKEN)
     response = await call.webhook()
     assert response.status == 200
@@ -174,6 +178,8 @@ async def test_a_spoken_question_gets_a_spoken_answer_and_dtmf_reaches_the_agent
     assert isinstance(agent, PhoneAgent)
     await until(lambda: agent.digits == ["4", "2", "#"])
     assert [e["digit"] for e in dtmf_events] == ["4", "2", "#"]
+    logged = [r.getMessage() for r in caplog.records if "DTMF" in r.getMessage()]
+    assert logged == [f"call {call.call_sid}: DTMF {d}" for d in "42#"]
     await call.hang_up()
     await asyncio.wait_for(session.wait_closed(), TIMEOUT_S)
 
@@ -238,14 +244,20 @@ async def test_stop_ends_the_session_cleanly_and_a_second_call_works(phone: Phon
         await until(lambda: not phone.phone.calls)
 
 
-async def test_garbage_on_the_media_socket_is_dropped_and_the_call_goes_on(
+async def test_garbage_and_floods_on_one_call_lose_nothing_for_another(
     phone: Phone, tmp_path: Path
 ) -> None:
-    call = TwilioCall(phone.phone.base_url, auth_token=TOKEN)
-    await call.webhook()
-    await call.connect()
+    noisy = TwilioCall(phone.phone.base_url, auth_token=TOKEN)
+    await noisy.webhook()
+    await noisy.connect()
     await until(lambda: bool(phone.sessions) and phone.sessions[0].agent_state == "listening")
-    session = phone.sessions[0]
+    noisy_session = phone.sessions[0]
+    good = TwilioCall(phone.phone.base_url, auth_token=TOKEN, from_number="+15559990000")
+    await good.webhook()
+    await good.connect()
+    await until(lambda: len(phone.sessions) == 2 and phone.sessions[1].agent_state == "listening")
+    good_session = phone.sessions[1]
+
     garbage = [
         "not json",
         "[]",
@@ -260,15 +272,57 @@ async def test_garbage_on_the_media_socket_is_dropped_and_the_call_goes_on(
         "[" * 100_000,
     ]
     for text in garbage:
-        await call.send(text)
-    assert call._ws is not None
-    await call._ws.send_bytes(b"\x00\x01binary")
+        await noisy.send(text)
+    assert noisy._ws is not None
+    await noisy._ws.send_bytes(b"\x00\x01binary")
     await until(lambda: phone.phone.bad_messages >= len(garbage))
-    assert not session.closed
-    await call.say(speech_ulaw("Are you still there?", tmp_path))
-    await until(lambda: len(session.metrics) >= 1)
-    await call.hang_up()
-    await asyncio.wait_for(session.wait_closed(), TIMEOUT_S)
+    # A flood: 2,000 media messages at once (40 s of audio in no time), while the other
+    # caller asks a question.
+    flood = json.dumps(
+        {
+            "event": "media",
+            "streamSid": noisy.stream_sid,
+            "media": {"track": "inbound", "chunk": "1", "timestamp": "0", "payload": "/" * 216},
+        }
+    )
+    flooding = asyncio.gather(*(noisy.send(flood) for _ in range(2000)))
+    await good.say(speech_ulaw("Are you still there?", tmp_path))
+    await flooding
+    await until(lambda: len(good_session.metrics) >= 1)
+    transport = noisy_session.transport
+    assert isinstance(transport, MediaStreamTransport)
+    await until(lambda: transport.media_dropped > 0)
+    assert not noisy_session.closed and not good_session.closed
+    await noisy.hang_up()
+    await good.hang_up()
+    await asyncio.wait_for(good_session.wait_closed(), TIMEOUT_S)
+
+
+async def test_a_start_with_a_format_we_cannot_carry_closes_the_stream_saying_why(
+    phone: Phone,
+) -> None:
+    async with aiohttp.ClientSession() as http:
+        call = TwilioCall(phone.phone.base_url, auth_token=TOKEN)
+        await call.webhook()
+        signature = twilio_signature(TOKEN, call.stream_url)
+        ws = await http.ws_connect(call.stream_url, headers={"X-Twilio-Signature": signature})
+        start = {
+            "event": "start",
+            "sequenceNumber": "1",
+            "start": {
+                "streamSid": "MZ1",
+                "callSid": "CA1",
+                "mediaFormat": {"encoding": "audio/x-l16", "sampleRate": 16000, "channels": 1},
+            },
+            "streamSid": "MZ1",
+        }
+        await ws.send_str(json.dumps(start))
+        message = await ws.receive(timeout=TIMEOUT_S)
+        assert message.type == aiohttp.WSMsgType.CLOSE
+        assert ws.close_code == 1003
+        assert "unsupported media encoding" in (message.extra or "")
+        await call.close()
+    assert not phone.sessions
 
 
 async def test_end_call_closes_the_stream_and_completes_the_call_over_rest(

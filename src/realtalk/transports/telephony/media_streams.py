@@ -41,7 +41,12 @@ EventKind = Literal["connected", "start", "media", "dtmf", "mark", "stop"]
 
 
 class StreamError(ValueError):
-    """A message that is not the provider's protocol; the text says why."""
+    """A message that is not the provider's protocol; the text says why.
+
+    ``event`` is the message's ``event`` when it had one (a bad ``start`` ends the call).
+    """
+
+    event: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +92,11 @@ class MediaStreamSerializer(ABC):
             raise StreamError("message is not JSON") from None
         if not isinstance(message, dict) or not isinstance(message.get("event"), str):
             raise StreamError('message must be a JSON object with a string "event"')
-        event = self._parse(message)
+        try:
+            event = self._parse(message)
+        except StreamError as exc:
+            exc.event = message["event"]
+            raise
         if event.kind == "start" and event.stream_id:
             self.stream_id = event.stream_id
         return event

@@ -11,10 +11,11 @@ With an auth token, both Twilio endpoints check ``X-Twilio-Signature`` against t
 (``public_url``, for a tunnel or a load balancer) and answer 403 when it is missing or wrong.
 
 Limits (each resource a caller can make us hold): ``max_calls`` concurrent calls (503 beyond),
-text frames of at most ``MAX_MESSAGE_CHARS``, ``start`` within ``START_TIMEOUT_S``, and at most
+text frames of at most ``MAX_MESSAGE_CHARS``, ``start`` within ``START_TIMEOUT_S`` (a ``start``
+with a media format we cannot carry closes the socket with 1003 and the reason), and at most
 ``MAX_BAD_MESSAGES`` unparseable messages per call before the socket is closed (1008); a single
-bad message is logged and dropped. Media beyond real time is not queued: it is pushed as it
-comes, so a flood costs the flooder's own call CPU and nothing else.
+bad message is logged and dropped. Media beyond ``MAX_MEDIA_PER_S`` messages a second (Twilio
+sends 50) is dropped and counted, never queued.
 """
 
 from __future__ import annotations
@@ -290,8 +291,12 @@ class MediaStreamServer:
                     try:
                         event = serializer.parse(message.data)
                     except StreamError as exc:
-                        logger.warning("media stream: dropped a bad message before start: %s", exc)
                         self.bad_messages += 1
+                        if exc.event == "start":  # e.g. a media format we cannot carry
+                            logger.warning("media stream refused: %s", exc)
+                            await ws.close(code=1003, message=str(exc)[:120].encode())
+                            return None
+                        logger.warning("media stream: dropped a bad message before start: %s", exc)
                         continue
                     if event.kind == "start":
                         return event

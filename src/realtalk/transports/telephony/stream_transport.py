@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +25,9 @@ if TYPE_CHECKING:
 __all__ = ["MediaStreamTransport"]
 
 logger = logging.getLogger("realtalk.transport")
+
+#: Media messages accepted per second and call (a provider sends 50); more are dropped.
+MAX_MEDIA_PER_S = 150
 
 
 class MediaStreamTransport(PhoneTransport):
@@ -54,12 +58,16 @@ class MediaStreamTransport(PhoneTransport):
         self._remote_stopped = False
         self.marks_confirmed = 0
         self.clears_sent = 0
+        self.media_dropped = 0
+        self._window = (0.0, 0)
 
     # -- events from the provider ----------------------------------------------------------------
 
     async def handle(self, event: StreamEvent) -> None:
         """One parsed message of the call (the server parses and hands each over)."""
         if event.kind == "media":
+            if self._flooding():
+                return
             await self.deliver_audio(event.payload)
         elif event.kind == "mark":
             self._on_mark(event.name)
@@ -67,6 +75,24 @@ class MediaStreamTransport(PhoneTransport):
             self.deliver_dtmf(event.digit)
         elif event.kind == "stop":
             self.remote_hung_up()
+
+    def _flooding(self) -> bool:
+        now = time.monotonic()
+        start, count = self._window
+        if now - start >= 1.0:
+            self._window = (now, 1)
+            return False
+        if count >= MAX_MEDIA_PER_S:
+            if not self.media_dropped:
+                logger.warning(
+                    "call %s: more than %d media messages a second; dropping the excess",
+                    self.call.call_id,
+                    MAX_MEDIA_PER_S,
+                )
+            self.media_dropped += 1
+            return True
+        self._window = (start, count + 1)
+        return False
 
     def remote_hung_up(self) -> None:
         """The provider stopped the stream (the caller hung up): nothing more to send."""
