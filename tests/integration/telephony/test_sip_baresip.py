@@ -165,3 +165,35 @@ async def test_baresip_calls_hears_an_answer_sends_dtmf_and_hangs_up(
         b"Call-ID: options-1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
     )
     assert (await asyncio.to_thread(raw_sip, endpoint.port, options)).startswith(b"SIP/2.0 200 ")
+
+
+@pytest.mark.parametrize(("password", "answered"), [("s3cret", True), ("guess", False)])
+async def test_digest_auth_lets_the_right_password_in(
+    tmp_path: Path, password: str, answered: bool
+) -> None:
+    calls: list[SipCallTransport] = []
+
+    async def on_call(transport: SipCallTransport) -> None:
+        calls.append(transport)
+        await transport.end_call("the test is done")
+
+    endpoint = SipServer(on_call, host="127.0.0.1", port=0, auth=("alice", "s3cret"))
+    await endpoint.start()
+    account = f"<sip:alice@127.0.0.1>;auth_pass={password};regint=0"
+    phone = Baresip(tmp_path / "baresip", question_wav(tmp_path), account=account)
+    await phone.start()
+    try:
+        await phone.command("dial", f"sip:agent@127.0.0.1:{endpoint.port}")
+        if answered:
+            await until(lambda: bool(calls))
+            assert calls[0].call.from_number == "alice"
+        else:
+            await until(
+                lambda: "401 Unauthorized" in phone.output() or "terminated" in phone.output()
+            )
+            await asyncio.sleep(1.0)
+            assert not calls
+            print(phone.output()[-600:])
+    finally:
+        await phone.stop()
+        await endpoint.aclose()
