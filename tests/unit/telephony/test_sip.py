@@ -317,3 +317,16 @@ def test_a_dtmf_event_is_reported_once() -> None:
     digits = [receiver.feed(parse_rtp(p)) for p in (start, end, end, end)]
     assert digits == ["5", None, None, None]
     assert receiver.feed(parse_rtp(rtp(3, bytes([11, 10, 0, 160]), pt=101, ts=9600))) == "#"
+
+
+def test_on_a_wildcard_address_sdp_and_contact_name_the_address_that_reaches_the_caller() -> None:
+    ports = iter(range(30000, 31000, 2))
+    server = UserAgentServer(
+        host="0.0.0.0",
+        port=5060,
+        allocate_media=lambda _: next(ports),
+        address_for=lambda ip: "192.0.2.10" if ip == "127.0.0.1" else "?",
+    )
+    [_, ok] = sent(server.receive(request("INVITE", body=OFFER), CALLER, now=0.0))
+    assert b"c=IN IP4 192.0.2.10\r\n" in ok and b"Contact: <sip:192.0.2.10:5060>" in ok
+    assert b"0.0.0.0" not in ok

@@ -320,8 +320,11 @@ class MediaStreamServer:
         token = self.credentials.auth_token
         if not token:
             return True
-        url = self._public(request, request.path_qs, websocket=request.method == "GET")
-        ok = valid_twilio_signature(token, url, params, request.headers.get("X-Twilio-Signature"))
+        signature = request.headers.get("X-Twilio-Signature")
+        urls = [self._public(request, request.path_qs, websocket=False)]
+        if request.method == "GET":  # the upgrade: signed as wss://…, or as https://… by some
+            urls.insert(0, self._public(request, request.path_qs, websocket=True))
+        ok = any(valid_twilio_signature(token, url, params, signature) for url in urls)
         if not ok:
             logger.warning(
                 "refused %s %s: bad or missing X-Twilio-Signature", request.method, request.path

@@ -92,6 +92,7 @@ class Dialog:
     local_to: str  # our To header value, with our tag
     offer: AudioOffer
     media_port: int
+    local_address: str  # the address we put in Contact and SDP for this caller
     invite_cseq: int
     remote_cseq: int
     parameters: dict[str, str] = field(default_factory=dict)
@@ -118,6 +119,8 @@ class UserAgentServer:
     """Args:
     host, port: our SIP address (for Contact and the SDP's connection address).
     media_host: the address put in SDP (defaults to ``host``).
+    address_for: when listening on a wildcard address, the local address that reaches a given
+        caller IP (the I/O layer asks the routing table); used for Contact and SDP.
     allocate_media: returns a bound local RTP port for a new call (the I/O layer binds it).
     release_media: gives a port back (a call that failed before starting).
     auth: digest credentials to require, or None.
@@ -134,8 +137,10 @@ class UserAgentServer:
         media_host: str | None = None,
         auth: DigestAuth | None = None,
         max_calls: int = 100,
+        address_for: Callable[[str], str] | None = None,
     ) -> None:
         self.host = host
+        self.address_for = address_for
         self.port = port
         self.media_host = media_host or host
         self.allocate_media = allocate_media
@@ -222,7 +227,10 @@ class UserAgentServer:
         bye = SipMessage(method="BYE", uri=dialog.remote_target)
         branch = "z9hG4bK" + secrets.token_hex(8)
         bye.headers = [
-            ("via", f"SIP/2.0/UDP {_hostport(self.host, self.port)};branch={branch};rport"),
+            (
+                "via",
+                f"SIP/2.0/UDP {_hostport(dialog.local_address, self.port)};branch={branch};rport",
+            ),
             ("max-forwards", "70"),
             ("from", dialog.local_to),
             ("to", dialog.remote_from),
@@ -284,6 +292,7 @@ class UserAgentServer:
             local_to=f"{to_value};tag={local_tag}",
             offer=offer,
             media_port=media_port,
+            local_address=self.address_for(address[0]) if self.address_for else self.media_host,
             invite_cseq=request.cseq[0],
             remote_cseq=request.cseq[0],
             parameters={k: v for k, v in request.headers if k.startswith("x-") and len(v) <= 1024},
@@ -332,10 +341,15 @@ class UserAgentServer:
 
     def _answer(self, dialog: Dialog, request: SipMessage, address: Address, now: float) -> Send:
         sdp = build_answer(
-            dialog.offer, self.media_host, dialog.media_port, dialog.session_id, dialog.sdp_version
+            dialog.offer,
+            dialog.local_address,
+            dialog.media_port,
+            dialog.session_id,
+            dialog.sdp_version,
         )
         response = self._response(request, 200, to_tag=dialog.local_tag)
-        response.headers.append(("contact", f"<sip:{_hostport(self.host, self.port)}>"))
+        contact = _hostport(dialog.local_address, self.port)
+        response.headers.append(("contact", f"<sip:{contact}>"))
         response.headers.append(("allow", ALLOW))
         response.headers.append(("content-type", "application/sdp"))
         response.body = sdp

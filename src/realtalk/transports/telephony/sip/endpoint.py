@@ -239,6 +239,9 @@ class SipServer:
             release_media=self._release,
             auth=self.auth,
             max_calls=self.max_calls,
+            address_for=_route_to
+            if self.host in ("0.0.0.0", "::", "") and not self.media_host
+            else None,
         )
         self._spawn(self._ticks())
         logger.info("SIP endpoint on udp %s:%d", self.host, self._port)
@@ -345,3 +348,14 @@ class SipServer:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def _route_to(remote_ip: str) -> str:
+    """The local address this machine uses to reach ``remote_ip`` (no packet is sent)."""
+    family = socket.AF_INET6 if ":" in remote_ip else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect((remote_ip, 9))
+            return str(probe.getsockname()[0])
+        except OSError:
+            return "127.0.0.1" if family == socket.AF_INET else "::1"
