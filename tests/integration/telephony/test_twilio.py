@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -370,3 +371,58 @@ async def test_end_call_closes_the_stream_and_completes_the_call_over_rest(
         await call.close()
     finally:
         await runner.cleanup()
+
+
+async def test_a_telnyx_stream_is_served_by_the_same_transport(
+    phone: Phone, tmp_path: Path
+) -> None:
+    """Telnyx's media streaming, its own message names, through the same server and transport."""
+    async with aiohttp.ClientSession() as http:
+        ws = await http.ws_connect(f"ws://127.0.0.1:{phone.phone.port}/telnyx/media")
+        await ws.send_str(json.dumps({"event": "connected", "version": "1.0.0"}))
+        start = {
+            "event": "start",
+            "sequence_number": "1",
+            "start": {
+                "user_id": "u-1",
+                "call_control_id": "v3:telnyx-call",
+                "from": "+15550003333",
+                "to": "+15550004444",
+                "media_format": {"encoding": "PCMU", "sample_rate": 8000, "channels": 1},
+            },
+            "stream_id": "tx-1",
+        }
+        await ws.send_str(json.dumps(start))
+        await until(lambda: bool(phone.sessions) and phone.sessions[0].agent_state == "listening")
+        session = phone.sessions[0]
+        assert phone.contexts[0].call is not None
+        assert phone.contexts[0].call.provider == "telnyx"
+        assert phone.contexts[0].call.from_number == "+15550003333"
+        received: list[dict[str, Any]] = []
+
+        async def receive() -> None:
+            async for message in ws:
+                event = json.loads(message.data)
+                received.append(event)
+                if event["event"] == "mark":  # echo at once: playout is not modelled here
+                    await ws.send_str(json.dumps({"event": "mark", "stream_id": "tx-1", **event}))
+
+        reader = asyncio.ensure_future(receive())
+        audio = speech_ulaw("Hello there", tmp_path)
+        for n, offset in enumerate(range(0, len(audio), 160)):
+            chunk = base64.b64encode(audio[offset : offset + 160]).decode()
+            media = {
+                "track": "inbound",
+                "chunk": str(n),
+                "timestamp": str(n * 20),
+                "payload": chunk,
+            }
+            await ws.send_str(json.dumps({"event": "media", "stream_id": "tx-1", "media": media}))
+            await asyncio.sleep(0.02)
+        await until(lambda: len(session.metrics) >= 1)
+        await until(lambda: any(e["event"] == "media" for e in received))
+        assert all("streamSid" not in e for e in received)  # Telnyx's shape, not Twilio's
+        await ws.send_str(json.dumps({"event": "stop", "stream_id": "tx-1", "stop": {}}))
+        await asyncio.wait_for(session.wait_closed(), TIMEOUT_S)
+        reader.cancel()
+        await ws.close()
