@@ -36,7 +36,7 @@ class Baresip:
         config = f"""
 poll_method		poll
 sip_listen		127.0.0.1:{sip_port}
-sip_transports		udp
+sip_transports		udp,tcp
 audio_player		aubridge,nowhere
 audio_source		aufile,{microphone}
 audio_alert		aubridge,nowhere

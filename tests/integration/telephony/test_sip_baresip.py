@@ -197,3 +197,20 @@ async def test_digest_auth_lets_the_right_password_in(
     finally:
         await phone.stop()
         await endpoint.aclose()
+
+
+async def test_baresip_calls_over_tcp(sip: tuple[SipServer, Rig], tmp_path: Path) -> None:
+    endpoint, rig = sip
+    phone = Baresip(tmp_path / "baresip", question_wav(tmp_path))
+    await phone.start()
+    try:
+        await phone.command("dial", f"sip:agent@127.0.0.1:{endpoint.port};transport=tcp")
+        await until(lambda: bool(rig.sessions))
+        session = rig.sessions[0]
+        assert endpoint.tcp_connections == 1  # the INVITE came over TCP
+        await until(lambda: any(t["role"] == "agent" and t["is_final"] for t in rig.transcripts))
+        await phone.command("hangup")
+        await asyncio.wait_for(session.wait_closed(), TIMEOUT_S)
+        assert session.close_reason == "the caller hung up"
+    finally:
+        await phone.stop()

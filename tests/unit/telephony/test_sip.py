@@ -330,3 +330,18 @@ def test_on_a_wildcard_address_sdp_and_contact_name_the_address_that_reaches_the
     [_, ok] = sent(server.receive(request("INVITE", body=OFFER), CALLER, now=0.0))
     assert b"c=IN IP4 192.0.2.10\r\n" in ok and b"Contact: <sip:192.0.2.10:5060>" in ok
     assert b"0.0.0.0" not in ok
+
+
+def test_the_tcp_framer_cuts_messages_by_content_length() -> None:
+    from realtalk.transports.telephony.sip.message import StreamFramer
+
+    framer = StreamFramer()
+    one = request("OPTIONS", call_id="a")
+    two = request("INVITE", call_id="b", body=OFFER)
+    stream = b"\r\n\r\n" + one + two
+    out = [m for i in range(0, len(stream), 37) for m in framer.feed(stream[i : i + 37])]
+    assert out == [one, two]
+    with pytest.raises(SipParseError, match="Content-Length"):
+        StreamFramer().feed(b"OPTIONS sip:a@b SIP/2.0\r\nVia: x\r\n\r\n")
+    with pytest.raises(SipParseError, match="larger"):
+        StreamFramer().feed(b"x" * 20000)

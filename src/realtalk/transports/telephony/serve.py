@@ -72,7 +72,7 @@ async def serve_phone(
         server = SipServer(on_call, host=host, port=port, **options)
         await server.start()
         print(
-            f"SIP endpoint: sip:agent@{server.host}:{server.port} (UDP; Ctrl+C to stop).",
+            f"SIP endpoint: sip:agent@{server.host}:{server.port} (UDP and TCP; Ctrl+C to stop).",
             file=sys.stdout,
             flush=True,
         )

@@ -93,6 +93,7 @@ class Dialog:
     offer: AudioOffer
     media_port: int
     local_address: str  # the address we put in Contact and SDP for this caller
+    transport: str  # "UDP" or "TCP": how its INVITE came (our BYE goes the same way)
     invite_cseq: int
     remote_cseq: int
     parameters: dict[str, str] = field(default_factory=dict)
@@ -293,6 +294,7 @@ class UserAgentServer:
             offer=offer,
             media_port=media_port,
             local_address=self.address_for(address[0]) if self.address_for else self.media_host,
+            transport=_via_transport(request.get("via") or ""),
             invite_cseq=request.cseq[0],
             remote_cseq=request.cseq[0],
             parameters={k: v for k, v in request.headers if k.startswith("x-") and len(v) <= 1024},
@@ -349,6 +351,8 @@ class UserAgentServer:
         )
         response = self._response(request, 200, to_tag=dialog.local_tag)
         contact = _hostport(dialog.local_address, self.port)
+        if dialog.transport == "TCP":
+            contact += ";transport=tcp"
         response.headers.append(("contact", f"<sip:{contact}>"))
         response.headers.append(("allow", ALLOW))
         response.headers.append(("content-type", "application/sdp"))
@@ -458,6 +462,12 @@ class UserAgentServer:
 
 def _hostport(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _via_transport(via: str) -> str:
+    """``SIP/2.0/TCP host;…`` → ``TCP``; UDP unless it says TCP."""
+    protocol = via.split(None, 1)[0].upper() if via.strip() else ""
+    return "TCP" if protocol.endswith("/TCP") else "UDP"
 
 
 def _last(table: OrderedDict[str, float]) -> float:

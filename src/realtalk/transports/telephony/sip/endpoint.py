@@ -1,4 +1,4 @@
-"""The SIP endpoint's I/O: one UDP socket for SIP, one per call for RTP, an asyncio task each.
+"""The SIP endpoint's I/O: UDP and TCP for SIP on one port, one UDP port per call for RTP.
 
 :class:`SipServer` feeds datagrams to the sans-I/O :class:`~.dialog.UserAgentServer` and carries
 out what it returns; each answered call gets an :class:`RtpSession` (its own UDP port) and a
@@ -34,6 +34,7 @@ from .dialog import (
     UserAgentServer,
 )
 from .digest import DigestAuth
+from .message import SipParseError, StreamFramer
 from .rtp import DtmfReceiver, JitterBuffer, RtpSender, parse_rtp
 from .sdp import AudioOffer
 
@@ -42,6 +43,9 @@ __all__ = ["RtpSession", "SipCallTransport", "SipServer"]
 logger = logging.getLogger("realtalk.transport")
 
 MAX_PACKETS_PER_S = 200
+#: Concurrent SIP-over-TCP connections; a connection idle this long is closed.
+MAX_TCP_CONNECTIONS = 200
+TCP_IDLE_S = 300.0
 _TICK_S = 0.1
 _FRAME_S = 0.02
 _SILENCE = {"audio/pcmu": b"\xff" * 160, "audio/pcma": b"\xd5" * 160}
@@ -191,7 +195,8 @@ class _SipProtocol(asyncio.DatagramProtocol):
 class SipServer:
     """Args:
     on_call: runs once per answered call with its :class:`SipCallTransport`.
-    host, port: where SIP listens (UDP); RTP ports are taken from the system on ``host``.
+    host, port: where SIP listens (UDP, and TCP on the same port when it is free); RTP ports
+        are taken from the system on ``host``.
     auth: ``(user, password)`` to require digest authentication on INVITE.
     media_host: the address put in SDP, if callers must reach RTP elsewhere than ``host``.
     max_calls: concurrent calls (486 Busy Here beyond).
@@ -216,6 +221,8 @@ class SipServer:
         self.calls: dict[str, SipCallTransport] = {}
         self.core: UserAgentServer
         self._transport: asyncio.DatagramTransport | None = None
+        self._tcp_server: asyncio.Server | None = None
+        self._tcp: dict[tuple[str, int], asyncio.StreamWriter] = {}
         self._sockets: dict[str, socket.socket] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._port = 0
@@ -223,6 +230,11 @@ class SipServer:
     @property
     def port(self) -> int:
         return self._port
+
+    @property
+    def tcp_connections(self) -> int:
+        """SIP-over-TCP connections open now."""
+        return len(self._tcp)
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -243,8 +255,19 @@ class SipServer:
             if self.host in ("0.0.0.0", "::", "") and not self.media_host
             else None,
         )
+        try:
+            self._tcp_server = await asyncio.start_server(
+                self._serve_tcp, self.host, self._port, limit=64 * 1024
+            )
+        except OSError as exc:  # the port is taken for TCP: UDP alone still works
+            logger.warning("SIP over TCP not available on port %d: %s", self._port, exc)
         self._spawn(self._ticks())
-        logger.info("SIP endpoint on udp %s:%d", self.host, self._port)
+        logger.info(
+            "SIP endpoint on %s:%d (UDP%s)",
+            self.host,
+            self._port,
+            " and TCP" if self._tcp_server else "",
+        )
 
     async def aclose(self) -> None:
         for transport in list(self.calls.values()):
@@ -257,13 +280,23 @@ class SipServer:
         self._sockets.clear()
         if self._transport is not None:
             self._transport.close()
+        if self._tcp_server is not None:
+            self._tcp_server.close()
+            for writer in list(self._tcp.values()):
+                writer.close()
+            with contextlib.suppress(Exception):
+                await self._tcp_server.wait_closed()
 
     # -- the core's actions ----------------------------------------------------------------------
 
     def apply(self, actions: list[Action]) -> None:
         for action in actions:
             if isinstance(action, Send):
-                if self._transport is not None and not self._transport.is_closing():
+                writer = self._tcp.get(action.address)
+                if writer is not None:
+                    if not writer.is_closing():
+                        writer.write(action.data)
+                elif self._transport is not None and not self._transport.is_closing():
                     self._transport.sendto(action.data, action.address)
             elif isinstance(action, CallStarted):
                 self._spawn(self._start_call(action.dialog))
@@ -337,6 +370,34 @@ class SipServer:
             if not transport.closed:
                 await transport.end_call("the call ended")
             self.calls.pop(dialog.call_id, None)
+
+    async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername")
+        if len(self._tcp) >= MAX_TCP_CONNECTIONS or not peer:
+            writer.close()
+            return
+        address = (str(peer[0]), int(peer[1]))
+        self._tcp[address] = writer
+        framer = StreamFramer()
+        try:
+            while True:
+                data = await asyncio.wait_for(reader.read(16 * 1024), TCP_IDLE_S)
+                if not data:
+                    return
+                try:
+                    messages = framer.feed(data)
+                except SipParseError as exc:
+                    logger.warning("SIP over TCP from %s:%d: %s; closing", *address, exc)
+                    return
+                for message in messages:
+                    self.apply(self.core.receive(message, address, time.monotonic()))
+        except (TimeoutError, ConnectionError):
+            return
+        except Exception:
+            logger.exception("SIP over TCP from %s:%d failed", *address)
+        finally:
+            self._tcp.pop(address, None)
+            writer.close()
 
     async def _ticks(self) -> None:
         while True:

@@ -12,7 +12,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-__all__ = ["MAX_MESSAGE_BYTES", "SipMessage", "SipParseError", "parse_message", "reason_phrase"]
+__all__ = [
+    "MAX_MESSAGE_BYTES",
+    "SipMessage",
+    "SipParseError",
+    "StreamFramer",
+    "parse_message",
+    "reason_phrase",
+]
 
 #: Largest datagram accepted (RFC 3261 §18.1.1 asks UDP messages to stay under the path MTU).
 MAX_MESSAGE_BYTES = 16 * 1024
@@ -269,3 +276,41 @@ def user_of(uri: str) -> str | None:
     """The user part of a SIP URI (``sip:+1555@host`` → ``+1555``)."""
     rest = uri.split(":", 1)[-1]
     return rest.split("@", 1)[0] if "@" in rest else None
+
+
+_CONTENT_LENGTH = re.compile(rb"^(?:content-length|l)[ \t]*:[ \t]*(\d+)[ \t]*$", re.I | re.M)
+
+
+class StreamFramer:
+    """Cuts a byte stream (SIP over TCP, RFC 3261 §18.3) into messages by Content-Length.
+
+    CRLF keep-alives between messages are skipped. A header block or body beyond
+    ``MAX_MESSAGE_BYTES`` is a :class:`SipParseError` (the connection is then closed).
+    """
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+
+    def feed(self, data: bytes) -> list[bytes]:
+        self._buffer += data
+        messages: list[bytes] = []
+        while True:
+            while self._buffer[:2] == b"\r\n":
+                del self._buffer[:2]
+            end = self._buffer.find(b"\r\n\r\n")
+            if end < 0:
+                if len(self._buffer) > MAX_MESSAGE_BYTES:
+                    raise SipParseError(f"header block larger than {MAX_MESSAGE_BYTES} bytes")
+                return messages
+            head = bytes(self._buffer[:end])
+            match = _CONTENT_LENGTH.search(head)
+            if match is None:
+                raise SipParseError("a message over TCP needs a Content-Length header")
+            length = int(match.group(1))
+            total = end + 4 + length
+            if total > MAX_MESSAGE_BYTES:
+                raise SipParseError(f"message larger than {MAX_MESSAGE_BYTES} bytes")
+            if len(self._buffer) < total:
+                return messages
+            messages.append(bytes(self._buffer[:total]))
+            del self._buffer[:total]
