@@ -86,7 +86,10 @@ async def until(predicate: Callable[[], bool], timeout: float = TIMEOUT_S) -> No
 
 
 @pytest.fixture
-async def phone(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Phone]:
+async def phone(
+    monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> AsyncIterator[Phone]:
+    wire = getattr(request, "param", "g711")  # "pcm16": a model at 24 kHz, converted at the edge
     RecordingConnection.made = []
     monkeypatch.setattr(app, "Connection", RecordingConnection)
     server = LocalServer(
@@ -96,11 +99,15 @@ async def phone(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Phone]:
     holder: list[Phone] = []
 
     async def entrypoint(ctx: JobContext) -> None:
-        config = OpenAIRealtimeConfig(
-            input_audio_format="g711_ulaw", output_audio_format="g711_ulaw"
-        )
+        if wire == "g711":
+            config = OpenAIRealtimeConfig(
+                input_audio_format="g711_ulaw", output_audio_format="g711_ulaw"
+            )
+        else:
+            config = OpenAIRealtimeConfig()
         model = OpenAIRealtime(model="gpt-realtime", base_url=server.base_url, config=config)
-        model.audio_output = AudioOutput(8000)  # phone rate: no resampling on the way out
+        if wire == "g711":
+            model.audio_output = AudioOutput(8000)  # phone rate: no resampling on the way out
         session = AgentSession(agent=PhoneAgent(), model=model)
         holder[0].sessions.append(session)
         holder[0].contexts.append(ctx)
@@ -135,6 +142,7 @@ def loudness(ulaw: bytes | bytearray) -> float:
     return float(np.sqrt(np.mean(pcm**2))) if pcm.size else 0.0
 
 
+@pytest.mark.parametrize("phone", ["g711", "pcm16"], indirect=True)
 async def test_a_spoken_question_gets_a_spoken_answer_and_dtmf_reaches_the_agent(
     phone: Phone, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

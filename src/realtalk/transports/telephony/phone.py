@@ -78,6 +78,7 @@ class PhoneTransport(Transport):
         if self.session is not None:
             raise RuntimeError("a phone transport serves one session")
         self.session = session
+        _describe_audio_path(session, self.call)
         self._prepare_output(session)
         self._spawn(self._send_agent_audio(session), "phone-out")
 
@@ -180,3 +181,21 @@ class PhoneTransport(Transport):
 
 
 Sender = Callable[[str], Any]
+
+
+def _describe_audio_path(session: AgentSession, call: CallInfo) -> None:
+    """Say once per call whether the audio is resampled, and how to avoid it."""
+    config = getattr(session.model, "config", None)
+    wire = getattr(config, "input_format", None)
+    wire_type = getattr(wire, "type", None)
+    out_rate = session.audio_output.sample_rate
+    if wire_type in ("audio/pcmu", "audio/pcma") and out_rate == PHONE_RATE:
+        logger.info("call %s: G.711 at 8 kHz end to end, nothing resampled", call.call_id)
+        return
+    logger.info(
+        "call %s: the model takes %s and the agent's voice plays at %d Hz: audio is resampled "
+        "(configure input/output_audio_format='g711_ulaw' and AudioOutput(8000) to avoid it)",
+        call.call_id,
+        wire_type or "its own format",
+        out_rate,
+    )

@@ -72,7 +72,8 @@ async def serve_phone(
         server = SipServer(on_call, host=host, port=port, **options)
         await server.start()
         print(
-            f"SIP endpoint: sip:agent@{server.host}:{server.port} (UDP and TCP; Ctrl+C to stop).",
+            f"SIP endpoint: sip:agent@{server.host}:{server.port} "
+            f"({'UDP and TCP' if server.tcp_enabled else 'UDP'}; Ctrl+C to stop).",
             file=sys.stdout,
             flush=True,
         )

@@ -232,6 +232,10 @@ class SipServer:
         return self._port
 
     @property
+    def tcp_enabled(self) -> bool:
+        return self._tcp_server is not None
+
+    @property
     def tcp_connections(self) -> int:
         """SIP-over-TCP connections open now."""
         return len(self._tcp)
