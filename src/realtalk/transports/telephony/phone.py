@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 from abc import abstractmethod
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +26,7 @@ from realtalk.media.resample import StreamResampler
 from realtalk.transports.base import Transport, agent_audio
 
 if TYPE_CHECKING:
+    from realtalk.media.playout import AudioOutput
     from realtalk.session import AgentSession
 
 __all__ = ["PHONE_RATE", "CallInfo", "PhoneTransport", "decode_g711", "encode_g711"]
@@ -62,6 +63,10 @@ def encode_g711(encoding: str, pcm: bytes) -> bytes:
 
 class PhoneTransport(Transport):
     """A call's media for one AgentSession; see the module docstring."""
+
+    #: Send silence while the agent is quiet (RTP: a PBX may hang up a call with no packets);
+    #: a media stream sends only speech, the provider fills the gaps.
+    continuous = False
 
     def __init__(self, call: CallInfo) -> None:
         self.call = call
@@ -155,7 +160,11 @@ class PhoneTransport(Transport):
         )
         pending = bytearray()
         frame_bytes = 2 * FRAME_SAMPLES
-        async for frame in agent_audio(output, realtime=True):
+        silence = encode_g711(self.call.encoding, bytes(frame_bytes))
+        async for frame in self._frames(output):
+            if frame is None:  # nothing to say: a continuous stream carries silence
+                await self._send_frame(silence, output.playout_mark())
+                continue
             if resampler is not None:
                 pending += resampler.push(frame).tobytes()
             else:
@@ -165,6 +174,17 @@ class PhoneTransport(Transport):
                 del pending[:frame_bytes]
                 self.stats["frames_out"] += 1
                 await self._send_frame(encode_g711(self.call.encoding, pcm), output.playout_mark())
+
+    async def _frames(self, output: AudioOutput) -> AsyncIterator[AudioFrame | None]:
+        """The agent's frames at playback speed; with ``continuous``, None for each silent one."""
+        if not self.continuous:
+            async for frame in agent_audio(output, realtime=True):
+                yield frame
+            return
+        silence = output.silence_frame
+        while True:
+            frame = await output.next_frame()
+            yield None if frame is silence else frame
 
     @abstractmethod
     async def _send_frame(self, payload: bytes, mark: int) -> None:

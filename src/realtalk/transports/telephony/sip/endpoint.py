@@ -166,6 +166,8 @@ class RtpSession(asyncio.DatagramProtocol):
 class SipCallTransport(PhoneTransport):
     """The media of one SIP call for one AgentSession."""
 
+    continuous = True  # RTP flows all call long: PBXs time out silent calls
+
     def __init__(self, call: CallInfo, rtp: RtpSession, hang_up: Callable[[], None]) -> None:
         super().__init__(call)
         self.rtp = rtp
