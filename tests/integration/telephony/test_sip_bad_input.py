@@ -45,6 +45,7 @@ async def endpoint() -> AsyncIterator[tuple[SipServer, list[SipCallTransport]]]:
 
     async def on_call(transport: SipCallTransport) -> None:
         calls.append(transport)  # no session: audio is counted and dropped
+        transport.answer()
         await transport.wait_ended()
 
     server = SipServer(on_call, host="127.0.0.1", port=0)

@@ -214,3 +214,26 @@ async def test_baresip_calls_over_tcp(sip: tuple[SipServer, Rig], tmp_path: Path
         assert session.close_reason == "the caller hung up"
     finally:
         await phone.stop()
+
+
+async def test_baresip_cancels_while_the_agent_is_starting(tmp_path: Path) -> None:
+    calls: list[SipCallTransport] = []
+
+    async def on_call(transport: SipCallTransport) -> None:
+        calls.append(transport)  # an agent that never gets ready: the call keeps ringing
+        await transport.wait_ended()
+
+    endpoint = SipServer(on_call, host="127.0.0.1", port=0)
+    await endpoint.start()
+    phone = Baresip(tmp_path / "baresip", question_wav(tmp_path))
+    await phone.start()
+    try:
+        await phone.command("dial", f"sip:agent@127.0.0.1:{endpoint.port}")
+        await until(lambda: bool(calls) and "180 Ringing" in phone.output())
+        await phone.command("hangup")  # before the answer: a CANCEL
+        await asyncio.wait_for(calls[0].wait_ended(), TIMEOUT_S)  # CallEnded came from it
+        assert not calls[0].answered  # our CANCEL handling ended it (487: the unit tests)
+        assert not endpoint.core.dialogs
+    finally:
+        await phone.stop()
+        await endpoint.aclose()

@@ -67,6 +67,14 @@ def uas(**kwargs: object) -> UserAgentServer:
     )  # type: ignore[arg-type]
 
 
+def call(server: UserAgentServer, now: float = 0.0, **kwargs: object) -> tuple[list[bytes], str]:
+    """INVITE, then the agent is ready: (the 100, 180 and 200 sent, our tag)."""
+    actions = server.receive(request("INVITE", body=OFFER, **kwargs), CALLER, now=now)  # type: ignore[arg-type]
+    started = next(a for a in actions if isinstance(a, CallStarted))
+    answered = server.answer(started.dialog.call_id, now)
+    return sent(actions) + sent(answered), started.dialog.local_tag
+
+
 def sent(actions: list[object]) -> list[bytes]:
     return [a.data for a in actions if isinstance(a, Send)]
 
@@ -149,24 +157,47 @@ def test_offers_we_cannot_answer(sdp: str, reason: str) -> None:
 # -- the dialog machine ---------------------------------------------------------------------------
 
 
-def test_invite_is_answered_with_100_and_200_and_the_200_is_resent_until_the_ack() -> None:
+def test_invite_rings_until_the_agent_is_ready_and_the_200_is_resent_until_the_ack() -> None:
     server = uas()
     actions = server.receive(request("INVITE", body=OFFER), CALLER, now=0.0)
-    trying, ok = sent(actions)
-    assert status(trying) == 100 and status(ok) == 200
-    assert b"Content-Type: application/sdp" in ok and b"m=audio 30000 RTP/AVP 0 101" in ok
+    trying, ringing = sent(actions)
+    assert status(trying) == 100 and status(ringing) == 180
     [started] = [a for a in actions if isinstance(a, CallStarted)]
     assert started.dialog.from_user == "+15550001" and started.dialog.to_user == "agent"
-    assert sent(server.tick(0.6)) == [ok]  # T1 later: re-sent
-    assert sent(server.receive(request("INVITE", body=OFFER), CALLER, now=0.7)) == [ok]
     tag = started.dialog.local_tag
-    assert server.receive(request("ACK", to_tag=tag), CALLER, now=0.8) == []
-    assert sent(server.tick(5.0)) == []  # acknowledged: no more
+    assert f";tag={tag}".encode() in ringing
+    assert sent(server.receive(request("INVITE", body=OFFER), CALLER, now=0.2)) == [ringing]
+    [ok] = sent(server.answer("call-1", now=0.5))
+    assert status(ok) == 200 and f";tag={tag}".encode() in ok
+    assert b"Content-Type: application/sdp" in ok and b"m=audio 30000 RTP/AVP 0 101" in ok
+    assert sent(server.tick(1.1)) == [ok]  # T1 later: re-sent
+    assert sent(server.receive(request("INVITE", body=OFFER), CALLER, now=1.2)) == [ok]
+    assert server.receive(request("ACK", to_tag=tag), CALLER, now=1.3) == []
+    assert sent(server.tick(6.0)) == []  # acknowledged: no more
+
+
+def test_cancel_while_ringing_gets_200_and_the_invite_487() -> None:
+    server = uas()
+    server.receive(request("INVITE", body=OFFER), CALLER, now=0.0)
+    actions = server.receive(request("CANCEL"), CALLER, now=0.3)
+    assert [status(d) for d in sent(actions)] == [200, 487]
+    assert CallEnded("call-1", "the caller cancelled") in actions
+    assert server.answer("call-1", now=0.4) == []  # too late: nothing to answer
+
+
+def test_an_agent_that_is_never_ready_turns_the_call_down_with_480() -> None:
+    server = uas()
+    server.receive(request("INVITE", body=OFFER), CALLER, now=0.0)
+    actions = server.tick(31.0)
+    assert [status(d) for d in sent(actions)] == [480]
+    assert any(isinstance(a, CallEnded) for a in actions)
+    server.receive(request("INVITE", body=OFFER, call_id="call-2"), CALLER, now=40.0)
+    assert [status(d) for d in sent(server.hang_up("call-2", 41.0))] == [480]
 
 
 def test_no_ack_ends_the_call_with_a_bye() -> None:
     server = uas()
-    server.receive(request("INVITE", body=OFFER), CALLER, now=0.0)
+    call(server)
     actions = server.tick(40.0)
     assert any(isinstance(a, CallEnded) for a in actions)
     assert any(d.startswith(b"BYE sip:caller@127.0.0.1:5070 SIP/2.0") for d in sent(actions))
@@ -174,8 +205,7 @@ def test_no_ack_ends_the_call_with_a_bye() -> None:
 
 def test_bye_cancel_options_info_and_unknown_methods() -> None:
     server = uas()
-    actions = server.receive(request("INVITE", body=OFFER), CALLER, now=0.0)
-    tag = next(a for a in actions if isinstance(a, CallStarted)).dialog.local_tag
+    _, tag = call(server)
     server.receive(request("ACK", to_tag=tag), CALLER, now=0.1)
     info = (
         request("INFO", cseq=2, to_tag=tag, body="").replace(
@@ -200,8 +230,7 @@ def test_bye_cancel_options_info_and_unknown_methods() -> None:
 
 def test_reinvite_on_hold_is_answered_with_the_mirrored_direction() -> None:
     server = uas()
-    actions = server.receive(request("INVITE", body=OFFER), CALLER, now=0.0)
-    tag = next(a for a in actions if isinstance(a, CallStarted)).dialog.local_tag
+    _, tag = call(server)
     server.receive(request("ACK", to_tag=tag), CALLER, now=0.1)
     hold = OFFER.replace("a=sendrecv", "a=sendonly").replace("40000", "40010")
     actions = server.receive(request("INVITE", cseq=2, to_tag=tag, body=hold), CALLER, now=1.0)
@@ -266,7 +295,7 @@ def test_digest_auth_challenges_then_accepts_the_right_credentials() -> None:
     wrong = request("INVITE", body=OFFER, call_id="w", extra=authorization("guess"))
     assert status(sent(server.receive(wrong, CALLER, 0.1))[0]) == 401
     right = request("INVITE", body=OFFER, call_id="r", extra=authorization("s3cret"))
-    assert [status(d) for d in sent(server.receive(right, CALLER, 0.2))] == [100, 200]
+    assert [status(d) for d in sent(server.receive(right, CALLER, 0.2))] == [100, 180]
     assert "s3cret" not in repr(auth)
 
 
@@ -327,7 +356,7 @@ def test_on_a_wildcard_address_sdp_and_contact_name_the_address_that_reaches_the
         allocate_media=lambda _: next(ports),
         address_for=lambda ip: "192.0.2.10" if ip == "127.0.0.1" else "?",
     )
-    [_, ok] = sent(server.receive(request("INVITE", body=OFFER), CALLER, now=0.0))
+    [_, _, ok], _ = call(server)
     assert b"c=IN IP4 192.0.2.10\r\n" in ok and b"Contact: <sip:192.0.2.10:5060>" in ok
     assert b"0.0.0.0" not in ok
 

@@ -82,6 +82,8 @@ class PhoneTransport(Transport):
     async def attach(self, session: AgentSession) -> None:
         if self.session is not None:
             raise RuntimeError("a phone transport serves one session")
+        if self._closing:
+            raise ConnectionError(f"call {self.call.call_id} ended before the agent was ready")
         self.session = session
         _describe_audio_path(session, self.call)
         self._prepare_output(session)

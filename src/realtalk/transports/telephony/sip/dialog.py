@@ -2,14 +2,16 @@
 
 One :class:`UserAgentServer` answers every INVITE to its address, whatever the user part:
 
-- ``INVITE`` with an SDP offer: ``100 Trying``, then ``200 OK`` with our answer at once (the
-  agent is ready to talk as soon as the model connects; ringing would only add latency). The
-  200 is re-sent (T1 doubling to T2, RFC 3261 §13.3.1.4) until the ACK comes; no ACK within
-  64·T1 ends the call with a BYE. A retransmitted INVITE gets the same answer again.
+- ``INVITE`` with an SDP offer: ``100 Trying`` and ``180 Ringing`` at once, and
+  :class:`CallStarted`; the I/O layer starts the agent and calls :meth:`UserAgentServer.answer`
+  once its model is connected, so nothing the caller says after pick-up is lost: then
+  ``200 OK`` with our SDP answer, re-sent (T1 doubling to T2, RFC 3261 §13.3.1.4) until the ACK
+  comes; no ACK within 64·T1 ends the call with a BYE. Not ready within ``RING_TIMEOUT_S``:
+  ``480``. A retransmitted INVITE gets the same 180 or 200 again.
 - A re-INVITE in the dialog (hold, a new media address, a session refresh) is answered with our
   same address and codec, the direction mirrored; the media layer follows the new address.
-- ``BYE`` ends the call (``200``); ``CANCEL`` gets ``200`` (and ``487`` for an INVITE not yet
-  answered); ``OPTIONS`` ``200`` with what we allow; ``INFO`` with ``application/dtmf-relay``
+- ``BYE`` ends the call (``200``); ``CANCEL`` of a ringing INVITE gets ``200`` and the INVITE
+  ``487``; ``OPTIONS`` ``200`` with what we allow; ``INFO`` with ``application/dtmf-relay``
   is a key press; ``ACK`` stops the 200's retransmissions.
 - What we do not support gets a clear 4xx: no/unsupported SDP ``488`` (with a Warning), a
   ``Require`` we lack ``420``, other methods ``405`` with ``Allow``, a request in a dialog we
@@ -44,6 +46,8 @@ USER_AGENT = "realtalk"
 _MAX_REMEMBERED = 1000
 _REMEMBER_S = 32.0
 _INFO_DIGITS = frozenset("0123456789*#ABCD")
+#: How long an INVITE rings while the agent's session starts (then 480).
+RING_TIMEOUT_S = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +106,11 @@ class Dialog:
     session_id: int = field(default_factory=lambda: secrets.randbits(31))
     answer: bytes = b""  # the last 2xx to an INVITE, re-sent until ACKed
     acked: bool = True
+    #: Ringing until the agent is ready (:meth:`UserAgentServer.answer`): the INVITE waits.
+    early: bool = True
+    invite: SipMessage | None = None  # the INVITE being answered (early only)
+    provisional: bytes = b""  # the 180 Ringing, re-sent for a retransmitted INVITE
+    ring_deadline: float = 0.0
     next_retransmit: float = 0.0
     retransmit_interval: float = T1
     give_up_at: float = 0.0
@@ -191,6 +200,11 @@ class UserAgentServer:
         """Re-send unacknowledged 200s and BYEs; end calls whose ACK never came."""
         actions: list[Action] = []
         for dialog in list(self.dialogs.values()):
+            if dialog.early and now >= dialog.ring_deadline:
+                logger.warning("call %s: the agent was not ready in time", dialog.call_id)
+                actions.extend(self.reject(dialog.call_id, 480, now))
+                actions.append(CallEnded(dialog.call_id, "the agent was not ready in time"))
+                continue
             if dialog.acked or dialog.ended:
                 continue
             if now >= dialog.give_up_at:
@@ -218,8 +232,32 @@ class UserAgentServer:
             self._ended.popitem(last=False)
         return actions
 
+    def answer(self, call_id: str, now: float) -> list[Action]:
+        """The agent is ready: the ringing INVITE gets its 200 OK with our SDP answer."""
+        dialog = self.dialogs.get(call_id)
+        if dialog is None or not dialog.early or dialog.invite is None:
+            return []
+        dialog.early = False
+        invite, dialog.invite = dialog.invite, None
+        logger.info("call %s: answered", call_id)
+        return [self._answer(dialog, invite, dialog.remote_address, now)]
+
+    def reject(self, call_id: str, status: int, now: float) -> list[Action]:
+        """A final non-2xx answer to a ringing INVITE (the agent could not start)."""
+        dialog = self.dialogs.get(call_id)
+        if dialog is None or not dialog.early or dialog.invite is None:
+            return []
+        del self.dialogs[call_id]
+        self._forget(dialog, now)
+        self.release_media(call_id)
+        return [self._reply(dialog.invite, status, dialog.remote_address, tag=dialog.local_tag)]
+
     def hang_up(self, call_id: str, now: float) -> list[Action]:
-        """Our BYE for the call (the agent ended it); the dialog ends now."""
+        """Our BYE for the call (the agent ended it); the dialog ends now. A call still
+        ringing is turned down with ``480 Temporarily Unavailable`` instead."""
+        dialog = self.dialogs.get(call_id)
+        if dialog is not None and dialog.early:
+            return self.reject(call_id, 480, now)
         dialog = self.dialogs.pop(call_id, None)
         if dialog is None or dialog.ended:
             return []
@@ -230,7 +268,8 @@ class UserAgentServer:
         bye.headers = [
             (
                 "via",
-                f"SIP/2.0/UDP {_hostport(dialog.local_address, self.port)};branch={branch};rport",
+                f"SIP/2.0/{dialog.transport} {_hostport(dialog.local_address, self.port)}"
+                f";branch={branch};rport",
             ),
             ("max-forwards", "70"),
             ("from", dialog.local_to),
@@ -250,7 +289,8 @@ class UserAgentServer:
         to_tag = header_param(request.get("to") or "", "tag")
         dialog = self.dialogs.get(call_id)
         if dialog is not None and to_tag is None and request.cseq[0] == dialog.invite_cseq:
-            return [Send(dialog.answer, address)]  # a retransmitted INVITE: the same 200
+            # A retransmitted INVITE: the same answer (or, while ringing, the same 180).
+            return [Send(dialog.provisional if dialog.early else dialog.answer, address)]
         if to_tag is not None:
             if dialog is None or to_tag != dialog.local_tag:
                 return [self._reply(request, 481, address)]
@@ -299,11 +339,14 @@ class UserAgentServer:
             remote_cseq=request.cseq[0],
             parameters={k: v for k, v in request.headers if k.startswith("x-") and len(v) <= 1024},
         )
+        dialog.invite = request
+        dialog.ring_deadline = now + RING_TIMEOUT_S
         self.dialogs[call_id] = dialog
         trying = self._reply(request, 100, address)
-        answer = self._answer(dialog, request, address, now)
+        ringing = self._reply(request, 180, address, tag=local_tag)
+        dialog.provisional = ringing.data
         logger.info(
-            "call %s from %s to %s: answered (%s, RTP %s:%d)",
+            "call %s from %s to %s: ringing until the agent is ready (%s, RTP %s:%d)",
             call_id,
             dialog.remote_uri,
             dialog.local_uri,
@@ -311,7 +354,7 @@ class UserAgentServer:
             offer.address,
             offer.port,
         )
-        return [trying, answer, CallStarted(dialog)]
+        return [trying, ringing, CallStarted(dialog)]
 
     def _on_reinvite(
         self, dialog: Dialog, request: SipMessage, address: Address, now: float
@@ -322,7 +365,7 @@ class UserAgentServer:
                 return [Send(dialog.answer, address)]
             return [self._reply(request, 500, address, reason="Server Internal Error (old CSeq)")]
         dialog.remote_cseq = number
-        if not dialog.acked:
+        if dialog.early or not dialog.acked:
             return [self._reply(request, 491, address)]
         if request.body:
             try:
@@ -379,9 +422,20 @@ class UserAgentServer:
         return [self._reply(request, 200, address), CallEnded(dialog.call_id, "the caller hung up")]
 
     def _on_cancel(self, request: SipMessage, address: Address) -> list[Action]:
-        known = request.call_id in self.dialogs or request.call_id in self._ended
-        # Every INVITE is answered at once, so there is never a pending one to terminate
-        # with 487: the CANCEL arrives after the 200 and the caller follows with a BYE.
+        dialog = self.dialogs.get(request.call_id)
+        if dialog is not None and dialog.early and dialog.invite is not None:
+            # The caller gave up while it rang: 200 for the CANCEL, 487 for the INVITE.
+            invite = dialog.invite
+            del self.dialogs[request.call_id]
+            self._forget(dialog, None)
+            self.release_media(request.call_id)
+            return [
+                self._reply(request, 200, address),
+                self._reply(invite, 487, dialog.remote_address, tag=dialog.local_tag),
+                CallEnded(request.call_id, "the caller cancelled"),
+            ]
+        known = dialog is not None or request.call_id in self._ended
+        # After the 200 OK a CANCEL changes nothing (RFC 3261 §9.2): the caller sends a BYE.
         return [self._reply(request, 200 if known else 481, address)]
 
     def _on_info(self, request: SipMessage, address: Address) -> list[Action]:
@@ -448,9 +502,11 @@ class UserAgentServer:
         *,
         reason: str = "",
         extra: list[tuple[str, str]] | None = None,
+        tag: str | None = None,
     ) -> Send:
-        dialog = self.dialogs.get(request.call_id)
-        tag = dialog.local_tag if dialog is not None else secrets.token_hex(6)
+        if tag is None:
+            dialog = self.dialogs.get(request.call_id)
+            tag = dialog.local_tag if dialog is not None else secrets.token_hex(6)
         response = self._response(request, status, to_tag=None if status == 100 else tag)
         if reason:
             response.reason = reason

@@ -19,7 +19,7 @@ import logging
 import socket
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from realtalk.transports.telephony.phone import CallInfo, PhoneTransport
 
@@ -39,6 +39,9 @@ from .rtp import DtmfReceiver, JitterBuffer, RtpSender, parse_rtp
 from .sdp import AudioOffer
 
 __all__ = ["RtpSession", "SipCallTransport", "SipServer"]
+
+if TYPE_CHECKING:
+    from realtalk.session import AgentSession
 
 logger = logging.getLogger("realtalk.transport")
 
@@ -168,10 +171,28 @@ class SipCallTransport(PhoneTransport):
 
     continuous = True  # RTP flows all call long: PBXs time out silent calls
 
-    def __init__(self, call: CallInfo, rtp: RtpSession, hang_up: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        call: CallInfo,
+        rtp: RtpSession,
+        hang_up: Callable[[], None],
+        answer: Callable[[], None] = lambda: None,
+    ) -> None:
         super().__init__(call)
         self.rtp = rtp
         self._bye = hang_up
+        self._answer = answer
+        self.answered = False
+
+    async def attach(self, session: AgentSession) -> None:
+        await super().attach(session)
+        self.answer()  # the model is connected: pick up (the greeting follows)
+
+    def answer(self) -> None:
+        """Pick up the ringing call (200 OK); ``attach`` does it once the agent is ready."""
+        if not self.answered and not self.closed:
+            self.answered = True
+            self._answer()
 
     async def _send_frame(self, payload: bytes, mark: int) -> None:
         self.rtp.send(payload)
@@ -365,11 +386,16 @@ class SipServer:
             self.apply(self.core.hang_up(dialog.call_id, time.monotonic()))
             self.calls.pop(dialog.call_id, None)
 
-        transport = SipCallTransport(call, rtp, bye)
+        def answer() -> None:
+            self.apply(self.core.answer(dialog.call_id, time.monotonic()))
+
+        transport = SipCallTransport(call, rtp, bye, answer)
         holder.append(transport)
         self.calls[dialog.call_id] = transport
         try:
             await self.on_call(transport)
+        except ConnectionError as exc:  # the caller left while the agent was starting
+            logger.info("call %s: %s", dialog.call_id, exc)
         except Exception:
             logger.exception("call %s: the entrypoint failed", dialog.call_id)
         finally:
