@@ -55,9 +55,10 @@ async def _main(base_url: str, transport: str, talk: bool, max_seconds: float) -
 
     server: Any
     if transport == "twilio":
-        from realtalk.transports.telephony.server import MediaStreamServer
+        from realtalk.transports.telephony.server import MediaStreamServer, TwilioCredentials
 
-        server = MediaStreamServer(on_call, port=0, max_calls=10_000)
+        credentials = TwilioCredentials(from_env=False)  # never the real REST API
+        server = MediaStreamServer(on_call, port=0, max_calls=10_000, credentials=credentials)
     else:
         from realtalk.transports.telephony.sip.endpoint import SipServer
 

@@ -21,7 +21,7 @@ from realtalk.runner import JobContext
 from realtalk.server import LocalServer
 from realtalk.transports.telephony.phone import PhoneTransport
 from realtalk.transports.telephony.serve import run_call
-from realtalk.transports.telephony.server import MediaStreamServer
+from realtalk.transports.telephony.server import MediaStreamServer, TwilioCredentials
 from realtalk.transports.telephony.signature import twilio_signature
 from tests.conftest import make_engines
 from tests.integration.telephony.twilio_standin import TwilioCall
@@ -31,7 +31,8 @@ EXAMPLE = ROOT / "examples" / "phone_assistant.py"
 
 
 def start_cli(transport: str, *extra: str) -> tuple[subprocess.Popen[str], str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "OPENAI_BASE_URL")}
+    private = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "TWILIO_ACCOUNT_SID", "TWILIO_API_BASE")
+    env = {k: v for k, v in os.environ.items() if k not in private}
     env["PYTHONPATH"] = str(ROOT / "src") + os.pathsep + env.get("PYTHONPATH", "")
     process = subprocess.Popen(
         [
@@ -150,7 +151,8 @@ async def test_the_phone_example_greets_answers_a_key_and_hangs_up_on_zero(
 
             await run_call(entrypoint, make_context, transport)
 
-        async with MediaStreamServer(on_call, port=0) as media:
+        credentials = TwilioCredentials(from_env=False)
+        async with MediaStreamServer(on_call, port=0, credentials=credentials) as media:
             call = TwilioCall(media.base_url, sign=False)
             await call.webhook()
             await call.connect()

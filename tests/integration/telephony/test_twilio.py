@@ -92,6 +92,8 @@ async def phone(
     wire = getattr(request, "param", "g711")  # "pcm16": a model at 24 kHz, converted at the edge
     RecordingConnection.made = []
     monkeypatch.setattr(app, "Connection", RecordingConnection)
+    for name in ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_API_BASE"):
+        monkeypatch.delenv(name, raising=False)  # REST calls only where a test points them
     server = LocalServer(
         port=0, engines=make_engines(), partial_transcripts=False, speculative_transcripts=False
     )
@@ -99,14 +101,16 @@ async def phone(
     holder: list[Phone] = []
 
     async def entrypoint(ctx: JobContext) -> None:
-        if wire == "g711":
+        if wire == "slow-start":  # an agent whose model takes a second to connect
+            await asyncio.sleep(1.0)
+        if wire != "pcm16":
             config = OpenAIRealtimeConfig(
                 input_audio_format="g711_ulaw", output_audio_format="g711_ulaw"
             )
         else:
             config = OpenAIRealtimeConfig()
         model = OpenAIRealtime(model="gpt-realtime", base_url=server.base_url, config=config)
-        if wire == "g711":
+        if wire != "pcm16":
             model.audio_output = AudioOutput(8000)  # phone rate: no resampling on the way out
         session = AgentSession(agent=PhoneAgent(), model=model)
         holder[0].sessions.append(session)
@@ -119,7 +123,8 @@ async def phone(
     async def on_call(transport: Any) -> None:
         await run_call(entrypoint, make_context, transport)
 
-    media = MediaStreamServer(on_call, port=0, credentials=TwilioCredentials(auth_token=TOKEN))
+    credentials = TwilioCredentials(auth_token=TOKEN, from_env=False)
+    media = MediaStreamServer(on_call, port=0, credentials=credentials)
     await media.start()
     holder.append(Phone(server, media))
     try:
@@ -434,3 +439,29 @@ async def test_a_telnyx_stream_is_served_by_the_same_transport(
         await asyncio.wait_for(session.wait_closed(), TIMEOUT_S)
         reader.cancel()
         await ws.close()
+
+
+@pytest.mark.parametrize("phone", ["slow-start"], indirect=True)
+async def test_what_the_caller_says_while_the_agent_starts_is_heard(
+    phone: Phone, tmp_path: Path
+) -> None:
+    call = TwilioCall(phone.phone.base_url, auth_token=TOKEN)
+    await call.webhook()
+    await call.connect()
+    question = speech_ulaw("What is the weather like today?", tmp_path)
+    spoken_s = (len(question) - 8000) / 8000  # without the trailing second of silence
+    speaking = asyncio.ensure_future(call.say(question))  # the model is still connecting
+    await until(lambda: bool(phone.sessions))
+    session = phone.sessions[0]
+    transcripts: list[dict[str, Any]] = []
+    session.on("transcription", transcripts.append)
+    await speaking
+    await until(lambda: any(t["role"] == "user" and t["is_final"] for t in transcripts))
+    user = next(t["text"] for t in transcripts if t["role"] == "user" and t["is_final"])
+    heard_s = float(user.split()[1])  # the scripted transcriber says "(speech 1.6 s)"
+    print(f"spoken {spoken_s:.2f} s, heard {heard_s:.2f} s")
+    assert heard_s >= spoken_s - 0.3  # the start, said before the model connected, is there
+    transport = session.transport
+    assert isinstance(transport, MediaStreamTransport)
+    assert transport.stats["dropped_in"] == 0
+    await call.hang_up()

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 from abc import abstractmethod
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -36,6 +37,8 @@ logger = logging.getLogger("realtalk.transport")
 PHONE_RATE = 8000
 FRAME_MS = 20
 FRAME_SAMPLES = PHONE_RATE * FRAME_MS // 1000
+#: Caller audio kept while the agent's model connects (older audio is dropped and counted).
+EARLY_AUDIO_MS = 2000
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +79,7 @@ class PhoneTransport(Transport):
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closing = False
         self._ended = asyncio.Event()
+        self._early: deque[bytes] = deque(maxlen=EARLY_AUDIO_MS // FRAME_MS)
 
     # -- Transport -------------------------------------------------------------------------------
 
@@ -84,6 +88,10 @@ class PhoneTransport(Transport):
             raise RuntimeError("a phone transport serves one session")
         if self._closing:
             raise ConnectionError(f"call {self.call.call_id} ended before the agent was ready")
+        # What the caller said while the model connected goes first, in order; audio that
+        # arrives meanwhile joins the backlog, so nothing is reordered.
+        while self._early:
+            await self._push(session, self._early.popleft())
         self.session = session
         _describe_audio_path(session, self.call)
         self._prepare_output(session)
@@ -123,11 +131,20 @@ class PhoneTransport(Transport):
     # -- caller → agent --------------------------------------------------------------------------
 
     async def deliver_audio(self, payload: bytes) -> None:
-        """Caller audio in the call's G.711 encoding; dropped until the session is attached."""
-        session = self.session
-        if session is None or self._closing or not payload:
+        """Caller audio in the call's G.711 encoding. Until the session is attached the latest
+        ``EARLY_AUDIO_MS`` are kept (the caller may speak while the model connects)."""
+        if self._closing or not payload:
             self.stats["dropped_in"] += 1
             return
+        session = self.session
+        if session is None:
+            if len(self._early) == self._early.maxlen:
+                self.stats["dropped_in"] += 1
+            self._early.append(payload)
+            return
+        await self._push(session, payload)
+
+    async def _push(self, session: AgentSession, payload: bytes) -> None:
         self.stats["frames_in"] += 1
         pcm = decode_g711(self.call.encoding, payload)
         await session.push_audio(AudioFrame(pcm, PHONE_RATE, 1))

@@ -57,28 +57,32 @@ OnCall = Callable[[MediaStreamTransport], Awaitable[Any]]
 
 class TwilioCredentials:
     """Twilio account credentials: the auth token signs requests; with the account SID too,
-    :meth:`complete_call` ends calls through the REST API (``api_base`` for a stand-in)."""
+    :meth:`complete_call` ends calls through the REST API (``api_base`` for a stand-in).
+    Whatever is not given comes from ``TWILIO_AUTH_TOKEN``, ``TWILIO_ACCOUNT_SID`` and
+    ``TWILIO_API_BASE`` unless ``from_env=False``."""
 
     def __init__(
         self,
         auth_token: str | None = None,
         account_sid: str | None = None,
         api_base: str | None = None,
+        *,
+        from_env: bool = True,
     ) -> None:
-        self.auth_token = auth_token or os.environ.get("TWILIO_AUTH_TOKEN") or None
-        self.account_sid = account_sid or os.environ.get("TWILIO_ACCOUNT_SID") or None
-        self.api_base = (api_base or os.environ.get("TWILIO_API_BASE") or TWILIO_API_BASE).rstrip(
-            "/"
-        )
+        env = os.environ if from_env else {}
+        self.auth_token = auth_token or env.get("TWILIO_AUTH_TOKEN") or None
+        self.account_sid = account_sid or env.get("TWILIO_ACCOUNT_SID") or None
+        base = api_base or env.get("TWILIO_API_BASE") or TWILIO_API_BASE
+        self.api_base = base.rstrip("/")
 
     def __repr__(self) -> str:  # never print the token
         return f"TwilioCredentials(account_sid={self.account_sid!r}, api_base={self.api_base!r})"
 
     async def complete_call(self, call: CallInfo) -> None:
         """``POST /2010-04-01/Accounts/{sid}/Calls/{CallSid}.json`` with ``Status=completed``."""
-        account = call.account_id or self.account_sid
-        if not (self.auth_token and account and call.call_id):
-            return
+        if not (self.auth_token and self.account_sid and call.call_id):
+            return  # the auth token alone only checks signatures; REST needs the account too
+        account = call.account_id or self.account_sid  # the call's (sub)account, as Twilio said
         url = f"{self.api_base}/2010-04-01/Accounts/{account}/Calls/{call.call_id}.json"
         basic = base64.b64encode(f"{account}:{self.auth_token}".encode()).decode("ascii")
         headers = {"Authorization": f"Basic {basic}"}
