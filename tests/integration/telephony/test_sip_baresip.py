@@ -237,3 +237,31 @@ async def test_baresip_cancels_while_the_agent_is_starting(tmp_path: Path) -> No
     finally:
         await phone.stop()
         await endpoint.aclose()
+
+
+async def test_baresip_puts_the_call_on_hold_and_resumes_it(
+    sip: tuple[SipServer, Rig], tmp_path: Path
+) -> None:
+    endpoint, rig = sip
+    phone = Baresip(tmp_path / "baresip", question_wav(tmp_path))
+    await phone.start()
+    try:
+        await phone.command("dial", f"sip:agent@127.0.0.1:{endpoint.port}")
+        await until(lambda: bool(rig.sessions))
+        session = rig.sessions[0]
+        await session.wait_started()
+        rtp = rig.transports[0].rtp
+        await until(lambda: rtp.stats["received"] > 10)
+        await phone.command("hold")  # a re-INVITE with a=sendonly
+        await until(lambda: rtp.offer.direction in ("sendonly", "inactive"))
+        sent = rtp.stats["sent"]
+        await asyncio.sleep(0.5)
+        assert rtp.stats["sent"] == sent  # on hold: we send nothing
+        await phone.command("resume")  # a re-INVITE with a=sendrecv
+        await until(lambda: rtp.offer.direction == "sendrecv")
+        await until(lambda: rtp.stats["sent"] > sent)
+        assert not session.closed
+        await phone.command("hangup")
+        await asyncio.wait_for(session.wait_closed(), TIMEOUT_S)
+    finally:
+        await phone.stop()
