@@ -7,7 +7,9 @@ and any other model resamples once at its edge. The agent's voice is taken from 
 AudioOutput as 20 ms frames at playback speed, resampled to 8 kHz only when the output runs at
 another rate (an AudioOutput at 8 kHz, as the phone example sets up, needs none) and encoded.
 
-Subclasses send the encoded frames (a provider's WebSocket, RTP) and report hang-ups.
+Caller audio that arrives before the session is attached (the model still connecting) is kept,
+the latest ``EARLY_AUDIO_MS``, and pushed first once it is: what the caller says on pick-up is
+heard. Subclasses send the encoded frames (a provider's WebSocket, RTP) and report hang-ups.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import contextlib
 import logging
 from abc import abstractmethod
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -217,9 +219,6 @@ class PhoneTransport(Transport):
         task = asyncio.get_running_loop().create_task(coro, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-
-Sender = Callable[[str], Any]
 
 
 def _describe_audio_path(session: AgentSession, call: CallInfo) -> None:
