@@ -113,6 +113,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="twilio: REST API base URL (default https://api.twilio.com or $TWILIO_API_BASE)",
     )
     parser.add_argument(
+        "--stream-providers",
+        default="twilio",
+        help="twilio: whose media streams to serve, comma-separated: twilio, telnyx, plivo "
+        "(only Twilio's are signed; put the others behind your own authentication)",
+    )
+    parser.add_argument(
         "--sip-user",
         default=None,
         help="sip: require digest authentication as this user "
@@ -202,6 +208,9 @@ def _phone_options(args: argparse.Namespace) -> dict[str, Any]:
         from realtalk.transports.telephony.server import TwilioCredentials
 
         options["public_url"] = args.public_url
+        options["providers"] = tuple(
+            p.strip() for p in args.stream_providers.split(",") if p.strip()
+        )
         options["credentials"] = TwilioCredentials(
             args.twilio_auth_token, args.twilio_account_sid, args.twilio_api_base
         )

@@ -3,9 +3,10 @@
 - ``POST /twilio/voice``: Twilio's voice webhook. Answers TwiML that connects the call to our
   media WebSocket (``<Connect><Stream url="wss://…/twilio/media">``), passing the caller's
   From/To/CallSid as ``<Parameter>``s (Twilio's ``start`` message carries only the CallSid).
-- ``GET /twilio/media`` (and ``/telnyx/media``, ``/plivo/media``): the media WebSocket. Each
-  connection is one call: after the provider's ``start`` a :class:`MediaStreamTransport` is made
-  and ``on_call(transport)`` runs (the runner calls the agent's entrypoint there).
+- ``GET /twilio/media`` (and ``/telnyx/media``, ``/plivo/media`` when enabled): the media
+  WebSocket. Each connection is one call: after the provider's ``start`` a
+  :class:`MediaStreamTransport` is made and ``on_call(transport)`` runs (the runner calls the
+  agent's entrypoint there).
 
 With an auth token, both Twilio endpoints check ``X-Twilio-Signature`` against the *public* URL
 (``public_url``, for a tunnel or a load balancer) and answer 403 when it is missing or wrong.
@@ -104,6 +105,9 @@ class MediaStreamServer:
         stream URL and the signature check use it. Default: what the request says.
     credentials: Twilio credentials (auth token: signatures; + account SID: REST hang-up).
     max_calls: concurrent calls; more are refused.
+    providers: whose media streams to serve (``/twilio/media``, ``/telnyx/media``,
+        ``/plivo/media``). Only Twilio's are authenticated (signatures): serve the others only
+        behind your own authentication (a proxy, a secret path prefix).
     """
 
     def __init__(
@@ -115,7 +119,12 @@ class MediaStreamServer:
         public_url: str | None = None,
         credentials: TwilioCredentials | None = None,
         max_calls: int = 100,
+        providers: tuple[str, ...] = ("twilio",),
     ) -> None:
+        unknown = [p for p in providers if p not in SERIALIZERS]
+        if unknown:
+            raise ValueError(f"unknown providers {unknown} (choose from {', '.join(SERIALIZERS)})")
+        self.providers = providers
         self.on_call = on_call
         self.host = host
         self.requested_port = port
@@ -134,7 +143,7 @@ class MediaStreamServer:
     async def start(self) -> None:
         app = web.Application(client_max_size=64 * 1024)
         app.router.add_post("/twilio/voice", self._voice)
-        for provider in SERIALIZERS:
+        for provider in self.providers:
             app.router.add_get(f"/{provider}/media", self._media)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
