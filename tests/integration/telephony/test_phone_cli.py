@@ -139,16 +139,11 @@ async def test_the_phone_example_greets_answers_a_key_and_hangs_up_on_zero(
         def make_context(transport: PhoneTransport) -> JobContext:
             return JobContext(transport=transport, call=transport.call)
 
+        async def entrypoint(ctx: JobContext) -> None:
+            await example.entrypoint(ctx)
+            sessions.append(ctx.transport.session)
+
         async def on_call(transport: Any) -> None:
-            task = asyncio.current_task()
-            assert task is not None
-            transport_sessions = sessions
-            original = example.entrypoint
-
-            async def entrypoint(ctx: JobContext) -> None:
-                await original(ctx)
-                transport_sessions.append(ctx.transport.session)
-
             await run_call(entrypoint, make_context, transport)
 
         credentials = TwilioCredentials(from_env=False)
