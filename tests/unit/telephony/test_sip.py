@@ -374,3 +374,24 @@ def test_the_tcp_framer_cuts_messages_by_content_length() -> None:
         StreamFramer().feed(b"OPTIONS sip:a@b SIP/2.0\r\nVia: x\r\n\r\n")
     with pytest.raises(SipParseError, match="larger"):
         StreamFramer().feed(b"x" * 20000)
+
+
+def test_record_route_is_copied_and_our_bye_follows_the_route_set() -> None:
+    server = uas()
+    proxies = "Record-Route: <sip:p1.example.com;lr>, <sip:p2.example.com;lr>\r\n"
+    (_, ringing, ok), tag = call(server, extra=proxies)
+    for response in (ringing, ok):
+        assert (
+            b"Record-Route: <sip:p1.example.com;lr>\r\nRecord-Route: <sip:p2.example.com;lr>"
+            in response
+        )
+    server.receive(request("ACK", to_tag=tag), CALLER, now=0.1)
+    [bye] = sent(server.hang_up("call-1", now=1.0))
+    assert b"Route: <sip:p1.example.com;lr>\r\nRoute: <sip:p2.example.com;lr>\r\n" in bye
+    assert bye.startswith(b"BYE sip:caller@127.0.0.1:5070 SIP/2.0")
+
+
+def test_max_forwards_zero_is_too_many_hops() -> None:
+    looped = request("INVITE", body=OFFER).replace(b"Max-Forwards: 70", b"Max-Forwards: 0")
+    [reply] = sent(uas().receive(looped, CALLER, 0.0))
+    assert status(reply) == 483

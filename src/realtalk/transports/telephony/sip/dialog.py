@@ -101,6 +101,8 @@ class Dialog:
     invite_cseq: int
     remote_cseq: int
     parameters: dict[str, str] = field(default_factory=dict)
+    #: The proxies that asked to stay on the path (Record-Route, §12.1.1): our BYE's Route.
+    route_set: list[str] = field(default_factory=list)
     local_cseq: int = 1
     sdp_version: int = 1
     session_id: int = field(default_factory=lambda: secrets.randbits(31))
@@ -182,6 +184,8 @@ class UserAgentServer:
         if not message.is_request:
             return self._on_response(message)
         method = message.method
+        if (message.get("max-forwards") or "").strip() == "0" and method not in ("ACK", "OPTIONS"):
+            return [self._reply(message, 483, address)]
         if method == "INVITE":
             return self._on_invite(message, address, now)
         if method == "ACK":
@@ -272,6 +276,7 @@ class UserAgentServer:
                 f";branch={branch};rport",
             ),
             ("max-forwards", "70"),
+            *(("route", route) for route in dialog.route_set),
             ("from", dialog.local_to),
             ("to", dialog.remote_from),
             ("call-id", dialog.call_id),
@@ -335,6 +340,7 @@ class UserAgentServer:
             media_port=media_port,
             local_address=self.address_for(address[0]) if self.address_for else self.media_host,
             transport=_via_transport(request.get("via") or ""),
+            route_set=request.get_all("record-route"),
             invite_cseq=request.cseq[0],
             remote_cseq=request.cseq[0],
             parameters={k: v for k, v in request.headers if k.startswith("x-") and len(v) <= 1024},
@@ -491,6 +497,9 @@ class UserAgentServer:
         response.headers.append(("to", to_value))
         response.headers.append(("call-id", request.call_id))
         response.headers.append(("cseq", request.get("cseq") or ""))
+        if request.method == "INVITE" and 100 < status < 300:
+            # A UAS copies Record-Route into responses that make a dialog (§12.1.1).
+            response.headers.extend(("record-route", v) for v in request.get_all("record-route"))
         response.headers.append(("server", USER_AGENT))
         return response
 

@@ -48,6 +48,7 @@ _CANONICAL = {
     "content-length": "Content-Length",
     "content-type": "Content-Type",
     "record-route": "Record-Route",
+    "route": "Route",
     "www-authenticate": "WWW-Authenticate",
     "max-forwards": "Max-Forwards",
 }
@@ -64,6 +65,7 @@ _PHRASES = {
     415: "Unsupported Media Type",
     420: "Bad Extension",
     481: "Call/Transaction Does Not Exist",
+    483: "Too Many Hops",
     486: "Busy Here",
     487: "Request Terminated",
     488: "Not Acceptable Here",
