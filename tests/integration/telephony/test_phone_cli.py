@@ -163,3 +163,24 @@ async def test_the_phone_example_greets_answers_a_key_and_hangs_up_on_zero(
             assert greeting_ms > 1000
             assert sessions[0].close_reason == "the receptionist hung up"
             await call.close()
+
+
+def test_phone_options_from_the_command_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    import argparse
+
+    from realtalk import runner
+
+    parser = argparse.ArgumentParser()
+    runner.add_arguments(parser)
+    monkeypatch.delenv("REALTALK_SIP_PASSWORD", raising=False)
+    args = parser.parse_args(["a.py", "--transport", "sip", "--sip-user", "alice"])
+    with pytest.raises(runner.RunnerError, match="REALTALK_SIP_PASSWORD"):
+        runner._phone_options(args)
+    monkeypatch.setenv("REALTALK_SIP_PASSWORD", "pw")
+    assert runner._phone_options(args) == {"auth": ("alice", "pw")}
+    twilio = ["a.py", "--transport", "twilio", "--stream-providers", "twilio, telnyx"]
+    args = parser.parse_args([*twilio, "--twilio-auth-token", "secret-token-123"])
+    options = runner._phone_options(args)
+    assert options["providers"] == ("twilio", "telnyx")
+    assert options["credentials"].auth_token == "secret-token-123"
+    assert "secret-token-123" not in repr(options["credentials"])  # never printed or logged
