@@ -35,6 +35,7 @@ FIGURES: dict[str, tuple[str, str]] = {
     "v2v": ("bench.bench_v2v", "voice-to-voice latency on the local server, real engines"),
     "ws": ("bench.bench_concurrency_ws", "concurrent sessions, WebSocket path"),
     "webrtc": ("bench.bench_concurrency_webrtc", "concurrent sessions, WebRTC path"),
+    "phone": ("bench.bench_phone", "Twilio/SIP CPU per call vs WebRTC, phone turn latency"),
     "scale": ("bench.bench_scale", "sessions per machine with workers; gateway dispatch"),
 }
 #: The figures that need no models and take seconds in --quick mode (the smoke test runs them).

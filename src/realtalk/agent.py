@@ -116,6 +116,10 @@ class Agent:
         """Called before the agent leaves its session (closed, or handed off). Override it to
         clean up; during a handoff, the new agent's instructions are not yet in effect."""
 
+    async def on_dtmf(self, digit: str) -> None:
+        """Called for each key the caller presses on a phone call (``0-9``, ``*``, ``#``,
+        ``A-D``). Override it to build a menu; the session also emits ``dtmf`` ``{"digit"}``."""
+
     async def update_instructions(self, instructions: str) -> None:
         """Replace the instructions; an attached session sends them to the model."""
         if not isinstance(instructions, str):
