@@ -55,9 +55,9 @@ class Judge:
     @classmethod
     def local(cls) -> Judge:
         """The local offline LLM (loads it once per process; a weak judge, but free)."""
-        from realtalk.server.engines.loader import _llama
+        from realtalk.server.engines.loader import local_llm
 
-        return cls(_llama())
+        return cls(local_llm())
 
     async def verdict(self, turn: TurnResult, intent: str) -> Verdict:
         """The judge's verdict on ``turn`` against ``intent``."""

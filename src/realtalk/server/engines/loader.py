@@ -28,7 +28,7 @@ from realtalk.server.engines.base import (
     Voice,
 )
 
-__all__ = ["LLM_CHOICES", "load_engines", "resolve_llm"]
+__all__ = ["LLM_CHOICES", "load_engines", "local_llm", "resolve_llm"]
 
 #: The local LLMs by name (`realtalk serve --llm`); any path to a .gguf file works too.
 LLM_CHOICES = ("qwen-0.5b", "qwen-1.5b", "smollm2")
@@ -123,6 +123,11 @@ def resolve_llm(llm: str | None) -> str:
     raise ValueError(
         f"unknown LLM {choice!r} (expected {', '.join(LLM_CHOICES)} or a path to a .gguf file)"
     )
+
+
+def local_llm(llm: str | None = None) -> LLM:
+    """The local LLM `llm` (see `resolve_llm`), loaded once per process."""
+    return _local_llm(resolve_llm(llm))
 
 
 def _llm_label(llm: str) -> str:
