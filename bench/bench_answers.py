@@ -44,7 +44,7 @@ from bench.common import Row, row
 
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
-MODELS = ("qwen-0.5b", "smollm2")
+MODELS = tuple(os.environ.get("BENCH_ANSWERS_MODELS", "qwen-0.5b,smollm2").split(","))
 TOOL_GOAL = 0.90
 ANSWER_GOAL = 0.80
 
@@ -382,7 +382,7 @@ def run(quick: bool = False) -> list[Row]:
         details = Path(os.environ.get("BENCH_ANSWERS_JSON", "bench-answers.jsonl"))
         details.write_text("")
         by_model = asyncio.run(_run_all(wavs, details))
-    ours, base = by_model[MODELS[0]], by_model[MODELS[1]]
+    ours, base = by_model[MODELS[0]], by_model[MODELS[-1]]
     n = len(ours)
     note = f"{n // len(voices)} questions x {len(voices)} voices ({', '.join(voices)}) = {n} turns"
     rows = [

@@ -46,6 +46,7 @@ from realtalk.server.engines.toolcalls import strict_schema
 
 __all__ = [
     "DEFAULT_SYSTEM_PROMPT",
+    "QWEN_SYSTEM_PROMPT",
     "SENTENCE_END",
     "TOOL_RESULT_PROMPT",
     "TOOL_USE_PROMPT",
@@ -60,6 +61,8 @@ DEFAULT_SYSTEM_PROMPT = (
     "You are a friendly voice assistant. Answer in one or two short spoken sentences. "
     "No lists, no markdown."
 )
+#: Qwen2.5's own default system line, which its tool-use training saw.
+QWEN_SYSTEM_PROMPT = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
 #: Added for models that choose tools (Qwen): a general rule, not about any question.
 TOOL_USE_PROMPT = (
     "When one of your tools can answer, call it instead of guessing; never invent a time, "

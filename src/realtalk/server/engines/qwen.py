@@ -36,7 +36,7 @@ from realtalk.server.engines.base import (
     LLMUsage,
     TextDelta,
 )
-from realtalk.server.engines.llama import DEFAULT_SYSTEM_PROMPT, SENTENCE_END, TOOL_USE_PROMPT
+from realtalk.server.engines.llama import QWEN_SYSTEM_PROMPT, SENTENCE_END
 from realtalk.server.engines.models import DEFAULT_MODEL, model_path
 from realtalk.server.engines.runtime import Completion, LlamaRuntime
 from realtalk.server.engines.threads import iterate_in_thread, run_in_thread
@@ -70,7 +70,7 @@ class QwenLLM(LLM):
         n_threads: int | None = None,
         max_reply_tokens: int = 80,
         max_sentences: int = 2,
-        system_prompt: str = DEFAULT_SYSTEM_PROMPT + " " + TOOL_USE_PROMPT,
+        system_prompt: str = QWEN_SYSTEM_PROMPT,
         temperature: float = 0.0,
     ) -> None:
         self.runtime = LlamaRuntime(path or model_path(model), n_ctx=n_ctx, n_threads=n_threads)
