@@ -49,7 +49,6 @@ __all__ = [
     "QWEN_SYSTEM_PROMPT",
     "SENTENCE_END",
     "TOOL_RESULT_PROMPT",
-    "TOOL_USE_PROMPT",
     "LlamaLLM",
     "chatml",
     "smollm2_model_path",
@@ -63,11 +62,6 @@ DEFAULT_SYSTEM_PROMPT = (
 )
 #: Qwen2.5's own default system line, which its tool-use training saw.
 QWEN_SYSTEM_PROMPT = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
-#: Added for models that choose tools (Qwen): a general rule, not about any question.
-TOOL_USE_PROMPT = (
-    "When one of your tools can answer, call it instead of guessing; never invent a time, "
-    "a date or the result of a calculation."
-)
 _MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 #: Follows the tool results in the prompt of the reply that answers with them.
 TOOL_RESULT_PROMPT = "Answer the question in one short sentence, using the context."
