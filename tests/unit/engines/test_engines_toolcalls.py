@@ -138,3 +138,21 @@ def test_argument_checks_cover_types_enums_and_closed_objects() -> None:
     assert check_arguments(schema, {"u": "k"}) is not None
     assert check_arguments(schema, {"x": 1}) == "arguments has an unknown key 'x'"
     assert check_arguments(schema, []) is not None
+
+
+def test_a_greeting_before_the_first_question_joins_the_system_turn() -> None:
+    messages = [
+        ChatMessage("system", "You do sums."),
+        ChatMessage("assistant", "Hi! Ask away."),
+        ChatMessage("user", "What is 17 times 3?"),
+    ]
+    prompt = render_prompt("Be brief.", messages, TOOLS)
+    assert prompt.startswith(
+        system_block(
+            "Be brief.\nYou do sums.\nYou have already said to the user: Hi! Ask away.", TOOLS
+        )
+    )
+    assert "<|im_start|>assistant\nHi!" not in prompt
+    assert prompt.endswith(
+        "<|im_start|>user\nWhat is 17 times 3?<|im_end|>\n<|im_start|>assistant\n"
+    )
