@@ -24,6 +24,14 @@ from tests.integration.server.test_server_say_session import Speaker
 
 pytestmark = pytest.mark.slow
 
+
+@pytest.fixture(autouse=True)
+def _router_driven_llm(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These flows were written for SmolLM2, whose keyword router picks the tool; Qwen 0.5B
+    (the default local LLM) chooses for itself and did not call the MCP time tool here."""
+    monkeypatch.setenv("REALTALK_LLM", "smollm2")
+
+
 TIMEOUT_S = 180.0
 BOOKING_LINE = "Booking desk here. Which day would you like?"
 
