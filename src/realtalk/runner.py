@@ -25,7 +25,7 @@ import os
 import re
 import signal
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -79,6 +79,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="webrtc: address to serve the page on")
     parser.add_argument("--port", type=int, default=8080, help="webrtc: port (0 picks a free one)")
     parser.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="webrtc: a name the page is reached by besides loopback ones (repeatable; e.g. the "
+        "host a reverse proxy forwards); requests naming other hosts are refused",
+    )
+    parser.add_argument(
         "--input",
         action="extend",
         nargs="+",
@@ -127,6 +135,7 @@ def main(args: argparse.Namespace) -> int:
                 engine=args.engine,
                 voice=args.voice,
                 report_to_stdout=args.transport == "files" and not args.output,
+                allowed_hosts=getattr(args, "allowed_host", ()),
             )
         )
     except (ConfigurationError, ValueError, RuntimeError, OSError) as exc:
@@ -207,13 +216,16 @@ async def run(
     engine: str = "local",
     voice: str | None = None,
     report_to_stdout: bool = False,
+    allowed_hosts: Iterable[str] = (),
 ) -> int:
     """Run ``entrypoint`` until its conversation ends (console, files) or until Ctrl+C."""
     stop = asyncio.Event()
     async with _model_endpoint(engine, voice) as base_url, _stop_on_signals(stop):
         api_key = os.environ.get("OPENAI_API_KEY") or None
         if transport == "webrtc":
-            return await _serve_webrtc(entrypoint, host, port, base_url, api_key, stop)
+            return await _serve_webrtc(
+                entrypoint, host, port, base_url, api_key, stop, allowed_hosts
+            )
         if make_transport is None:
             raise RunnerError(f"no transport for {transport!r}")
         ctx = JobContext(transport=make_transport(), base_url=base_url, api_key=api_key)
@@ -345,6 +357,7 @@ async def _serve_webrtc(
     base_url: str | None,
     api_key: str | None,
     stop: asyncio.Event,
+    allowed_hosts: Iterable[str] = (),
 ) -> int:
     """Serve the browser page; the entrypoint runs once per browser connection."""
     try:
@@ -368,7 +381,11 @@ async def _serve_webrtc(
     def on_ready(url: str) -> None:
         print(f"Open {url} in a browser to talk to the agent (Ctrl+C to stop).", flush=True)
 
-    server = asyncio.create_task(webrtc.serve(connection, host=host, port=port, on_ready=on_ready))
+    server = asyncio.create_task(
+        webrtc.serve(
+            connection, host=host, port=port, on_ready=on_ready, allowed_hosts=allowed_hosts
+        )
+    )
     stopped = asyncio.create_task(stop.wait())
     try:
         await asyncio.wait({server, stopped}, return_when=asyncio.FIRST_COMPLETED)

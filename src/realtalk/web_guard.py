@@ -40,6 +40,7 @@ __all__ = [
     "aiohttp_middleware",
     "host_name",
     "is_loopback_name",
+    "token_from_page",
 ]
 
 TOKEN_HEADER = "X-Realtalk-Token"
@@ -173,6 +174,16 @@ class PageTokens:
 
     def _mac(self, payload: str) -> str:
         return hmac.new(self._secret, payload.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def token_from_page(html: str) -> str:
+    """The page token in a served page (what the page's script reads; for other clients)."""
+    marker = '<meta name="realtalk-token" content="'
+    start = html.find(marker)
+    if start < 0:
+        return ""
+    start += len(marker)
+    return html[start : html.find('"', start)]
 
 
 Handler = Callable[[Any], Awaitable[Any]]

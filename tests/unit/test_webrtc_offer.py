@@ -14,7 +14,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from aiortc import RTCConfiguration, RTCPeerConnection
 
-from realtalk.transports.webrtc import WebRTCServer, WebRTCTransport, parse_offer
+from realtalk.transports.webrtc import SERVER_KEY, WebRTCServer, WebRTCTransport, parse_offer
 from realtalk.transports.webrtc_transport import MAX_TEXT_CHARS, _parse_message
 
 
@@ -54,9 +54,16 @@ async def client(server: WebRTCServer) -> Any:
         yield c
 
 
+def _page_headers(client: TestClient) -> dict[str, str]:
+    """What the page sends: JSON, its own origin, the token embedded in it."""
+    server = client.app[SERVER_KEY]
+    return server.offer_headers(str(client.make_url("/")))
+
+
 async def _post_offer(client: TestClient, body: Any) -> tuple[int, dict[str, Any]]:
     data = body if isinstance(body, str | bytes) else json.dumps(body)
-    resp = await client.post("/api/offer", data=data, headers={"Content-Type": "application/json"})
+    headers = _page_headers(client)
+    resp = await client.post("/api/offer", data=data, headers=headers)
     return resp.status, await resp.json()
 
 
@@ -96,7 +103,7 @@ async def test_offer_that_aiortc_cannot_parse_gets_400_and_leaves_nothing_open(
 
 async def test_oversized_offer_is_refused(client: TestClient) -> None:
     huge = json.dumps({"sdp": "v=0\r\n" + "a=x\r\n" * 100_000, "type": "offer"})
-    resp = await client.post("/api/offer", data=huge)
+    resp = await client.post("/api/offer", data=huge, headers=_page_headers(client))
     assert resp.status == 413
 
 

@@ -17,7 +17,11 @@ Exposing it beyond this machine, safely:
   (``https://`` or ``http://localhost``), so for another device put it behind a reverse proxy that
   terminates TLS (Caddy, nginx) and forwards ``/`` and ``/api/offer`` to this port.
 - Anyone who can load the page can talk to your agent and spend your API budget: add
-  authentication at that proxy; ``max_connections`` caps concurrent sessions.
+  authentication at that proxy; ``max_connections`` caps concurrent sessions, and one client
+  address holds at most ``max_connections_per_client`` of them. Name the proxy's host in
+  ``allowed_hosts``: requests naming any other host are refused (DNS rebinding).
+- No other web site can start a session: ``POST /api/offer`` takes only JSON from this server's
+  own page (``Origin``), with the token embedded in that page (:mod:`realtalk.web_guard`).
 - The media itself flows peer to peer (UDP) between the browser and this process, not through the
   proxy. On a LAN, host candidates suffice; across NAT pass ``ice_servers`` with a TURN server
   you run (``[{"urls": "turn:turn.example.com:3478", "username": ..., "credential": ...}]``) —
@@ -33,7 +37,8 @@ import json
 import logging
 import os
 import secrets
-from collections.abc import Awaitable, Callable, Mapping
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,8 +47,9 @@ from aiohttp import web
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 
 from realtalk.transports.webrtc_transport import WebRTCTransport
+from realtalk.web_guard import TOKEN_HEADER, OriginPolicy, PageTokens, aiohttp_middleware
 
-__all__ = ["WebRTCServer", "WebRTCTransport", "serve"]
+__all__ = ["SERVER_KEY", "WebRTCServer", "WebRTCTransport", "serve"]
 
 logger = logging.getLogger("realtalk.transport")
 
@@ -147,6 +153,8 @@ class WebRTCServer:
         *,
         ice_servers: list[dict[str, Any]] | None = None,
         max_connections: int = 32,
+        max_connections_per_client: int | None = None,
+        allowed_hosts: Iterable[str] = (),
         context_factory: Callable[[WebRTCTransport], Any] | None = None,
     ) -> None:
         if not callable(entrypoint):
@@ -159,6 +167,14 @@ class WebRTCServer:
         self.ice_servers = list(ice_servers or [])
         self._rtc_ice_servers = _ice_servers(self.ice_servers)  # validate now, not per offer
         self.max_connections = max_connections
+        #: One client address may hold at most this many slots (by default half of them).
+        self.max_connections_per_client = max_connections_per_client or max(1, max_connections // 2)
+        self.origin_policy = OriginPolicy.for_server(host, allowed_hosts)
+        self.tokens = PageTokens()
+        # Slots are taken before the first await of an offer and given back when it fails or
+        # its connection ends: concurrent offers cannot overshoot the cap.
+        self._slots_taken = 0
+        self._slots_by_client: Counter[str] = Counter()
         self.context_factory = context_factory or _default_context
         self.connections: dict[str, WebRTCTransport] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -170,7 +186,11 @@ class WebRTCServer:
 
     def build_app(self) -> web.Application:
         """The aiohttp application (exposed for aiohttp's test client)."""
-        app = web.Application(client_max_size=_MAX_BODY)
+        app = web.Application(
+            client_max_size=_MAX_BODY,
+            middlewares=[aiohttp_middleware(self.origin_policy, tokens=self.tokens)],
+        )
+        app[SERVER_KEY] = self
         app.router.add_get("/", self._index)
         app.router.add_get("/static/{name}", self._static)
         app.router.add_get("/api/config", self._config)
@@ -229,9 +249,18 @@ class WebRTCServer:
 
     # -- HTTP handlers ------------------------------------------------------------------------
 
+    def offer_headers(self, origin: str | None = None) -> dict[str, str]:
+        """The headers the page sends with an offer (for clients that are not the page)."""
+        return {
+            "Content-Type": "application/json",
+            "Origin": (origin or self.url).rstrip("/"),
+            TOKEN_HEADER: self.tokens.issue(),
+        }
+
     async def _index(self, request: web.Request) -> web.Response:
+        meta = f'<meta name="realtalk-token" content="{self.tokens.issue()}">\n</head>'
         return web.Response(
-            body=self._files["index.html"],
+            body=self._files["index.html"].replace(b"</head>", meta.encode(), 1),
             content_type="text/html",
             charset="utf-8",
             headers=_SECURITY_HEADERS,
@@ -256,22 +285,49 @@ class WebRTCServer:
         return web.json_response({"ok": True, "connections": len(self.connections)})
 
     async def _offer(self, request: web.Request) -> web.Response:
-        try:
-            body = await request.json(loads=_strict_loads)
-        except web.HTTPRequestEntityTooLarge:
-            return _bad_request(f"the offer is larger than {_MAX_BODY} bytes", status=413)
-        except (ValueError, UnicodeDecodeError) as exc:
-            return _bad_request(f"the body is not valid JSON: {exc}")
-        except RecursionError:  # json.loads on [[[[... deeper than the interpreter's stack
-            return _bad_request("the body is nested too deeply to be an offer")
-        try:
-            offer = parse_offer(body)
-        except OfferError as exc:
-            return _bad_request(str(exc))
-        if len(self.connections) >= self.max_connections:
+        client = request.remote or "unknown"
+        if self._slots_taken >= self.max_connections:
             return web.json_response(
                 {"error": f"too many connections (at most {self.max_connections})"}, status=503
             )
+        if self._slots_by_client[client] >= self.max_connections_per_client:
+            return web.json_response(
+                {
+                    "error": f"too many connections from {client} "
+                    f"(at most {self.max_connections_per_client})"
+                },
+                status=429,
+            )
+        self._slots_taken += 1  # no await since the check above
+        self._slots_by_client[client] += 1
+        registered = False
+        try:
+            response, registered = await self._answer(request, client)
+            return response
+        finally:
+            if not registered:
+                self._release(client)
+
+    def _release(self, client: str) -> None:
+        self._slots_taken -= 1
+        self._slots_by_client[client] -= 1
+        if self._slots_by_client[client] <= 0:
+            del self._slots_by_client[client]
+
+    async def _answer(self, request: web.Request, client: str) -> tuple[web.Response, bool]:
+        """Parse and answer an offer (its slot is taken); True once the connection holds it."""
+        try:
+            body = await request.json(loads=_strict_loads)
+        except web.HTTPRequestEntityTooLarge:
+            return _bad_request(f"the offer is larger than {_MAX_BODY} bytes", status=413), False
+        except (ValueError, UnicodeDecodeError) as exc:
+            return _bad_request(f"the body is not valid JSON: {exc}"), False
+        except RecursionError:  # json.loads on [[[[... deeper than the interpreter's stack
+            return _bad_request("the body is nested too deeply to be an offer"), False
+        try:
+            offer = parse_offer(body)
+        except OfferError as exc:
+            return _bad_request(str(exc)), False
         connection_id = f"c{next(self._ids)}-{secrets.token_hex(3)}"
         pc = RTCPeerConnection(RTCConfiguration(iceServers=self._rtc_ice_servers))
         transport = WebRTCTransport(pc, connection_id=connection_id)
@@ -282,19 +338,27 @@ class WebRTCServer:
         except Exception as exc:  # aiortc raises ValueError and friends for bad SDP
             await transport.aclose()
             logger.info("offer rejected: %s", exc)
-            return _bad_request(f"the offer could not be used: {exc or type(exc).__name__}")
-        self._register(transport)
+            reason = f"the offer could not be used: {exc or type(exc).__name__}"
+            return _bad_request(reason), False
+        self._register(transport, client)
         answer = pc.localDescription
-        return web.json_response(
+        response = web.json_response(
             {"sdp": answer.sdp, "type": answer.type, "connection_id": connection_id}
         )
+        return response, True
 
     # -- connections --------------------------------------------------------------------------
 
-    def _register(self, transport: WebRTCTransport) -> None:
+    def _register(self, transport: WebRTCTransport, client: str = "unknown") -> None:
+        """The connection now holds the slot its offer took; closing it gives the slot back."""
         cid = transport.connection_id
         self.connections[cid] = transport
-        transport.add_close_callback(lambda: self.connections.pop(cid, None))
+
+        def closed() -> None:
+            if self.connections.pop(cid, None) is not None:
+                self._release(client)
+
+        transport.add_close_callback(closed)
         pc = transport.pc
 
         @pc.on("connectionstatechange")
@@ -368,6 +432,10 @@ class WebRTCServer:
         task.add_done_callback(self._tasks.discard)
 
 
+#: The WebRTCServer an application belongs to (``request.app[SERVER_KEY]``).
+SERVER_KEY = web.AppKey("realtalk_webrtc_server", WebRTCServer)
+
+
 def _strict_loads(text: str) -> Any:
     return json.loads(text)
 
@@ -383,9 +451,12 @@ async def serve(
     port: int = 8080,
     on_ready: Callable[[str], None] | None = None,
     ice_servers: list[dict[str, Any]] | None = None,
+    allowed_hosts: Iterable[str] = (),
 ) -> None:
     """Serve the page and run ``entrypoint`` per browser connection until cancelled."""
-    server = WebRTCServer(entrypoint, host, port, ice_servers=ice_servers)
+    server = WebRTCServer(
+        entrypoint, host, port, ice_servers=ice_servers, allowed_hosts=allowed_hosts
+    )
     await server.start()
     try:
         if on_ready is not None:

@@ -375,6 +375,11 @@
     });
   }
 
+  function pageToken() {
+    const meta = document.querySelector('meta[name="realtalk-token"]');
+    return meta ? meta.content : "";
+  }
+
   async function fetchConfig() {
     try {
       const r = await fetch("api/config", { cache: "no-store" });
@@ -435,7 +440,8 @@
       await waitForIceGathering(pc);
       const resp = await fetch("api/offer", {
         method: "POST",
-        headers: { "Content-Type": "application/json" },
+        // The token the server put in this page: no other site's page can start a session.
+        headers: { "Content-Type": "application/json", "X-Realtalk-Token": pageToken() },
         body: JSON.stringify({ sdp: pc.localDescription.sdp, type: pc.localDescription.type }),
       });
       const answer = await resp.json().catch(() => ({}));
