@@ -188,6 +188,8 @@ def _strip(value: Any) -> Any:
             if v is not None or k in NULL_IS_A_VALUE
         }
     if isinstance(value, list):
+        if not any(isinstance(v, dict | list) for v in value):
+            return value  # nothing to strip: no copy
         return [_strip(v) for v in value]
     return value
 
