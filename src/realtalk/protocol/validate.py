@@ -59,7 +59,6 @@ NULL_IS_A_VALUE: Final = frozenset(
         "include",
         "idle_timeout_ms",
         "language",
-        "transcript",
         "metadata",
         "reasoning",
     }
