@@ -97,7 +97,7 @@ ITEMS: list[tuple[Any, dict[str, Any]]] = [
         {"type": "function_call_output", "call_id": "c1", "output": "{}", "id": "i3"},
     ),
 ]
-for item_type, item in ITEMS:
+for _item_type, item in ITEMS:
     BASES.append(
         (
             rt.ConversationItemCreateEventParam,
