@@ -34,6 +34,7 @@ FIGURES: dict[str, tuple[str, str]] = {
     "v2v": ("bench.bench_v2v", "voice-to-voice latency on the local server, real engines"),
     "ws": ("bench.bench_concurrency_ws", "concurrent sessions, WebSocket path"),
     "webrtc": ("bench.bench_concurrency_webrtc", "concurrent sessions, WebRTC path"),
+    "isolation": ("bench.bench_isolation", "one session's round trip while another attacks"),
 }
 #: The figures that need no models and take seconds in --quick mode (the smoke test runs them).
 CHEAP = ("uplink", "downlink")

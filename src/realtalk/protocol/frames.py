@@ -13,6 +13,7 @@ it runs in a worker thread the event loop gets the interpreter back between slic
 
 from __future__ import annotations
 
+import codecs
 import json
 import secrets
 from typing import Any, Final
@@ -47,7 +48,7 @@ def decode_frame(frame: str | bytes, *, max_values: int = MAX_FRAME_VALUES) -> A
     """The decoded event, or a :class:`ProtocolError` saying why the frame was refused."""
     if isinstance(frame, bytes | bytearray | memoryview):
         try:
-            text = bytes(frame).decode("utf-8")
+            text = _utf8(frame)
         except UnicodeDecodeError as exc:
             return ProtocolError("invalid_json", f"The event is not valid UTF-8: {exc}.")
     else:
@@ -69,6 +70,17 @@ def decode_frame(frame: str | bytes, *, max_values: int = MAX_FRAME_VALUES) -> A
     if lifted:
         event = _restore(event, lifted)
     return event
+
+
+def _utf8(data: bytes | bytearray | memoryview) -> str:
+    """Decode in slices (an incremental decoder keeps characters split between slices)."""
+    if len(data) <= _SLICE:
+        return bytes(data).decode("utf-8")
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    view = memoryview(data)
+    parts = [decoder.decode(view[i : i + _SLICE]) for i in range(0, len(view), _SLICE)]
+    parts.append(decoder.decode(b"", final=True))
+    return "".join(parts)
 
 
 def _lift_long_strings(text: str) -> tuple[str, dict[str, str]]:

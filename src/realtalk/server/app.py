@@ -33,6 +33,7 @@ from urllib.parse import parse_qs, urlsplit
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
 
 from realtalk.server.engines.base import Engines
@@ -215,7 +216,8 @@ class LocalServer:
             select_subprotocol=_select_subprotocol,
             compression=None,
             max_size=self.limits.max_frame_bytes,
-            max_queue=64,
+            # Frames read ahead per connection: at most 4 x max_frame_bytes held unprocessed.
+            max_queue=4,
             open_timeout=self.limits.handshake_timeout_s,
             close_timeout=5,
             create_connection=_guarded_connection(self.limits.max_queued_bytes),
@@ -321,9 +323,9 @@ class LocalServer:
         assert self.api_key is not None
         expected = self.api_key.encode()
         offered: list[str] = []
-        auth = headers.get("Authorization", "")
-        if auth[:7].lower() == "bearer ":
-            offered.append(auth[7:].strip())
+        for auth in headers.get_all("Authorization"):  # sent twice: try both, not a 500
+            if auth[:7].lower() == "bearer ":
+                offered.append(auth[7:].strip())
         offered.extend(headers.get_all("api-key"))
         for header in headers.get_all("Sec-WebSocket-Protocol"):
             for proto in header.split(","):
@@ -364,7 +366,9 @@ class LocalServer:
         idle = asyncio.create_task(self._close_when_idle(websocket, connection, activity))
         connection.open()
         try:
-            async for frame in websocket:
+            while True:
+                # Undecoded: the UTF-8 decoding of a 20 MB frame is done off the loop too.
+                frame = await websocket.recv(decode=False)
                 activity.last = asyncio.get_running_loop().time()
                 await connection.receive(frame)
         except ConnectionClosed:
@@ -499,10 +503,35 @@ async def _close_or_abort(websocket: ServerConnection, code: int, reason: str) -
         websocket.transport.abort()
 
 
+#: Pings and pongs a client may send: a burst, then this many a second.
+CONTROL_FRAMES_BURST = 50
+CONTROL_FRAMES_PER_S = 10.0
+
+
 def _guarded_connection(max_buffered: int) -> type[ServerConnection]:
     class GuardedConnection(ServerConnection):
         """Pongs and close frames are written without flow control: a client that floods pings
-        and never reads would grow the socket's write buffer without bound. Cut it off."""
+        and never reads would grow the socket's write buffer without bound, and a ping flood
+        costs the event loop a frame parse each. Cut both off."""
+
+        _control_tokens = float(CONTROL_FRAMES_BURST)
+        _control_at = 0.0
+
+        def process_event(self, event: Any) -> None:
+            if isinstance(event, Frame) and event.opcode in (Opcode.PING, Opcode.PONG):
+                now = self.loop.time()
+                self._control_tokens = min(
+                    float(CONTROL_FRAMES_BURST),
+                    self._control_tokens + (now - self._control_at) * CONTROL_FRAMES_PER_S,
+                )
+                self._control_at = now
+                self._control_tokens -= 1
+                if self._control_tokens < 0:
+                    if self.transport is not None and not self.transport.is_closing():
+                        logger.warning("closing a connection: a flood of pings or pongs")
+                        self.transport.abort()
+                    return
+            super().process_event(event)
 
         def data_received(self, data: bytes) -> None:
             super().data_received(data)

@@ -23,7 +23,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from realtalk.server import LocalServer
+from realtalk.server import LocalServer, app
 from realtalk.server.app import scrub_secrets
 from realtalk.server.limits import Limits
 from tests.conftest import make_engines
@@ -119,7 +119,13 @@ async def test_a_client_that_never_reads_is_closed_and_its_queue_let_go() -> Non
             assert json.loads(await ws.recv())["type"] == "session.created"
 
 
-async def test_a_ping_flood_whose_pongs_are_never_read_is_cut_off() -> None:
+@pytest.mark.parametrize("guard", ["rate", "write buffer"])
+async def test_a_ping_flood_whose_pongs_are_never_read_is_cut_off(
+    guard: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if guard == "write buffer":  # the rate limit off: the pongs owed must be bounded alone
+        monkeypatch.setattr(app, "CONTROL_FRAMES_BURST", 10**9)
+        monkeypatch.setattr(app, "CONTROL_FRAMES_PER_S", 1e9)
     async with scripted(limits=Limits(max_queued_bytes=256 * 1024)) as server:
         raw = await RawSocket.open(server.port)
         pings = RawSocket.frame(0x9, b"p" * 125) * 2000
@@ -292,6 +298,7 @@ async def test_no_malformed_key_header_reaches_any_log_line(
     text = "\n".join(handler.format(r) for r in caplog.records)
     assert caplog.records, "nothing was logged at DEBUG: the test would prove nothing"
     assert KEY not in text
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], text  # 401, not 500
 
 
 def test_scrubbing_covers_the_shapes_a_key_is_written_in() -> None:
