@@ -84,6 +84,8 @@ class Connection:
         self.limits = limits
         #: Audio decoded with the event (off the loop for large frames), by content index.
         self._decoded: dict[int, bytes] = {}
+        #: The event :meth:`receive` decoded and checked, for :meth:`handle` to take as it is.
+        self._ready: tuple[Any, _Prepared] | None = None
         self._send = send
         self._new_id = new_id or IdGenerator()
         self.session_max_seconds = session_max_seconds
@@ -121,26 +123,36 @@ class Connection:
         self._send(ev.session_created(self._eid(), copy.deepcopy(self.session)))
 
     async def receive(self, frame: str | bytes) -> None:
-        """One frame from the client: decode and check it, then handle it.
+        """One frame from the client: decode and check it, then :meth:`handle` it.
 
         A large frame is decoded, validated and its audio decoded in a worker thread, in
         slices, so the event loop (every other session) is not held while it is.
         """
         if len(frame) > self.limits.offload_frame_bytes:
-            prepared = await asyncio.to_thread(self._prepare_frame, frame)
+            event, prepared = await asyncio.to_thread(self._prepare_frame, frame)
         else:
-            prepared = self._prepare_frame(frame)
-        await self._dispatch(*prepared)
+            event, prepared = self._prepare_frame(frame)
+        if event is None:  # not even JSON: there is no event to handle
+            await self._dispatch(*prepared)
+            return
+        self._ready = (event, prepared)
+        await self.handle(event)
 
     async def handle(self, event: Any) -> None:
         """One decoded client event; every problem is answered with an ``error`` event."""
-        await self._dispatch(*self._prepare(event))
+        ready, self._ready = self._ready, None
+        if ready is not None and ready[0] is event:  # checked already, by receive
+            await self._dispatch(*ready[1])
+        else:
+            await self._dispatch(*self._prepare(event))
 
-    def _prepare_frame(self, frame: str | bytes) -> _Prepared:
+    def _prepare_frame(self, frame: str | bytes) -> tuple[Any, _Prepared]:
+        """The decoded event (None when the frame is not JSON) and what :meth:`_prepare` makes
+        of it."""
         event = decode_frame(frame, max_values=self.limits.max_frame_values)
         if isinstance(event, ProtocolError):
-            return None, event, None, {}
-        return self._prepare(event)
+            return None, (None, event, None, {})
+        return event, self._prepare(event)
 
     def _prepare(self, event: Any) -> _Prepared:
         """Validate, drop ``null`` optional fields, decode audio; no state is read or changed."""
@@ -290,6 +302,8 @@ class Connection:
         if full and self._draft is not None:
             # Server VAD heard one endless turn: end it at the limit, as if the speaker paused.
             self._speech_stopped(round(self.buffer.clock_ms))
+            if self._turns is not None:  # what follows is a new turn, heard afresh
+                self._turns.reset(self.buffer.clock_ms)
             full = len(self.buffer) + len(data) > limit
         if full:
             room = max(limit - len(self.buffer), 0)
