@@ -309,3 +309,12 @@ def test_scrubbing_covers_the_shapes_a_key_is_written_in() -> None:
         f"openai-insecure-api-key.{KEY}",
     ):
         assert KEY not in scrub_secrets(line), line
+
+
+async def test_a_handshake_that_never_finishes_is_dropped() -> None:
+    async with scripted(limits=Limits(handshake_timeout_s=1.0)) as server:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(b"GET /v1/realtime HTTP/1.1\r\n")  # and nothing more, ever
+        await writer.drain()
+        assert await asyncio.wait_for(reader.read(), 30) == b""  # closed by the server
+        writer.close()
