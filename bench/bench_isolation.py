@@ -2,8 +2,8 @@
 
 Setup: the local server (scripted engines, default limits) in its own process. A well-behaved
 client sends ``session.update`` and waits for ``session.updated``, again and again, 20 ms apart;
-its round trip is the figure (p50/p99). Meanwhile a second connection, from a thread with its
-own event loop, runs one attack at a time (the attacks of issue 11):
+its round trip is the figure (p50/p99). Meanwhile a second connection, from a process of its
+own process, runs one attack at a time (the attacks of issue 11):
 
 - ``no-read``: creates an item with 4 MiB of audio, then retrieves it 60 times and never reads.
 - ``pong flood``: 200,000 pings, never reading the pongs.
@@ -20,10 +20,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import multiprocessing
 import os
+import queue
 import socket
 import struct
-import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -82,61 +83,65 @@ async def _write_until_closed(writer: asyncio.StreamWriter, frames: list[bytes])
     return "all sent"
 
 
-async def _hold(writer: asyncio.StreamWriter, outcome: str, seconds: float) -> str:
-    """Keep the connection open (unread) a while, then report whether the server ended it."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline and not writer.transport.is_closing():
-        try:
-            writer.write(_frame(0x9, b"still there?"))
-            await asyncio.wait_for(writer.drain(), 1)
-        except (ConnectionError, TimeoutError):
-            return f"{outcome}; the server closed it"
-        await asyncio.sleep(0.25)
+async def _hold(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, outcome: str, seconds: float
+) -> str:
+    """After the attack: read at last, and report whether the server had ended the connection
+    (end of stream or a reset within ``seconds``)."""
+    try:
+        async with asyncio.timeout(seconds):
+            while await reader.read(1 << 20):
+                pass
+        result = "the server closed it"
+    except ConnectionError:
+        result = "the server closed it"
+    except TimeoutError:
+        result = "still open"
     writer.close()
-    return f"{outcome}; still open"
+    return f"{outcome}; {result}"
 
 
 async def attack_no_read(port: int, hold_s: float) -> str:
-    _, writer = await _raw(port)
+    reader, writer = await _raw(port)
     audio = base64.b64encode(bytes(4 * MiB)).decode()
     item = {"id": "item_big", "type": "message", "role": "user"}
     create = {"type": "conversation.item.create", "item": item}
     item["content"] = [{"type": "input_audio", "audio": audio}]
     retrieve = _text({"type": "conversation.item.retrieve", "item_id": "item_big"})
     outcome = await _write_until_closed(writer, [_text(create), *[retrieve] * 60])
-    return await _hold(writer, outcome, hold_s)
+    return await _hold(reader, writer, outcome, hold_s)
 
 
 async def attack_pong_flood(port: int, hold_s: float) -> str:
-    _, writer = await _raw(port)
+    reader, writer = await _raw(port)
     pings = _frame(0x9, b"p" * 125) * 2000
     outcome = await _write_until_closed(writer, [pings] * 100)
-    return await _hold(writer, outcome, hold_s)
+    return await _hold(reader, writer, outcome, hold_s)
 
 
 async def attack_values(port: int, hold_s: float) -> str:
-    _, writer = await _raw(port)
+    reader, writer = await _raw(port)
     zeros = ",".join(["0"] * 5_500_000)
     frame = _text(f'{{"type":"session.update","session":{{"type":"realtime","tools":[{zeros}]}}}}')
     outcome = await _write_until_closed(writer, [frame] * 3)
-    return await _hold(writer, outcome, hold_s)
+    return await _hold(reader, writer, outcome, hold_s)
 
 
 async def attack_big_appends(port: int, hold_s: float) -> str:
-    _, writer = await _raw(port)
+    reader, writer = await _raw(port)
     off = {"type": "session.update", "session": {"type": "realtime"}}
     off["session"]["audio"] = {"input": {"turn_detection": None}}
     audio = base64.b64encode(os.urandom(15 * MiB)).decode()
     append = _text({"type": "input_audio_buffer.append", "audio": audio})
     outcome = await _write_until_closed(writer, [_text(off), *[append] * 10])
-    return await _hold(writer, outcome, hold_s)
+    return await _hold(reader, writer, outcome, hold_s)
 
 
 async def attack_responses(port: int, hold_s: float) -> str:
-    _, writer = await _raw(port)
+    reader, writer = await _raw(port)
     create = _text({"type": "response.create", "response": {"conversation": "none"}})
     outcome = await _write_until_closed(writer, [create] * 1500)
-    return await _hold(writer, outcome, hold_s)
+    return await _hold(reader, writer, outcome, hold_s)
 
 
 ATTACKS: dict[str, Callable[[int, float], Awaitable[str]]] = {
@@ -148,17 +153,12 @@ ATTACKS: dict[str, Callable[[int, float], Awaitable[str]]] = {
 }
 
 
-class _AttackThread(threading.Thread):
-    def __init__(self, attack: Callable[[int, float], Awaitable[str]], port: int, hold_s: float):
-        super().__init__(daemon=True)
-        self.attack, self.port, self.hold_s = attack, port, hold_s
-        self.outcome = "not finished"
-
-    def run(self) -> None:
-        try:
-            self.outcome = asyncio.run(self.attack(self.port, self.hold_s))
-        except Exception as exc:  # a failed attack is a result too
-            self.outcome = f"attack failed: {type(exc).__name__}: {exc}"
+def _attack_main(name: str, port: int, hold_s: float, outcome: Any) -> None:
+    """In its own process: building the attack frames must not steal the probe's CPU loop."""
+    try:
+        outcome.put(asyncio.run(ATTACKS[name](port, hold_s)))
+    except Exception as exc:  # a failed attack is a result too
+        outcome.put(f"attack failed: {type(exc).__name__}: {exc}")
 
 
 async def _probe(url: str, seconds: float, pid: int) -> tuple[list[float], float]:
@@ -200,12 +200,18 @@ async def _measure(quick: bool) -> list[Row]:
                 f"server RSS {calm_peak:.0f} MB",
             )
         )
-        for name, attack in ATTACKS.items():
+        for name in ATTACKS:
             before = proc_rss_mb(server.pid)
-            thread = _AttackThread(attack, port, seconds)
-            thread.start()
+            context = multiprocessing.get_context("spawn")
+            outcomes = context.Queue()
+            attacker = context.Process(target=_attack_main, args=(name, port, seconds, outcomes))
+            attacker.start()
             rtts, peak = await _probe(ws_url, seconds, server.pid)
-            await asyncio.to_thread(thread.join, 120)
+            try:
+                outcome = await asyncio.to_thread(outcomes.get, True, 120)
+            except queue.Empty:
+                outcome = "did not finish"
+            await asyncio.to_thread(attacker.join, 30)
             await asyncio.sleep(1.0)
             after = proc_rss_mb(server.pid)
             p99 = _ms(rtts, 99)
@@ -219,7 +225,7 @@ async def _measure(quick: bool) -> list[Row]:
                     met=p99 <= max(3 * calm_p99, 50.0),
                     note=f"p50 {_ms(rtts, 50)} ms (no attack {_ms(calm, 50)}); server RSS "
                     f"{before:.0f} → peak {peak:.0f} → {after:.0f} MB 1 s after; attacker: "
-                    f"{thread.outcome}",
+                    f"{outcome}",
                 )
             )
     return rows
