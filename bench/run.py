@@ -35,6 +35,7 @@ FIGURES: dict[str, tuple[str, str]] = {
     "ws": ("bench.bench_concurrency_ws", "concurrent sessions, WebSocket path"),
     "webrtc": ("bench.bench_concurrency_webrtc", "concurrent sessions, WebRTC path"),
     "isolation": ("bench.bench_isolation", "one session's round trip while another attacks"),
+    "scale": ("bench.bench_scale", "sessions per machine with workers; gateway dispatch"),
 }
 #: The figures that need no models and take seconds in --quick mode (the smoke test runs them).
 CHEAP = ("uplink", "downlink")

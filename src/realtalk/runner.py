@@ -52,11 +52,17 @@ class JobContext:
         transport: the media for this conversation; pass it to ``session.start``.
         base_url: the local realtalk server's http base URL when the runner started one, else None.
         api_key: ``OPENAI_API_KEY`` as the runner found it (None when unset).
+        session_id: behind a gateway (``realtalk worker``), the id that names this conversation
+            across workers; None otherwise.
+        resumed: True when this conversation started on another worker and its history was
+            restored here (an agent may skip its greeting then).
     """
 
     transport: Transport
     base_url: str | None = None
     api_key: str | None = None
+    session_id: str | None = None
+    resumed: bool = False
 
 
 class RunnerError(ConfigurationError):
@@ -114,6 +120,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--voice", choices=("piper", "espeak"), default=None, help="voice of the local server"
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        nargs="?",
+        const=0,
+        default=None,
+        metavar="N",
+        help="webrtc: run N worker processes behind a gateway, with a local Redis (N defaults "
+        "to one per core); see docs/scaling.md",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -122,6 +138,8 @@ def main(args: argparse.Namespace) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if getattr(args, "workers", None) is not None:
+        return _run_workers(args)
     try:
         entrypoint = load_entrypoint(args.agent_file)
         transport_factory = _transport_factory(args)
@@ -141,6 +159,31 @@ def main(args: argparse.Namespace) -> int:
     except (ConfigurationError, ValueError, RuntimeError, OSError) as exc:
         print(f"realtalk run: {exc}", file=sys.stderr)
         return 1
+
+
+def _run_workers(args: argparse.Namespace) -> int:
+    """``--workers``: Redis, the workers and a gateway as child processes (realtalk.scale)."""
+    if args.transport != "webrtc":
+        print("realtalk run: --workers needs --transport webrtc", file=sys.stderr)
+        return 1
+    if args.workers < 0:
+        print("realtalk run: --workers must be 0 (one per core) or more", file=sys.stderr)
+        return 1
+    try:
+        load_entrypoint(args.agent_file)  # a bad file fails here, not in N children
+    except (ConfigurationError, ValueError, OSError) as exc:
+        print(f"realtalk run: {exc}", file=sys.stderr)
+        return 1
+    from realtalk.scale.local import run_local
+
+    return run_local(
+        args.agent_file,
+        workers=args.workers,
+        host=args.host,
+        port=args.port,
+        engine=args.engine,
+        voice=args.voice,
+    )
 
 
 def _transport_factory(args: argparse.Namespace) -> Callable[[], Transport] | None:

@@ -49,7 +49,14 @@ from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSession
 from realtalk.transports.webrtc_transport import WebRTCTransport
 from realtalk.web_guard import TOKEN_HEADER, OriginPolicy, PageTokens, aiohttp_middleware
 
-__all__ = ["SERVER_KEY", "WebRTCServer", "WebRTCTransport", "serve"]
+__all__ = [
+    "SERVER_KEY",
+    "OfferError",
+    "ServerFullError",
+    "WebRTCServer",
+    "WebRTCTransport",
+    "serve",
+]
 
 logger = logging.getLogger("realtalk.transport")
 
@@ -78,6 +85,14 @@ _SECURITY_HEADERS = {
 
 class OfferError(ValueError):
     """A malformed offer: the reason goes back to the browser with HTTP 400."""
+
+
+class _ClientShareError(RuntimeError):
+    """One client address already holds its share of the slots (HTTP 429)."""
+
+
+class ServerFullError(RuntimeError):
+    """Every connection slot is taken: HTTP 503."""
 
 
 @dataclass
@@ -286,27 +301,42 @@ class WebRTCServer:
 
     async def _offer(self, request: web.Request) -> web.Response:
         client = request.remote or "unknown"
-        if self._slots_taken >= self.max_connections:
-            return web.json_response(
-                {"error": f"too many connections (at most {self.max_connections})"}, status=503
-            )
-        if self._slots_by_client[client] >= self.max_connections_per_client:
-            return web.json_response(
-                {
-                    "error": f"too many connections from {client} "
-                    f"(at most {self.max_connections_per_client})"
-                },
-                status=429,
-            )
-        self._slots_taken += 1  # no await since the check above
-        self._slots_by_client[client] += 1
-        registered = False
         try:
-            response, registered = await self._answer(request, client)
-            return response
+            self._take_slot(client, share=True)
+        except _ClientShareError as exc:
+            return web.json_response({"error": str(exc)}, status=429)
+        except ServerFullError as exc:
+            return web.json_response({"error": str(exc)}, status=503)
+        answered = False
+        try:
+            try:
+                body = await request.json(loads=_strict_loads)
+            except web.HTTPRequestEntityTooLarge:
+                return _bad_request(f"the offer is larger than {_MAX_BODY} bytes", status=413)
+            except (ValueError, UnicodeDecodeError) as exc:
+                return _bad_request(f"the body is not valid JSON: {exc}")
+            except RecursionError:  # json.loads on [[[[... deeper than the interpreter's stack
+                return _bad_request("the body is nested too deeply to be an offer")
+            try:
+                answer = await self.accept_offer(body, _slot_of=client)
+            except OfferError as exc:
+                return _bad_request(str(exc))
+            answered = True
+            return web.json_response(answer)
         finally:
-            if not registered:
+            if not answered:
                 self._release(client)
+
+    def _take_slot(self, client: str, *, share: bool) -> None:
+        """Take a slot now, before any await: concurrent offers cannot overshoot the cap."""
+        if self._slots_taken >= self.max_connections:
+            raise ServerFullError(f"too many connections (at most {self.max_connections})")
+        if share and self._slots_by_client[client] >= self.max_connections_per_client:
+            raise _ClientShareError(
+                f"too many connections from {client} (at most {self.max_connections_per_client})"
+            )
+        self._slots_taken += 1
+        self._slots_by_client[client] += 1
 
     def _release(self, client: str) -> None:
         self._slots_taken -= 1
@@ -314,38 +344,49 @@ class WebRTCServer:
         if self._slots_by_client[client] <= 0:
             del self._slots_by_client[client]
 
-    async def _answer(self, request: web.Request, client: str) -> tuple[web.Response, bool]:
-        """Parse and answer an offer (its slot is taken); True once the connection holds it."""
+    async def accept_offer(
+        self, body: Any, *, connection_id: str | None = None, _slot_of: str | None = None
+    ) -> dict[str, Any]:
+        """Answer an offer (the JSON body of ``POST /api/offer``) and start its session.
+
+        Returns ``{"sdp", "type": "answer", "connection_id"}``. A process that receives offers
+        some other way (a worker behind a gateway) calls this directly; ``connection_id`` names
+        the connection (it must not be in use), else one is made. The connection holds one of
+        ``max_connections`` slots until it closes.
+
+        Raises:
+            OfferError: the offer is malformed or unusable (HTTP 400).
+            ServerFullError: ``max_connections`` are open (HTTP 503).
+        """
+        offer = parse_offer(body)
+        client = _slot_of
+        if client is None:  # a direct call: its slot is taken here (no per-client share)
+            client = "direct"
+            self._take_slot(client, share=False)
+        registered = False
         try:
-            body = await request.json(loads=_strict_loads)
-        except web.HTTPRequestEntityTooLarge:
-            return _bad_request(f"the offer is larger than {_MAX_BODY} bytes", status=413), False
-        except (ValueError, UnicodeDecodeError) as exc:
-            return _bad_request(f"the body is not valid JSON: {exc}"), False
-        except RecursionError:  # json.loads on [[[[... deeper than the interpreter's stack
-            return _bad_request("the body is nested too deeply to be an offer"), False
-        try:
-            offer = parse_offer(body)
-        except OfferError as exc:
-            return _bad_request(str(exc)), False
-        connection_id = f"c{next(self._ids)}-{secrets.token_hex(3)}"
-        pc = RTCPeerConnection(RTCConfiguration(iceServers=self._rtc_ice_servers))
-        transport = WebRTCTransport(pc, connection_id=connection_id)
-        try:
-            await pc.setRemoteDescription(offer)
-            pc.addTrack(transport.audio_track)
-            await pc.setLocalDescription(await pc.createAnswer())
-        except Exception as exc:  # aiortc raises ValueError and friends for bad SDP
-            await transport.aclose()
-            logger.info("offer rejected: %s", exc)
-            reason = f"the offer could not be used: {exc or type(exc).__name__}"
-            return _bad_request(reason), False
-        self._register(transport, client)
+            if connection_id is None:
+                connection_id = f"c{next(self._ids)}-{secrets.token_hex(3)}"
+            elif connection_id in self.connections:
+                raise OfferError(f"connection {connection_id!r} is already open")
+            pc = RTCPeerConnection(RTCConfiguration(iceServers=self._rtc_ice_servers))
+            transport = WebRTCTransport(pc, connection_id=connection_id)
+            try:
+                await pc.setRemoteDescription(offer)
+                pc.addTrack(transport.audio_track)
+                await pc.setLocalDescription(await pc.createAnswer())
+            except Exception as exc:  # aiortc raises ValueError and friends for bad SDP
+                await transport.aclose()
+                logger.info("offer rejected: %s", exc)
+                reason = f"the offer could not be used: {exc or type(exc).__name__}"
+                raise OfferError(reason) from exc
+            self._register(transport, client)
+            registered = True
+        finally:
+            if not registered and _slot_of is None:
+                self._release(client)
         answer = pc.localDescription
-        response = web.json_response(
-            {"sdp": answer.sdp, "type": answer.type, "connection_id": connection_id}
-        )
-        return response, True
+        return {"sdp": answer.sdp, "type": answer.type, "connection_id": connection_id}
 
     # -- connections --------------------------------------------------------------------------
 

@@ -549,6 +549,20 @@ class OpenAIRealtime(RealtimeBaseModel):
         self._create_item(events.user_text_item(message))
         self._enqueue_request("reply", {})
 
+    async def restore_conversation(self, items: list[dict[str, Any]]) -> None:
+        """Create ``items`` in the live session, in order, without asking for a reply.
+
+        For resuming a conversation that lived elsewhere (another process, a stored copy):
+        ``items`` are what ``conversation.replay_items()`` returned there — text, function calls
+        and their outputs, transcripts cut to what was heard. They enter this model's
+        conversation mirror as any created item does, so a later reconnect replays them too.
+        """
+        self._require_session()
+        for item in items:
+            if not isinstance(item, dict) or not isinstance(item.get("type"), str):
+                raise ValueError(f"a conversation item must be a dict with a 'type', got {item!r}")
+            self._create_item(dict(item))
+
     async def send_message(self, message: str, *, interruptible: bool = True) -> None:
         """Make the agent say ``message`` verbatim; it is recorded as the agent's words.
 

@@ -36,6 +36,7 @@ from realtalk.server.engines.sentences import split_sentences
 __all__ = ["EMPTY_INPUT_REPLY", "ScriptedLLM", "ScriptedTranscriber", "ToneVoice"]
 
 EMPTY_INPUT_REPLY = "I did not hear anything."
+_RECALL = re.compile(r"\bwhat did i say before\b", re.IGNORECASE)
 _CALL = re.compile(r"\bcall\s+([A-Za-z_][A-Za-z0-9_.-]*)")
 
 
@@ -49,7 +50,10 @@ class ScriptedLLM(LLM):
        need not be among `tools` (tests of unknown tools need that); `tool_choice="none"` disables
        the rule. `tool_choice="required"` or a named function forces a call (to the named or the
        first tool) even without the phrase.
-    3. Otherwise → "You said: <text>." (or `EMPTY_INPUT_REPLY` for empty text).
+    3. The last user message asks "what did I say before" → "Before that you said: <the previous
+       user message>." ("You said nothing before." when there is none): an answer only the
+       conversation so far can give (tests of resumed conversations use it).
+    4. Otherwise → "You said: <text>." (or `EMPTY_INPUT_REPLY` for empty text).
 
     `max_output_tokens` cuts the reply after that many words. Usage counts words: every message's
     words as input, the emitted words (or the call's name and arguments) as output. `word_delay_s`
@@ -90,6 +94,11 @@ class ScriptedLLM(LLM):
         if last is not None and last.role == "tool":
             return f"Tool {_tool_name(messages, last)} returned {last.content}."
         text = _last_user_text(messages).strip().rstrip(".!?…").strip()
+        if _RECALL.search(text):
+            earlier = [m.content for m in messages if m.role == "user"][:-1]
+            if not earlier:
+                return "You said nothing before."
+            return f"Before that you said: {earlier[-1].strip().rstrip('.!?…').strip()}."
         return f"You said: {text}." if text else EMPTY_INPUT_REPLY
 
     def _decide_call(
