@@ -14,7 +14,13 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from aiortc import RTCConfiguration, RTCPeerConnection
 
-from realtalk.transports.webrtc import SERVER_KEY, WebRTCServer, WebRTCTransport, parse_offer
+from realtalk.transports.webrtc import (
+    SERVER_KEY,
+    ServerFullError,
+    WebRTCServer,
+    WebRTCTransport,
+    parse_offer,
+)
 from realtalk.transports.webrtc_transport import MAX_TEXT_CHARS, _parse_message
 from realtalk.web_guard import TOKEN_HEADER, token_from_page
 
@@ -301,6 +307,25 @@ async def test_one_client_cannot_take_every_slot() -> None:
             ]
             assert statuses == [200, 200, 429]
             await server.close_connections()
+    finally:
+        for pc, _ in offers:
+            await pc.close()
+
+
+async def test_direct_offers_take_their_slot_before_any_await_too() -> None:
+    """A worker behind a gateway calls accept_offer directly: the same cap, reserved at once."""
+    server = WebRTCServer(_Recorder(), max_connections=2)
+    offers = [await _browser_like_offer() for _ in range(6)]
+    try:
+        results = await asyncio.gather(
+            *(server.accept_offer({"sdp": sdp, "type": "offer"}) for _, sdp in offers),
+            return_exceptions=True,
+        )
+        answered = [r for r in results if isinstance(r, dict)]
+        full = [r for r in results if isinstance(r, ServerFullError)]
+        assert len(answered) == 2 and len(full) == 4, results
+        await server.close_connections()
+        assert server._slots_taken == 0
     finally:
         for pc, _ in offers:
             await pc.close()
