@@ -32,6 +32,8 @@ _SLICE = 1024 * 1024
 
 
 def _count(text: str, char: str) -> int:
+    if len(text) <= _SLICE:
+        return text.count(char)
     return sum(text.count(char, i, i + _SLICE) for i in range(0, len(text), _SLICE))
 
 

@@ -84,7 +84,11 @@ def prepare_client_event(event: Any) -> tuple[dict[str, Any], None] | tuple[None
     problem = _check_envelope(event)
     if problem is not None:
         return None, problem
-    event = without_nulls(event)
+    too_deep, nulls = _scan(event, MAX_EVENT_DEPTH)
+    if too_deep is not None:
+        return None, invalid_value(too_deep, f"nested deeper than {MAX_EVENT_DEPTH} levels.")
+    if nulls:  # rare (LiveKit's plugin sends them): copy only then
+        event = without_nulls(event)
     problem = _check_fields(event)
     if problem is not None:
         return None, problem
@@ -112,9 +116,6 @@ def _check_envelope(event: Any) -> ProtocolError | None:
         problem = _id(MAX_ID_CHARS)("event_id", event_id)
         if problem is not None:
             return problem
-    too_deep = _deeper_than(event, MAX_EVENT_DEPTH)
-    if too_deep is not None:
-        return invalid_value(too_deep, f"nested deeper than {MAX_EVENT_DEPTH} levels.")
     return None
 
 
@@ -137,7 +138,13 @@ def _check_fields(event: dict[str, Any]) -> ProtocolError | None:
 
 
 def _deeper_than(value: Any, limit: int) -> str | None:
-    """The path of the first value nested deeper than ``limit`` levels, or None.
+    """The path of the first value nested deeper than ``limit`` levels, or None."""
+    return _scan(value, limit)[0]
+
+
+def _scan(value: Any, limit: int) -> tuple[str | None, bool]:
+    """The path of the first value nested deeper than ``limit`` levels (or None), and whether
+    any object holds a ``null``: one walk for both.
 
     Iterative on purpose: a recursive walk (or ``copy.deepcopy`` later on) of a frame nested
     a thousand levels deep would hit Python's recursion limit. Linear, and no string is built
@@ -146,16 +153,21 @@ def _deeper_than(value: Any, limit: int) -> str | None:
     """
     Link = tuple[Any, int, Any, Any]  # (node, depth, parent link, key in the parent)
     stack: list[Link] = [(value, 0, None, None)]
+    nulls = False
     while stack:
         link = stack.pop()
         node, depth = link[0], link[1]
-        children = node.items() if isinstance(node, dict) else enumerate(node)
+        if isinstance(node, dict):
+            children: Any = node.items()
+            nulls = nulls or None in node.values()
+        else:
+            children = enumerate(node)
         for key, child in children:
             if depth + 1 > limit:
-                return _path((child, depth + 1, link, key))
+                return _path((child, depth + 1, link, key)), nulls
             if isinstance(child, dict | list):
                 stack.append((child, depth + 1, link, key))
-    return None
+    return None, nulls
 
 
 def _path(link: Any) -> str:
