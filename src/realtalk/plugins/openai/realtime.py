@@ -217,6 +217,18 @@ class OpenAIRealtime(RealtimeBaseModel):
         if self._session is not None:
             await self.send_first_session_update()
 
+    # -- conversation history (a handoff's trimming) -------------------------------------------
+
+    def history(self) -> list[dict[str, Any]]:
+        """The acknowledged items of the server conversation, oldest first (copies)."""
+        items = (self._mirror.item(item_id) for item_id in list(self._mirror._order))
+        return [item for item in items if item is not None]
+
+    async def delete_items(self, item_ids: list[str]) -> None:
+        """``conversation.item.delete`` for each; the mirror follows the server's answers."""
+        for item_id in item_ids:
+            self._send(events.conversation_item_delete(item_id, event_id=self._ids("event")))
+
     # -- connection -----------------------------------------------------------------------------
 
     def process_base_url(self, url: str, model: str) -> str:
@@ -683,7 +695,10 @@ class OpenAIRealtime(RealtimeBaseModel):
 
     def _on_tool_result(self, call: ToolCall, result: ToolResult) -> None:
         item_id = self._create_item(events.function_call_output_item(call.call_id, result.output))
-        self._follow_up.output_sent(item_id)
+        if result.reply:
+            self._follow_up.output_sent(item_id)
+        else:  # a handoff: the session asks for the new agent's first reply itself
+            self._follow_up.covered()
         self._metrics.tool_called(call.name)
         self.emit(
             "function_call",
