@@ -39,6 +39,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from bench.common import Row, proc_cpu_s, proc_rss_mb, row
 from bench.ramp import Probe, Step, at, failed, passing, ramp
 from bench.serve import ServerProcess
+from realtalk.web_guard import TOKEN_HEADER, token_from_page
 
 LIMIT_MS = 10.0
 GOAL_PER_CORE = 30.0
@@ -154,7 +155,10 @@ class Peers:
 
         await pc.setLocalDescription(await pc.createOffer())
         offer = {"sdp": pc.localDescription.sdp, "type": "offer"}
-        async with self._http.post(self.url + "api/offer", json=offer) as response:
+        async with self._http.get(self.url) as page:  # the token the page carries
+            token = token_from_page(await page.text())
+        headers = {"Origin": self.url.rstrip("/"), TOKEN_HEADER: token}
+        async with self._http.post(self.url + "api/offer", json=offer, headers=headers) as response:
             answer = await response.json()
             if response.status != 200:
                 await pc.close()

@@ -38,6 +38,7 @@ FIGURES: dict[str, tuple[str, str]] = {
     "ws": ("bench.bench_concurrency_ws", "concurrent sessions, WebSocket path"),
     "webrtc": ("bench.bench_concurrency_webrtc", "concurrent sessions, WebRTC path"),
     "phone": ("bench.bench_phone", "Twilio/SIP CPU per call vs WebRTC, phone turn latency"),
+    "isolation": ("bench.bench_isolation", "one session's round trip while another attacks"),
     "scale": ("bench.bench_scale", "sessions per machine with workers; gateway dispatch"),
 }
 #: The figures that need no models and take seconds in --quick mode (the smoke test runs them).

@@ -111,7 +111,12 @@ async def _control(agents: _Agents, max_seconds: float) -> None:
 async def _main(base_url: str, max_seconds: float, bare: bool) -> None:
     agents = _Agents(base_url, bare=bare)
     server = WebRTCServer(
-        agents.entrypoint, "127.0.0.1", 0, max_connections=10_000, context_factory=lambda t: t
+        agents.entrypoint,
+        "127.0.0.1",
+        0,
+        max_connections=10_000,
+        max_connections_per_client=10_000,
+        context_factory=lambda t: t,
     )
     await server.start()
     print(f"READY {server.url}", flush=True)

@@ -25,6 +25,21 @@ from realtalk.server.engines.base import Engines
 from realtalk.server.engines.energy import EnergyVAD
 from realtalk.server.engines.scripted import ScriptedLLM, ScriptedTranscriber, ToneVoice
 
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Soak runs take tens of minutes: they run only when ``-m`` names them.
+
+    The ini's ``-m 'not soak'`` is replaced by any ``-m`` on the command line (``-m "not slow"``
+    would otherwise start a 20-minute soak in the quick development loop).
+    """
+    if "soak" in (config.option.markexpr or ""):
+        return  # the expression decides
+    kept = [item for item in items if item.get_closest_marker("soak") is None]
+    if len(kept) != len(items):
+        config.hook.pytest_deselected(items=[i for i in items if i not in kept])
+        items[:] = kept
+
+
 __all__ = ["make_engines", "make_speech_wav", "read_wav_pcm24k"]
 
 

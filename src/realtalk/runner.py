@@ -25,7 +25,7 @@ import os
 import re
 import signal
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -131,6 +131,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(password from $REALTALK_SIP_PASSWORD)",
     )
     parser.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="webrtc: a name the page is reached by besides loopback ones (repeatable; e.g. the "
+        "host a reverse proxy forwards); requests naming other hosts are refused",
+    )
+    parser.add_argument(
         "--input",
         action="extend",
         nargs="+",
@@ -194,6 +202,7 @@ def main(args: argparse.Namespace) -> int:
                 voice=args.voice,
                 report_to_stdout=args.transport == "files" and not args.output,
                 phone_options=_phone_options(args),
+                allowed_hosts=getattr(args, "allowed_host", ()),
             )
         )
     except (ConfigurationError, ValueError, RuntimeError, OSError) as exc:
@@ -320,13 +329,16 @@ async def run(
     voice: str | None = None,
     report_to_stdout: bool = False,
     phone_options: dict[str, Any] | None = None,
+    allowed_hosts: Iterable[str] = (),
 ) -> int:
     """Run ``entrypoint`` until its conversation ends (console, files) or until Ctrl+C."""
     stop = asyncio.Event()
     async with _model_endpoint(engine, voice) as base_url, _stop_on_signals(stop):
         api_key = os.environ.get("OPENAI_API_KEY") or None
         if transport == "webrtc":
-            return await _serve_webrtc(entrypoint, host, port, base_url, api_key, stop)
+            return await _serve_webrtc(
+                entrypoint, host, port, base_url, api_key, stop, allowed_hosts
+            )
         if transport in ("twilio", "sip"):
             from realtalk.transports.telephony.serve import serve_phone
 
@@ -470,6 +482,7 @@ async def _serve_webrtc(
     base_url: str | None,
     api_key: str | None,
     stop: asyncio.Event,
+    allowed_hosts: Iterable[str] = (),
 ) -> int:
     """Serve the browser page; the entrypoint runs once per browser connection."""
     try:
@@ -493,7 +506,11 @@ async def _serve_webrtc(
     def on_ready(url: str) -> None:
         print(f"Open {url} in a browser to talk to the agent (Ctrl+C to stop).", flush=True)
 
-    server = asyncio.create_task(webrtc.serve(connection, host=host, port=port, on_ready=on_ready))
+    server = asyncio.create_task(
+        webrtc.serve(
+            connection, host=host, port=port, on_ready=on_ready, allowed_hosts=allowed_hosts
+        )
+    )
     stopped = asyncio.create_task(stop.wait())
     try:
         await asyncio.wait({server, stopped}, return_when=asyncio.FIRST_COMPLETED)

@@ -61,7 +61,7 @@ class Web:
         async with self.http.post(
             f"{self.server.url}api/offer",
             data=body,
-            headers={"Content-Type": "application/json"},
+            headers=self.server.offer_headers(),
         ) as resp:
             text = await resp.text()
             try:

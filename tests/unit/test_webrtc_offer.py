@@ -14,8 +14,15 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from aiortc import RTCConfiguration, RTCPeerConnection
 
-from realtalk.transports.webrtc import WebRTCServer, WebRTCTransport, parse_offer
+from realtalk.transports.webrtc import (
+    SERVER_KEY,
+    ServerFullError,
+    WebRTCServer,
+    WebRTCTransport,
+    parse_offer,
+)
 from realtalk.transports.webrtc_transport import MAX_TEXT_CHARS, _parse_message
+from realtalk.web_guard import TOKEN_HEADER, token_from_page
 
 
 async def _browser_like_offer(*, audio: bool = True) -> tuple[RTCPeerConnection, str]:
@@ -54,9 +61,16 @@ async def client(server: WebRTCServer) -> Any:
         yield c
 
 
+def _page_headers(client: TestClient) -> dict[str, str]:
+    """What the page sends: JSON, its own origin, the token embedded in it."""
+    server = client.app[SERVER_KEY]
+    return server.offer_headers(str(client.make_url("/")))
+
+
 async def _post_offer(client: TestClient, body: Any) -> tuple[int, dict[str, Any]]:
     data = body if isinstance(body, str | bytes) else json.dumps(body)
-    resp = await client.post("/api/offer", data=data, headers={"Content-Type": "application/json"})
+    headers = _page_headers(client)
+    resp = await client.post("/api/offer", data=data, headers=headers)
     return resp.status, await resp.json()
 
 
@@ -96,7 +110,7 @@ async def test_offer_that_aiortc_cannot_parse_gets_400_and_leaves_nothing_open(
 
 async def test_oversized_offer_is_refused(client: TestClient) -> None:
     huge = json.dumps({"sdp": "v=0\r\n" + "a=x\r\n" * 100_000, "type": "offer"})
-    resp = await client.post("/api/offer", data=huge)
+    resp = await client.post("/api/offer", data=huge, headers=_page_headers(client))
     assert resp.status == 413
 
 
@@ -212,3 +226,106 @@ async def test_serve_reports_its_url_and_stops_when_cancelled() -> None:
     async with aiohttp.ClientSession() as http:
         with pytest.raises(aiohttp.ClientConnectionError):
             await http.get(url)
+
+
+# --- browser-origin safety and the slot cap (issue 11) --------------------------------------
+
+
+async def test_a_cross_site_simple_post_starts_nothing(
+    client: TestClient, server: WebRTCServer
+) -> None:
+    """What any web page can send without asking: text/plain, its own Origin, no token."""
+    pc, sdp = await _browser_like_offer()
+    body = json.dumps({"sdp": sdp, "type": "offer"})
+    attempts = [
+        {"Content-Type": "text/plain", "Origin": "https://evil.example"},
+        {"Content-Type": "application/json", "Origin": "https://evil.example"},
+        {**_page_headers(client), "Content-Type": "text/plain"},  # right page, not JSON
+        {**_page_headers(client), TOKEN_HEADER: ""},  # right page, no token
+        {**_page_headers(client), TOKEN_HEADER: server.tokens.issue() + "0"},  # forged
+        {k: v for k, v in _page_headers(client).items() if k != "Origin"},  # no origin
+    ]
+    try:
+        for headers in attempts:
+            resp = await client.post("/api/offer", data=body, headers=headers)
+            assert resp.status == 403, (headers, await resp.text())
+        recorder = server.entrypoint
+        assert isinstance(recorder, _Recorder) and recorder.contexts == []
+        assert server.connections == {} and server._slots_taken == 0
+    finally:
+        await pc.close()
+
+
+async def test_a_foreign_host_is_refused_even_for_the_page(client: TestClient) -> None:
+    """DNS rebinding: evil.example resolving to 127.0.0.1 sends its own name as Host."""
+    for path in ("/", "/api/config", "/api/health"):
+        resp = await client.get(path, headers={"Host": "evil.example:8080"})
+        assert resp.status == 403, path
+    resp = await client.get("/", headers={"Host": "localhost:8080"})
+    assert resp.status == 200
+
+
+async def test_the_page_carries_a_token_that_the_offer_endpoint_takes(
+    client: TestClient, server: WebRTCServer
+) -> None:
+    html = await (await client.get("/")).text()
+    token = token_from_page(html)
+    assert server.tokens.valid(token)
+    js = await (await client.get("/static/app.js")).text()
+    assert "realtalk-token" in js and TOKEN_HEADER in js
+
+
+async def test_concurrent_offers_never_exceed_the_cap() -> None:
+    """100 concurrent offers against a cap of 32 all got in: the cap was checked before the
+    awaits and the peer registered after them."""
+    recorder = _Recorder()
+    server = WebRTCServer(recorder, max_connections=3, max_connections_per_client=3)
+    offers = [await _browser_like_offer() for _ in range(10)]
+    try:
+        async with TestClient(TestServer(server.build_app())) as client:
+            results = await asyncio.gather(
+                *(_post_offer(client, {"sdp": sdp, "type": "offer"}) for _, sdp in offers)
+            )
+            statuses = sorted(status for status, _ in results)
+            assert statuses.count(200) == 3, statuses
+            assert set(statuses) == {200, 503}
+            assert len(server.connections) == 3
+            await server.close_connections()
+            assert server._slots_taken == 0
+    finally:
+        for pc, _ in offers:
+            await pc.close()
+
+
+async def test_one_client_cannot_take_every_slot() -> None:
+    server = WebRTCServer(_Recorder(), max_connections=4)  # 2 per client address
+    offers = [await _browser_like_offer() for _ in range(3)]
+    try:
+        async with TestClient(TestServer(server.build_app())) as client:
+            statuses = [
+                (await _post_offer(client, {"sdp": sdp, "type": "offer"}))[0] for _, sdp in offers
+            ]
+            assert statuses == [200, 200, 429]
+            await server.close_connections()
+    finally:
+        for pc, _ in offers:
+            await pc.close()
+
+
+async def test_direct_offers_take_their_slot_before_any_await_too() -> None:
+    """A worker behind a gateway calls accept_offer directly: the same cap, reserved at once."""
+    server = WebRTCServer(_Recorder(), max_connections=2)
+    offers = [await _browser_like_offer() for _ in range(6)]
+    try:
+        results = await asyncio.gather(
+            *(server.accept_offer({"sdp": sdp, "type": "offer"}) for _, sdp in offers),
+            return_exceptions=True,
+        )
+        answered = [r for r in results if isinstance(r, dict)]
+        full = [r for r in results if isinstance(r, ServerFullError)]
+        assert len(answered) == 2 and len(full) == 4, results
+        await server.close_connections()
+        assert server._slots_taken == 0
+    finally:
+        for pc, _ in offers:
+            await pc.close()

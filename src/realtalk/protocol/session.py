@@ -26,6 +26,11 @@ DEFAULT_INSTRUCTIONS = (
     "You are a helpful, friendly voice assistant. Keep your answers short and conversational."
 )
 
+#: Ours (OpenAI documents none): the ``instructions`` of a session or a response, in characters.
+MAX_INSTRUCTIONS_CHARS = 512 * 1024
+#: Ours, the number OpenAI's other APIs allow: the tools of a session or a response.
+MAX_TOOLS = 128
+
 VOICES = ("alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse", "marin", "cedar")
 
 
@@ -242,9 +247,25 @@ def _function_tool(param: str, value: Any) -> ProtocolError | None:
     return rule(param, value)
 
 
+def _instructions(param: str, value: Any) -> ProtocolError | None:
+    if not isinstance(value, str):
+        return invalid_type(param, "a string", value)
+    if len(value) > MAX_INSTRUCTIONS_CHARS:
+        return invalid_value(
+            param,
+            f"string too long. Expected a string with maximum length {MAX_INSTRUCTIONS_CHARS}, "
+            f"but got a string with length {len(value)} instead.",
+        )
+    return None
+
+
 def _tools(param: str, value: Any) -> ProtocolError | None:
     if not isinstance(value, list):
         return invalid_type(param, "an array", value)
+    if len(value) > MAX_TOOLS:
+        return invalid_value(
+            param, f"array too long. Expected at most {MAX_TOOLS} tools, got {len(value)}."
+        )
     names: set[str] = set()
     for i, tool in enumerate(value):
         problem = _function_tool(f"{param}[{i}]", tool)
@@ -315,7 +336,7 @@ SESSION_FIELDS: dict[str, Check] = {
     "type": _one_of("realtime"),
     "model": _is(str, "a string"),
     "output_modalities": _output_modalities,
-    "instructions": _is(str, "a string"),
+    "instructions": _instructions,
     "audio": _AUDIO,
     "tools": _tools,
     "tool_choice": _tool_choice,
@@ -345,6 +366,7 @@ def validate_session(session: Any, *, param: str = "session") -> ProtocolError |
 
 
 check_tools = _tools
+check_instructions = _instructions
 check_tool_choice = _tool_choice
 check_max_output_tokens = _max_output_tokens
 check_output_modalities = _output_modalities

@@ -18,6 +18,7 @@ from .session import (
     _one_of,
     _record,
     check_audio_format,
+    check_instructions,
     check_max_output_tokens,
     check_output_modalities,
     check_tool_choice,
@@ -29,15 +30,41 @@ from .session import (
 __all__ = [
     "MAX_AUDIO_APPEND_BYTES",
     "MAX_EVENT_DEPTH",
+    "MAX_ID_CHARS",
+    "MAX_ITEM_ID_CHARS",
     "decode_audio",
+    "prepare_client_event",
     "validate_client_event",
     "validate_item",
+    "without_nulls",
 ]
 
 #: OpenAI refuses an ``input_audio_buffer.append`` whose audio is larger than 15 MiB.
 MAX_AUDIO_APPEND_BYTES: Final = 15 * 1024 * 1024
 #: Deeper client events are refused: no real event comes close (a tool schema nests a few levels).
 MAX_EVENT_DEPTH: Final = 64
+#: OpenAI refuses item ids longer than 32 characters.
+MAX_ITEM_ID_CHARS: Final = 32
+#: Ours: any other id a client gives (``event_id``, ``call_id``, ``response_id``).
+MAX_ID_CHARS: Final = 512
+#: A ``null`` for these fields is a value ("none", "clear", "default"); for every other
+#: optional field of a client event it means "not given", as OpenAI reads it.
+NULL_IS_A_VALUE: Final = frozenset(
+    {
+        "turn_detection",
+        "transcription",
+        "noise_reduction",
+        "tracing",
+        "prompt",
+        "include",
+        "idle_timeout_ms",
+        "language",
+        "metadata",
+        "reasoning",
+    }
+)
+# Free-form values a client owns: never edited (a JSON schema may hold ``"default": null``).
+_OPAQUE = frozenset({"parameters", "metadata", "prompt", "tracing", "reasoning", "truncation"})
 
 _USER_PARTS = ("input_text", "input_audio", "input_image")
 _PARTS_BY_ROLE = {
@@ -49,6 +76,26 @@ _PARTS_BY_ROLE = {
 
 def validate_client_event(event: Any) -> ProtocolError | None:
     """Check the envelope and the fields of one client event."""
+    return prepare_client_event(event)[1]
+
+
+def prepare_client_event(event: Any) -> tuple[dict[str, Any], None] | tuple[None, ProtocolError]:
+    """The event with its ``null`` optional fields removed, or the first problem it has."""
+    problem = _check_envelope(event)
+    if problem is not None:
+        return None, problem
+    too_deep, nulls = _scan(event, MAX_EVENT_DEPTH)
+    if too_deep is not None:
+        return None, invalid_value(too_deep, f"nested deeper than {MAX_EVENT_DEPTH} levels.")
+    if nulls:  # rare (LiveKit's plugin sends them): copy only then
+        event = without_nulls(event)
+    problem = _check_fields(event)
+    if problem is not None:
+        return None, problem
+    return event, None
+
+
+def _check_envelope(event: Any) -> ProtocolError | None:
     if not isinstance(event, dict):
         return ProtocolError("invalid_event", "Expected an event object.", None)
     kind = event.get("type")
@@ -65,12 +112,15 @@ def validate_client_event(event: Any) -> ProtocolError | None:
             "type",
         )
     event_id = event.get("event_id")
-    if event_id is not None and not isinstance(event_id, str):
-        return invalid_type("event_id", "a string", event_id)
-    too_deep = _deeper_than(event, MAX_EVENT_DEPTH)
-    if too_deep is not None:
-        return invalid_value(too_deep, f"nested deeper than {MAX_EVENT_DEPTH} levels.")
-    allowed, required, checks = _FIELDS[kind]
+    if event_id is not None:
+        problem = _id(MAX_ID_CHARS)("event_id", event_id)
+        if problem is not None:
+            return problem
+    return None
+
+
+def _check_fields(event: dict[str, Any]) -> ProtocolError | None:
+    allowed, required, checks = _FIELDS[event["type"]]
     for key in required:
         if key not in event:
             return missing_parameter(key)
@@ -88,30 +138,95 @@ def validate_client_event(event: Any) -> ProtocolError | None:
 
 
 def _deeper_than(value: Any, limit: int) -> str | None:
-    """The path of the first value nested deeper than ``limit`` levels, or None.
+    """The path of the first value nested deeper than ``limit`` levels, or None."""
+    return _scan(value, limit)[0]
+
+
+def _scan(value: Any, limit: int) -> tuple[str | None, bool]:
+    """The path of the first value nested deeper than ``limit`` levels (or None), and whether
+    any object holds a ``null``: one walk for both.
 
     Iterative on purpose: a recursive walk (or ``copy.deepcopy`` later on) of a frame nested
-    a thousand levels deep would hit Python's recursion limit.
+    a thousand levels deep would hit Python's recursion limit. Linear, and no string is built
+    per value: only containers go on the stack, each with a link to its parent, and the path
+    is spelled out once, for the value refused.
     """
-    stack: list[tuple[Any, str, int]] = [(value, "", 0)]
+    Link = tuple[Any, int, Any, Any]  # (node, depth, parent link, key in the parent)
+    stack: list[Link] = [(value, 0, None, None)]
+    nulls = False
     while stack:
-        node, path, depth = stack.pop()
-        if depth > limit:
-            return path.lstrip(".") or "event"
+        link = stack.pop()
+        node, depth = link[0], link[1]
         if isinstance(node, dict):
-            stack.extend((v, f"{path}.{k}", depth + 1) for k, v in node.items())
-        elif isinstance(node, list):
-            stack.extend((v, f"{path}[{i}]", depth + 1) for i, v in enumerate(node))
-    return None
+            children: Any = node.items()
+            nulls = nulls or None in node.values()
+        else:
+            children = enumerate(node)
+        for key, child in children:
+            if depth + 1 > limit:
+                return _path((child, depth + 1, link, key)), nulls
+            if isinstance(child, dict | list):
+                stack.append((child, depth + 1, link, key))
+    return None, nulls
+
+
+def _path(link: Any) -> str:
+    keys: list[Any] = []
+    while link is not None and link[2] is not None:
+        keys.append(link[3])
+        link = link[2]
+    out = ""
+    for key in reversed(keys):
+        out += f"[{key}]" if isinstance(key, int) else f".{key}"
+    return out.lstrip(".") or "event"
+
+
+def without_nulls(event: dict[str, Any]) -> dict[str, Any]:
+    """A copy of the event's records without their ``null`` optional fields.
+
+    OpenAI reads ``"instructions": null`` as "not given" (LiveKit's plugin sends it from every
+    ``generate_reply``); only the fields of :data:`NULL_IS_A_VALUE` keep a ``null``. Free-form
+    values (tool schemas, metadata) are left as they are. Runs after the depth check.
+    """
+    return _strip(event)
+
+
+def _strip(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {
+            k: (v if k in _OPAQUE else _strip(v))
+            for k, v in value.items()
+            if v is not None or k in NULL_IS_A_VALUE
+        }
+    if isinstance(value, list):
+        if not any(isinstance(v, dict | list) for v in value):
+            return value  # nothing to strip: no copy
+        return [_strip(v) for v in value]
+    return value
+
+
+_B64_SLICE = 1024 * 1024  # a multiple of 4: slices decode independently
 
 
 def decode_audio(value: str, param: str = "audio") -> bytes | ProtocolError:
-    """Base64 audio of an append, or the error OpenAI gives for it."""
+    """Base64 audio of an append, or the error OpenAI gives for it.
+
+    Decoded in 1 MiB slices, so a worker thread decoding 15 MiB lets the event loop run between
+    slices (one ``b64decode`` call holds the interpreter for all of it).
+    """
     too_big = invalid_value(param, "audio exceeds the maximum of 15 MiB per event.")
     if len(value) > MAX_AUDIO_APPEND_BYTES * 4 // 3 + 4:
         return too_big
     try:
-        data = base64.b64decode(value, validate=True)
+        if len(value) <= _B64_SLICE:
+            data = base64.b64decode(value, validate=True)
+        else:
+            if len(value) % 4 or value.find("=", 0, len(value) - 2) >= 0:
+                raise ValueError("padding inside the data")
+            data = b"".join(
+                base64.b64decode(value[i : i + _B64_SLICE], validate=True)
+                for i in range(0, len(value), _B64_SLICE)
+            )
     except (binascii.Error, ValueError):
         return invalid_value(param, "audio is not valid base64.")
     return too_big if len(data) > MAX_AUDIO_APPEND_BYTES else data
@@ -128,10 +243,10 @@ def validate_item(param: str, item: Any) -> ProtocolError | None:
         return _record(
             {
                 "type": _any,
-                "id": _is(str, "a string"),
+                "id": _id(MAX_ITEM_ID_CHARS),
                 "object": _any,
                 "status": _any,
-                "call_id": _is(str, "a string"),
+                "call_id": _id(MAX_ID_CHARS),
                 "name": _is(str, "a string"),
                 "arguments": _is(str, "a string"),
             },
@@ -141,10 +256,10 @@ def validate_item(param: str, item: Any) -> ProtocolError | None:
         return _record(
             {
                 "type": _any,
-                "id": _is(str, "a string"),
+                "id": _id(MAX_ITEM_ID_CHARS),
                 "object": _any,
                 "status": _any,
-                "call_id": _is(str, "a string"),
+                "call_id": _id(MAX_ID_CHARS),
                 "output": _is(str, "a string"),
             },
             required=("call_id", "output"),
@@ -168,6 +283,10 @@ def _validate_message(param: str, item: dict[str, Any]) -> ProtocolError | None:
     for key in item:
         if key not in ("type", "role", "content", "id", "object", "status"):
             return unknown_parameter(f"{param}.{key}")
+    if "id" in item:
+        problem = _id(MAX_ITEM_ID_CHARS)(f"{param}.id", item["id"])
+        if problem is not None:
+            return problem
     content = item.get("content")
     if not isinstance(content, list):
         return invalid_type(f"{param}.content", "an array", content)
@@ -232,8 +351,11 @@ def _response_input(param: str, value: Any) -> ProtocolError | None:
     for i, item in enumerate(value):
         where = f"{param}[{i}]"
         if isinstance(item, dict) and item.get("type") == "item_reference":
-            if not isinstance(item.get("id"), str):
+            if "id" not in item:
                 return missing_parameter(f"{where}.id")
+            problem = _id(MAX_ITEM_ID_CHARS)(f"{where}.id", item["id"])
+            if problem is not None:
+                return problem
             continue
         problem = validate_item(where, item)
         if problem is not None:
@@ -245,7 +367,7 @@ _RESPONSE = _record(
     {
         "conversation": _is(str, "a string"),
         "input": _response_input,
-        "instructions": _is(str, "a string"),
+        "instructions": check_instructions,
         "output_modalities": check_output_modalities,
         "audio": _record({"output": _record({"format": check_audio_format, "voice": check_voice})}),
         "tools": check_tools,
@@ -264,6 +386,22 @@ def _nonempty_str(param: str, value: Any) -> ProtocolError | None:
     if not isinstance(value, str) or not value:
         return invalid_type(param, "a non-empty string", value)
     return None
+
+
+def _id(max_chars: int) -> Any:
+    """A non-empty id of at most ``max_chars`` characters."""
+
+    def check(param: str, value: Any) -> ProtocolError | None:
+        problem = _nonempty_str(param, value)
+        if problem is None and len(value) > max_chars:
+            return invalid_value(
+                param,
+                f"string too long. Expected a string with maximum length {max_chars}, "
+                f"but got a string with length {len(value)} instead.",
+            )
+        return problem
+
+    return check
 
 
 def _audio_end_ms(param: str, value: Any) -> ProtocolError | None:
@@ -287,7 +425,9 @@ def _audio_b64(param: str, value: Any) -> ProtocolError | None:
 
 
 def _previous_item_id(param: str, value: Any) -> ProtocolError | None:
-    return None if value is None else _nonempty_str(param, value)
+    if value is None or value == "root":
+        return None
+    return _id(MAX_ITEM_ID_CHARS)(param, value)
 
 
 Fields = tuple[frozenset[str], tuple[str, ...], dict[str, Any]]
@@ -310,18 +450,26 @@ _FIELDS: dict[str, Fields] = {
     "conversation.item.retrieve": (
         frozenset({"item_id"}),
         ("item_id",),
-        {"item_id": _nonempty_str},
+        {"item_id": _id(MAX_ITEM_ID_CHARS)},
     ),
-    "conversation.item.delete": (frozenset({"item_id"}), ("item_id",), {"item_id": _nonempty_str}),
+    "conversation.item.delete": (
+        frozenset({"item_id"}),
+        ("item_id",),
+        {"item_id": _id(MAX_ITEM_ID_CHARS)},
+    ),
     "conversation.item.truncate": (
         frozenset({"item_id", "content_index", "audio_end_ms"}),
         ("item_id", "content_index", "audio_end_ms"),
-        {"item_id": _nonempty_str, "content_index": _content_index, "audio_end_ms": _audio_end_ms},
+        {
+            "item_id": _id(MAX_ITEM_ID_CHARS),
+            "content_index": _content_index,
+            "audio_end_ms": _audio_end_ms,
+        },
     ),
     "response.create": (frozenset({"response"}), (), {"response": _RESPONSE}),
     "response.cancel": (
         frozenset({"response_id"}),
         (),
-        {"response_id": lambda p, v: None if v is None else _nonempty_str(p, v)},
+        {"response_id": lambda p, v: None if v is None else _id(MAX_ID_CHARS)(p, v)},
     ),
 }

@@ -1,7 +1,8 @@
 """``realtalk serve``: run the local Realtime server until Ctrl-C.
 
 Prints a progress line per model while the engines load, then where it listens and how to point
-a client at it. The API key may come from ``--api-key`` or ``REALTALK_API_KEY``; it is never
+a client at it. The API key may come from ``REALTALK_API_KEY``, a file (``--api-key-file``), or
+``--api-key`` (which every user of the machine sees in ``ps``: a warning says so); it is never
 printed.
 """
 
@@ -25,8 +26,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 = any)")
     parser.add_argument(
         "--api-key",
-        default=os.environ.get("REALTALK_API_KEY"),
-        help="require this key from clients (default: $REALTALK_API_KEY, else no key)",
+        default=None,
+        help="require this key from clients (visible in `ps`: prefer $REALTALK_API_KEY or "
+        "--api-key-file; default: $REALTALK_API_KEY, else no key)",
+    )
+    parser.add_argument(
+        "--api-key-file",
+        default=None,
+        help="read the key clients must give from this file (its first line)",
+    )
+    parser.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="without an API key, accept requests naming this host besides loopback names "
+        "(repeatable; e.g. the name a reverse proxy forwards)",
     )
     parser.add_argument(
         "--engine",
@@ -59,7 +74,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-v", "--verbose", action="store_true", help="log every session")
 
 
+def resolve_api_key(args: argparse.Namespace) -> str | None:
+    """The key from ``--api-key-file``, ``--api-key`` or ``$REALTALK_API_KEY``, in that order.
+
+    Raises ValueError for an unreadable or empty key file."""
+    if args.api_key_file:
+        try:
+            with open(args.api_key_file, encoding="utf-8") as f:
+                key = f.readline().strip()
+        except OSError as exc:
+            raise ValueError(f"cannot read --api-key-file: {exc.strerror}") from None
+        if not key:
+            raise ValueError("--api-key-file is empty")
+        return key
+    if args.api_key:
+        print(
+            "realtalk serve: warning: --api-key is visible to every user of this machine "
+            "(ps); use $REALTALK_API_KEY or --api-key-file",
+            file=sys.stderr,
+        )
+        return str(args.api_key)
+    return os.environ.get("REALTALK_API_KEY") or None
+
+
 def main(args: argparse.Namespace) -> int:
+    try:
+        args.api_key = resolve_api_key(args)
+    except ValueError as exc:
+        print(f"realtalk serve: {exc}", file=sys.stderr)
+        return 2
     if args.llm_model and not args.llm_url:
         print("realtalk serve: --llm-model needs --llm-url", file=sys.stderr)
         return 2
@@ -92,6 +135,7 @@ async def _serve(args: argparse.Namespace) -> None:
         llm=args.llm,
         llm_api_key=os.environ.get("REALTALK_LLM_API_KEY"),
         session_max_seconds=args.session_max_seconds,
+        allowed_hosts=args.allowed_host,
         partial_transcripts={"auto": None, "on": True, "off": False}[args.partial_transcripts],
         progress=lambda line: print(f"  {line}", flush=True),
     )

@@ -21,9 +21,10 @@ from typing import Any, ClassVar
 from realtalk.protocol import events as ev
 from realtalk.protocol.audio_formats import AudioFormat
 from realtalk.protocol.errors import ProtocolError
+from realtalk.protocol.frames import decode_frame
 from realtalk.protocol.ids import IdGenerator
 from realtalk.protocol.session import default_session, merge_session
-from realtalk.protocol.validate import decode_audio, validate_client_event
+from realtalk.protocol.validate import decode_audio, prepare_client_event
 from realtalk.server.engines.base import Engines, VADStream
 from realtalk.server.engines.threads import run_in_thread
 
@@ -32,6 +33,7 @@ from .context import Context, build_context
 from .conversation import Conversation, Entry
 from .errors import RequestError
 from .input_buffer import InputBuffer, VadFeed
+from .limits import DEFAULT_LIMITS, Limits
 from .response import Response, ResponseSettings
 from .transcription import Draft, UserTranscripts
 from .turns import SpeechStarted, SpeechStopped, TurnDetector, TurnSettings
@@ -41,12 +43,16 @@ __all__ = ["Connection", "expiry_message"]
 logger = logging.getLogger("realtalk.server")
 
 Send = Callable[[dict[str, Any]], None]
+#: A checked event (or None), the problem (or None), the client's event_id, decoded audio.
+_Prepared = tuple[dict[str, Any] | None, ProtocolError | None, str | None, dict[int, bytes]]
 
 #: Appends longer than this run the VAD in a thread; shorter ones cost less than the hop.
 INLINE_VAD_MS = 120
 #: Audio kept before speech while nobody speaks, beyond the prefix padding.
 IDLE_KEEP_MS = 500
 MIN_COMMIT_MS = 100
+#: The decoded audio of an append, in :attr:`Connection._decoded` (parts of an item: their index).
+APPEND_AUDIO = -1
 
 
 def expiry_message(max_seconds: float) -> str:
@@ -73,8 +79,14 @@ class Connection:
         partial_transcripts: bool = True,
         partial_interval_ms: float = 1000.0,
         speculative_transcripts: bool = True,
+        limits: Limits = DEFAULT_LIMITS,
     ) -> None:
         self.engines = engines
+        self.limits = limits
+        #: Audio decoded with the event (off the loop for large frames), by content index.
+        self._decoded: dict[int, bytes] = {}
+        #: The event :meth:`receive` decoded and checked, for :meth:`handle` to take as it is.
+        self._ready: tuple[Any, _Prepared] | None = None
         self._send = send
         self._new_id = new_id or IdGenerator()
         self.session_max_seconds = session_max_seconds
@@ -114,33 +126,70 @@ class Connection:
         self._send(ev.session_created(self._eid(), copy.deepcopy(self.session)))
 
     async def receive(self, frame: str | bytes) -> None:
-        """One frame from the client: decode it, then :meth:`handle` it."""
-        try:
-            event = json.loads(frame)
-        except (ValueError, UnicodeDecodeError) as exc:
-            self._error(ProtocolError("invalid_json", f"The event is not valid JSON: {exc}."))
+        """One frame from the client: decode and check it, then :meth:`handle` it.
+
+        A large frame is decoded, validated and its audio decoded in a worker thread, in
+        slices, so the event loop (every other session) is not held while it is.
+        """
+        if len(frame) > self.limits.offload_frame_bytes:
+            event, prepared = await asyncio.to_thread(self._prepare_frame, frame)
+        else:
+            event, prepared = self._prepare_frame(frame)
+        if event is None:  # not even JSON: there is no event to handle
+            await self._dispatch(*prepared)
             return
-        except RecursionError:
-            self._error(ProtocolError("invalid_json", "The event is nested too deeply."))
-            return
+        self._ready = (event, prepared)
         await self.handle(event)
 
     async def handle(self, event: Any) -> None:
         """One decoded client event; every problem is answered with an ``error`` event."""
+        ready, self._ready = self._ready, None
+        if ready is not None and ready[0] is event:  # checked already, by receive
+            await self._dispatch(*ready[1])
+        else:
+            await self._dispatch(*self._prepare(event))
+
+    def _prepare_frame(self, frame: str | bytes) -> tuple[Any, _Prepared]:
+        """The decoded event (None when the frame is not JSON) and what :meth:`_prepare` makes
+        of it."""
+        event = decode_frame(frame, max_values=self.limits.max_frame_values)
+        if isinstance(event, ProtocolError):
+            return None, (None, event, None, {})
+        return event, self._prepare(event)
+
+    def _prepare(self, event: Any) -> _Prepared:
+        """Validate, drop ``null`` optional fields, decode audio; no state is read or changed."""
         client_event_id = event.get("event_id") if isinstance(event, dict) else None
-        if not isinstance(client_event_id, str):
+        if not isinstance(client_event_id, str) or len(client_event_id) > 512:
             client_event_id = None
+        decoded: dict[int, bytes] = {}
         try:
-            problem = validate_client_event(event)
+            checked, problem = prepare_client_event(event)
+            if checked is not None:
+                problem = _decode_audio_of(checked, decoded)
         except RecursionError:
-            problem = ProtocolError("invalid_event", "The event is nested too deeply.")
+            checked, problem = (
+                None,
+                ProtocolError("invalid_event", "The event is nested too deeply."),
+            )
         except Exception:  # a validator bug must not end the session either
             logger.exception("validating a client event failed")
+            checked = None
             problem = ProtocolError("invalid_event", "The event could not be validated.")
-        if problem is not None:
-            self._error(problem, client_event_id)
+        return checked, problem, client_event_id, decoded
+
+    async def _dispatch(
+        self,
+        event: dict[str, Any] | None,
+        problem: ProtocolError | None,
+        client_event_id: str | None,
+        decoded: dict[int, bytes],
+    ) -> None:
+        if problem is not None or event is None:
+            self._error(problem or ProtocolError("invalid_event", "Bad event."), client_event_id)
             return
         handler = self._HANDLERS[event["type"]]
+        self._decoded = decoded
         try:
             await handler(self, event)
         except RequestError as exc:
@@ -153,6 +202,8 @@ class Connection:
                 ),
                 client_event_id,
             )
+        finally:
+            self._decoded = {}
 
     def expire(self) -> None:
         """The session reached its maximum duration: emit ``session_expired`` (then close 1001)."""
@@ -176,6 +227,13 @@ class Connection:
             self._prefill.cancel()
             await asyncio.gather(self._prefill, return_exceptions=True)
         await self.transcripts.aclose()
+        # Let the audio and items go now, not when the cyclic collector finds the cycles
+        # between this connection, its callbacks and its responses.
+        self.buffer.clear()
+        self.conversation = Conversation()
+        self.responses.clear()
+        self._draft = None
+        self._vad_stream = None
 
     # --- session -----------------------------------------------------------------------------
 
@@ -260,12 +318,28 @@ class Connection:
     # --- input audio -------------------------------------------------------------------------
 
     async def _append(self, event: dict[str, Any]) -> None:
-        data = decode_audio(event["audio"])
-        if isinstance(data, ProtocolError):
-            raise RequestError(data)
-        samples = self.buffer.append(data)
+        data = self._decoded.get(APPEND_AUDIO)
+        if data is None:
+            decoded = decode_audio(event["audio"])
+            if isinstance(decoded, ProtocolError):
+                raise RequestError(decoded)
+            data = decoded
+        limit = self.buffer.format.bytes_for_ms(self.limits.max_buffer_ms)
+        full = len(self.buffer) + len(data) > limit
+        if full and self._draft is not None:
+            # Server VAD heard one endless turn: end it at the limit, as if the speaker paused.
+            self._speech_stopped(round(self.buffer.clock_ms))
+            if self._turns is not None:  # what follows is a new turn, heard afresh
+                self._turns.reset(self.buffer.clock_ms)
+            full = len(self.buffer) + len(data) > limit
+        if full:
+            room = max(limit - len(self.buffer), 0)
+            data = data[: room - room % self.buffer.format.bytes_per_sample]
+        samples = self.buffer.append(data) if data else b""
         if self._turns is not None and samples:
             await self._hear(samples)
+        if full:
+            raise errors.buffer_full(self.limits.max_buffer_ms)
 
     async def _hear(self, samples: bytes) -> None:
         feed, stream, turns = self._vad_feed, self._vad_stream, self._turns
@@ -383,6 +457,8 @@ class Connection:
     # --- conversation ------------------------------------------------------------------------
 
     async def _item_create(self, event: dict[str, Any]) -> None:
+        if len(self.conversation) >= self.limits.max_items:
+            raise errors.conversation_full(f"at most {self.limits.max_items} items")
         item = copy.deepcopy(event["item"])
         item.setdefault("id", self._new_id("item"))
         item["object"] = "realtime.item"
@@ -399,11 +475,20 @@ class Connection:
                 if part["type"] == "input_audio":
                     part.setdefault("transcript", None)
                     if "audio" in part:
-                        data = decode_audio(part.pop("audio"), f"item.content[{index}].audio")
-                        if isinstance(data, ProtocolError):
-                            raise RequestError(data)
+                        encoded = part.pop("audio")
+                        data = self._decoded.get(index)
+                        if data is None:
+                            decoded = decode_audio(encoded, f"item.content[{index}].audio")
+                            if isinstance(decoded, ProtocolError):
+                                raise RequestError(decoded)
+                            data = decoded
                         audio[index] = bytearray(data)
-        entry = Entry(item, audio=audio, audio_format=fmt if audio else None)
+        size = _text_bytes(item)  # the audio parts' base64 is gone: audio is bounded apart
+        if self.conversation.text_bytes + size > self.limits.max_conversation_bytes:
+            raise errors.conversation_full(
+                f"at most {self.limits.max_conversation_bytes} bytes of item text"
+            )
+        entry = Entry(item, audio=audio, audio_format=fmt if audio else None, text_bytes=size)
         previous = self.conversation.add(entry, event.get("previous_item_id"))
         self._send(ev.conversation_item_added(self._eid(), entry.snapshot(), previous))
         self._send(ev.conversation_item_done(self._eid(), entry.snapshot(), previous))
@@ -439,6 +524,8 @@ class Connection:
         settings = self._settings(params)
         if settings.in_conversation and self.active is not None:
             raise errors.active_response(self.active.id)
+        if len(self.responses) >= self.limits.max_responses:
+            raise errors.too_many_responses(self.limits.max_responses)
         items = self._resolve_input(params["input"]) if "input" in params else None
         self._start_response(settings, items)
 
@@ -615,3 +702,29 @@ class Connection:
         "response.cancel": _response_cancel,
         "output_audio_buffer.clear": _output_audio_buffer_clear,
     }
+
+
+def _decode_audio_of(event: dict[str, Any], out: dict[int, bytes]) -> ProtocolError | None:
+    """Decode the base64 audio an event carries into ``out`` (work done with the validation)."""
+    kind = event["type"]
+    if kind == "input_audio_buffer.append":
+        data = decode_audio(event["audio"])
+        if isinstance(data, ProtocolError):
+            return data
+        out[APPEND_AUDIO] = data
+    elif kind == "conversation.item.create" and event["item"].get("type") == "message":
+        for index, part in enumerate(event["item"]["content"]):
+            if part.get("type") == "input_audio" and "audio" in part:
+                data = decode_audio(part["audio"], f"item.content[{index}].audio")
+                if isinstance(data, ProtocolError):
+                    return data
+                out[index] = data
+    return None
+
+
+def _text_bytes(item: dict[str, Any]) -> int:
+    """What keeping an item costs, roughly: the length of its JSON (one C call)."""
+    return len(_COMPACT.encode(item))
+
+
+_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)

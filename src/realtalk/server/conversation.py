@@ -69,6 +69,8 @@ class Entry:
     spoken: list[SpokenSegment] = field(default_factory=list)
     #: Duration (ms) per content index whose bytes were let go to bound memory.
     released_ms: dict[int, int] = field(default_factory=dict)
+    #: Characters of text the client gave with the item (counted against the conversation).
+    text_bytes: int = 0
 
     @property
     def id(self) -> str:
@@ -134,6 +136,8 @@ class Conversation:
         self._with_audio: dict[str, Entry] = {}
         self._keep_audio_items = keep_audio_items
         self._keep_audio_ms = keep_audio_ms
+        #: The sum of the entries' ``text_bytes``.
+        self.text_bytes = 0
 
     def __len__(self) -> int:
         return len(self._by_id)
@@ -178,6 +182,7 @@ class Conversation:
             raise errors.previous_item_not_found(previous_item_id)
         after = self._first if before is None else self._next[before]
         self._by_id[item_id] = entry
+        self.text_bytes += entry.text_bytes
         self._previous[item_id] = before
         self._next[item_id] = after
         if before is None:
@@ -197,6 +202,7 @@ class Conversation:
         entry = self._by_id.pop(item_id, None)
         if entry is None:
             raise errors.item_not_found("delete", item_id)
+        self.text_bytes -= entry.text_bytes
         before = self._previous.pop(item_id)
         after = self._next.pop(item_id)
         if before is None:

@@ -104,3 +104,29 @@ def cancel_not_active(response_id: str | None = None) -> RequestError:
 
 def invalid(param: str, message: str) -> RequestError:
     return _fail("invalid_value", f"Invalid value for '{param}': {message}", param)
+
+
+def buffer_full(max_ms: int) -> RequestError:
+    return _fail(
+        "input_audio_buffer_full",
+        f"The input audio buffer holds the maximum of {max_ms} ms of uncommitted audio; the "
+        "audio beyond it was not added. Commit or clear the buffer before appending more.",
+        "audio",
+    )
+
+
+def too_many_responses(limit: int) -> RequestError:
+    return _fail(
+        "too_many_responses",
+        f"At most {limit} responses may be in progress at once on one session; wait for one "
+        "to finish or cancel one.",
+        "response",
+    )
+
+
+def conversation_full(what: str) -> RequestError:
+    return _fail(
+        "conversation_full",
+        f"The conversation is full ({what}); delete items before adding more.",
+        "item",
+    )

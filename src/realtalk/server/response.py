@@ -529,7 +529,9 @@ class Response:
         self._send(
             ev.response_output_item_done(self._eid(), self.id, output_index, entry.snapshot())
         )
-        if self.settings.in_conversation and entry.id in self._conversation:
+        # The same entry, not just its id: a client may delete the item being written and
+        # create another one with that id; that one is not this response's to finish.
+        if self.settings.in_conversation and self._conversation.get(entry.id) is entry:
             previous = self._conversation.previous_id(entry.id)
             self._send(ev.conversation_item_done(self._eid(), entry.snapshot(), previous))
 

@@ -17,7 +17,11 @@ Exposing it beyond this machine, safely:
   (``https://`` or ``http://localhost``), so for another device put it behind a reverse proxy that
   terminates TLS (Caddy, nginx) and forwards ``/`` and ``/api/offer`` to this port.
 - Anyone who can load the page can talk to your agent and spend your API budget: add
-  authentication at that proxy; ``max_connections`` caps concurrent sessions.
+  authentication at that proxy; ``max_connections`` caps concurrent sessions, and one client
+  address holds at most ``max_connections_per_client`` of them. Name the proxy's host in
+  ``allowed_hosts``: requests naming any other host are refused (DNS rebinding).
+- No other web site can start a session: ``POST /api/offer`` takes only JSON from this server's
+  own page (``Origin``), with the token embedded in that page (:mod:`realtalk.web_guard`).
 - The media itself flows peer to peer (UDP) between the browser and this process, not through the
   proxy. On a LAN, host candidates suffice; across NAT pass ``ice_servers`` with a TURN server
   you run (``[{"urls": "turn:turn.example.com:3478", "username": ..., "credential": ...}]``) —
@@ -33,7 +37,8 @@ import json
 import logging
 import os
 import secrets
-from collections.abc import Awaitable, Callable, Mapping
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,8 +47,16 @@ from aiohttp import web
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 
 from realtalk.transports.webrtc_transport import WebRTCTransport
+from realtalk.web_guard import TOKEN_HEADER, OriginPolicy, PageTokens, aiohttp_middleware
 
-__all__ = ["OfferError", "ServerFullError", "WebRTCServer", "WebRTCTransport", "serve"]
+__all__ = [
+    "SERVER_KEY",
+    "OfferError",
+    "ServerFullError",
+    "WebRTCServer",
+    "WebRTCTransport",
+    "serve",
+]
 
 logger = logging.getLogger("realtalk.transport")
 
@@ -72,6 +85,10 @@ _SECURITY_HEADERS = {
 
 class OfferError(ValueError):
     """A malformed offer: the reason goes back to the browser with HTTP 400."""
+
+
+class _ClientShareError(RuntimeError):
+    """One client address already holds its share of the slots (HTTP 429)."""
 
 
 class ServerFullError(RuntimeError):
@@ -151,6 +168,8 @@ class WebRTCServer:
         *,
         ice_servers: list[dict[str, Any]] | None = None,
         max_connections: int = 32,
+        max_connections_per_client: int | None = None,
+        allowed_hosts: Iterable[str] = (),
         context_factory: Callable[[WebRTCTransport], Any] | None = None,
     ) -> None:
         if not callable(entrypoint):
@@ -163,6 +182,14 @@ class WebRTCServer:
         self.ice_servers = list(ice_servers or [])
         self._rtc_ice_servers = _ice_servers(self.ice_servers)  # validate now, not per offer
         self.max_connections = max_connections
+        #: One client address may hold at most this many slots (by default half of them).
+        self.max_connections_per_client = max_connections_per_client or max(1, max_connections // 2)
+        self.origin_policy = OriginPolicy.for_server(host, allowed_hosts)
+        self.tokens = PageTokens()
+        # Slots are taken before the first await of an offer and given back when it fails or
+        # its connection ends: concurrent offers cannot overshoot the cap.
+        self._slots_taken = 0
+        self._slots_by_client: Counter[str] = Counter()
         self.context_factory = context_factory or _default_context
         self.connections: dict[str, WebRTCTransport] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -174,7 +201,11 @@ class WebRTCServer:
 
     def build_app(self) -> web.Application:
         """The aiohttp application (exposed for aiohttp's test client)."""
-        app = web.Application(client_max_size=_MAX_BODY)
+        app = web.Application(
+            client_max_size=_MAX_BODY,
+            middlewares=[aiohttp_middleware(self.origin_policy, tokens=self.tokens)],
+        )
+        app[SERVER_KEY] = self
         app.router.add_get("/", self._index)
         app.router.add_get("/static/{name}", self._static)
         app.router.add_get("/api/config", self._config)
@@ -233,9 +264,18 @@ class WebRTCServer:
 
     # -- HTTP handlers ------------------------------------------------------------------------
 
+    def offer_headers(self, origin: str | None = None) -> dict[str, str]:
+        """The headers the page sends with an offer (for clients that are not the page)."""
+        return {
+            "Content-Type": "application/json",
+            "Origin": (origin or self.url).rstrip("/"),
+            TOKEN_HEADER: self.tokens.issue(),
+        }
+
     async def _index(self, request: web.Request) -> web.Response:
+        meta = f'<meta name="realtalk-token" content="{self.tokens.issue()}">\n</head>'
         return web.Response(
-            body=self._files["index.html"],
+            body=self._files["index.html"].replace(b"</head>", meta.encode(), 1),
             content_type="text/html",
             charset="utf-8",
             headers=_SECURITY_HEADERS,
@@ -260,60 +300,106 @@ class WebRTCServer:
         return web.json_response({"ok": True, "connections": len(self.connections)})
 
     async def _offer(self, request: web.Request) -> web.Response:
+        client = request.remote or "unknown"
         try:
-            body = await request.json(loads=_strict_loads)
-        except web.HTTPRequestEntityTooLarge:
-            return _bad_request(f"the offer is larger than {_MAX_BODY} bytes", status=413)
-        except (ValueError, UnicodeDecodeError) as exc:
-            return _bad_request(f"the body is not valid JSON: {exc}")
-        except RecursionError:  # json.loads on [[[[... deeper than the interpreter's stack
-            return _bad_request("the body is nested too deeply to be an offer")
-        try:
-            answer = await self.accept_offer(body)
-        except OfferError as exc:
-            return _bad_request(str(exc))
+            self._take_slot(client, share=True)
+        except _ClientShareError as exc:
+            return web.json_response({"error": str(exc)}, status=429)
         except ServerFullError as exc:
             return web.json_response({"error": str(exc)}, status=503)
-        return web.json_response(answer)
+        answered = False
+        try:
+            try:
+                body = await request.json(loads=_strict_loads)
+            except web.HTTPRequestEntityTooLarge:
+                return _bad_request(f"the offer is larger than {_MAX_BODY} bytes", status=413)
+            except (ValueError, UnicodeDecodeError) as exc:
+                return _bad_request(f"the body is not valid JSON: {exc}")
+            except RecursionError:  # json.loads on [[[[... deeper than the interpreter's stack
+                return _bad_request("the body is nested too deeply to be an offer")
+            try:
+                answer = await self.accept_offer(body, _slot_of=client)
+            except OfferError as exc:
+                return _bad_request(str(exc))
+            answered = True
+            return web.json_response(answer)
+        finally:
+            if not answered:
+                self._release(client)
 
-    async def accept_offer(self, body: Any, *, connection_id: str | None = None) -> dict[str, Any]:
+    def _take_slot(self, client: str, *, share: bool) -> None:
+        """Take a slot now, before any await: concurrent offers cannot overshoot the cap."""
+        if self._slots_taken >= self.max_connections:
+            raise ServerFullError(f"too many connections (at most {self.max_connections})")
+        if share and self._slots_by_client[client] >= self.max_connections_per_client:
+            raise _ClientShareError(
+                f"too many connections from {client} (at most {self.max_connections_per_client})"
+            )
+        self._slots_taken += 1
+        self._slots_by_client[client] += 1
+
+    def _release(self, client: str) -> None:
+        self._slots_taken -= 1
+        self._slots_by_client[client] -= 1
+        if self._slots_by_client[client] <= 0:
+            del self._slots_by_client[client]
+
+    async def accept_offer(
+        self, body: Any, *, connection_id: str | None = None, _slot_of: str | None = None
+    ) -> dict[str, Any]:
         """Answer an offer (the JSON body of ``POST /api/offer``) and start its session.
 
         Returns ``{"sdp", "type": "answer", "connection_id"}``. A process that receives offers
         some other way (a worker behind a gateway) calls this directly; ``connection_id`` names
-        the connection (it must not be in use), else one is made.
+        the connection (it must not be in use), else one is made. The connection holds one of
+        ``max_connections`` slots until it closes.
 
         Raises:
             OfferError: the offer is malformed or unusable (HTTP 400).
             ServerFullError: ``max_connections`` are open (HTTP 503).
         """
         offer = parse_offer(body)
-        if len(self.connections) >= self.max_connections:
-            raise ServerFullError(f"too many connections (at most {self.max_connections})")
-        if connection_id is None:
-            connection_id = f"c{next(self._ids)}-{secrets.token_hex(3)}"
-        elif connection_id in self.connections:
-            raise OfferError(f"connection {connection_id!r} is already open")
-        pc = RTCPeerConnection(RTCConfiguration(iceServers=self._rtc_ice_servers))
-        transport = WebRTCTransport(pc, connection_id=connection_id)
+        client = _slot_of
+        if client is None:  # a direct call: its slot is taken here (no per-client share)
+            client = "direct"
+            self._take_slot(client, share=False)
+        registered = False
         try:
-            await pc.setRemoteDescription(offer)
-            pc.addTrack(transport.audio_track)
-            await pc.setLocalDescription(await pc.createAnswer())
-        except Exception as exc:  # aiortc raises ValueError and friends for bad SDP
-            await transport.aclose()
-            logger.info("offer rejected: %s", exc)
-            raise OfferError(f"the offer could not be used: {exc or type(exc).__name__}") from exc
-        self._register(transport)
+            if connection_id is None:
+                connection_id = f"c{next(self._ids)}-{secrets.token_hex(3)}"
+            elif connection_id in self.connections:
+                raise OfferError(f"connection {connection_id!r} is already open")
+            pc = RTCPeerConnection(RTCConfiguration(iceServers=self._rtc_ice_servers))
+            transport = WebRTCTransport(pc, connection_id=connection_id)
+            try:
+                await pc.setRemoteDescription(offer)
+                pc.addTrack(transport.audio_track)
+                await pc.setLocalDescription(await pc.createAnswer())
+            except Exception as exc:  # aiortc raises ValueError and friends for bad SDP
+                await transport.aclose()
+                logger.info("offer rejected: %s", exc)
+                reason = f"the offer could not be used: {exc or type(exc).__name__}"
+                raise OfferError(reason) from exc
+            self._register(transport, client)
+            registered = True
+        finally:
+            if not registered and _slot_of is None:
+                self._release(client)
         answer = pc.localDescription
         return {"sdp": answer.sdp, "type": answer.type, "connection_id": connection_id}
 
     # -- connections --------------------------------------------------------------------------
 
-    def _register(self, transport: WebRTCTransport) -> None:
+    def _register(self, transport: WebRTCTransport, client: str = "unknown") -> None:
+        """The connection now holds the slot its offer took; closing it gives the slot back."""
         cid = transport.connection_id
         self.connections[cid] = transport
-        transport.add_close_callback(lambda: self.connections.pop(cid, None))
+
+        def closed() -> None:
+            if self.connections.pop(cid, None) is not None:
+                self._release(client)
+
+        transport.add_close_callback(closed)
         pc = transport.pc
 
         @pc.on("connectionstatechange")
@@ -387,6 +473,10 @@ class WebRTCServer:
         task.add_done_callback(self._tasks.discard)
 
 
+#: The WebRTCServer an application belongs to (``request.app[SERVER_KEY]``).
+SERVER_KEY = web.AppKey("realtalk_webrtc_server", WebRTCServer)
+
+
 def _strict_loads(text: str) -> Any:
     return json.loads(text)
 
@@ -402,9 +492,12 @@ async def serve(
     port: int = 8080,
     on_ready: Callable[[str], None] | None = None,
     ice_servers: list[dict[str, Any]] | None = None,
+    allowed_hosts: Iterable[str] = (),
 ) -> None:
     """Serve the page and run ``entrypoint`` per browser connection until cancelled."""
-    server = WebRTCServer(entrypoint, host, port, ice_servers=ice_servers)
+    server = WebRTCServer(
+        entrypoint, host, port, ice_servers=ice_servers, allowed_hosts=allowed_hosts
+    )
     await server.start()
     try:
         if on_ready is not None:

@@ -383,6 +383,11 @@
     });
   }
 
+  function pageToken() {
+    const meta = document.querySelector('meta[name="realtalk-token"]');
+    return meta ? meta.content : "";
+  }
+
   async function fetchConfig() {
     try {
       const r = await fetch("api/config", { cache: "no-store" });
@@ -446,7 +451,8 @@
       await waitForIceGathering(pc);
       const resp = await fetch("api/offer", {
         method: "POST",
-        headers: { "Content-Type": "application/json" },
+        // The token the server put in this page: no other site's page can start a session.
+        headers: { "Content-Type": "application/json", "X-Realtalk-Token": pageToken() },
         body: JSON.stringify({
           sdp: pc.localDescription.sdp, type: pc.localDescription.type,
           ...(resuming && state.sessionId ? { session_id: state.sessionId } : {}),
