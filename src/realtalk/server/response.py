@@ -39,6 +39,7 @@ from realtalk.server.engines.threads import iterate_in_thread, wait_through_canc
 from .context import Context
 from .conversation import Conversation, Entry, SpokenSegment
 from .input_buffer import encode_from_int16
+from .speculation import GuessTask, ReplyGuess, discard
 
 __all__ = ["Response", "ResponseSettings"]
 
@@ -126,8 +127,11 @@ class Response:
         conversation_id: str,
         context: Callable[[], Awaitable[Context]],
         on_finished: Callable[[Response], None],
+        guess: GuessTask | None = None,
     ) -> None:
         self.id = response_id
+        #: an LLM call started in the silence before this turn ended (used if its context fits)
+        self._guess = guess
         self.settings = settings
         self._engines = engines
         self._send_event = send
@@ -140,6 +144,7 @@ class Response:
         self._message: _Message | None = None
         self._context: Context | None = None
         self._llm_usage: LLMUsage | None = None
+        self.used_guess = False  # the reply came from an LLM call started in the pause
         self._text_chars = 0
         self._audio_bytes = 0
         self._task: asyncio.Task[None] | None = None
@@ -215,7 +220,12 @@ class Response:
     async def _run(self) -> None:
         try:
             await self._respond()
-        finally:  # the voice runs in tasks of its own: this task ends after they have
+        finally:
+            unused, self._guess = self._guess, None
+            if unused is not None:  # never used: let the LLM go
+                await wait_through_cancellation(
+                    asyncio.ensure_future(discard(unused))
+                )  # the voice runs in tasks of its own: this task ends after they have
             voices = [t for t in self._voice_tasks if not t.done()]
             if voices:
                 gathered = asyncio.gather(*voices, return_exceptions=True)
@@ -257,12 +267,24 @@ class Response:
 
     async def _generate(self, context: Context) -> None:
         limit = self.settings.max_output_tokens
-        stream = self._engines.llm.stream(
-            context.messages,
-            tools=self.settings.tools,
-            tool_choice=self.settings.tool_choice,
-            max_output_tokens=limit if isinstance(limit, int) else None,
-        )
+        options: dict[str, Any] = {
+            "tools": self.settings.tools,
+            "tool_choice": self.settings.tool_choice,
+            "max_output_tokens": limit if isinstance(limit, int) else None,
+        }
+        task, self._guess = self._guess, None
+        guess = None
+        if task is not None:  # its transcript is the one the context waited for: ready or nearly
+            (made,) = await asyncio.gather(task, return_exceptions=True)
+            guess = made if isinstance(made, ReplyGuess) else None
+        if guess is not None and guess.fits(context.messages, **options):
+            logger.debug("%s: the reply started in the pause fits", self.id)
+            self.used_guess = True
+            stream = guess.take()
+        else:
+            if guess is not None:
+                await guess.close()
+            stream = self._engines.llm.stream(context.messages, **options)
         async with contextlib.aclosing(stream) as chunks:  # type: ignore[type-var]
             async for chunk in chunks:
                 if isinstance(chunk, TextDelta):

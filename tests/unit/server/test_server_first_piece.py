@@ -16,7 +16,22 @@ from realtalk.server.engines.scripted import ToneVoice
 from tests.conftest import make_engines
 from tests.unit.server.conftest import Harness
 
-WORDS = "First piece here. And then a second sentence follows it. And a third one.".split()
+WORDS = [
+    "First",
+    "piece",
+    "here.",
+    "And",
+    "then",
+    "a",
+    "second",
+    "sentence",
+    "follows",
+    "it.",
+    "And",
+    "a",
+    "third",
+    "one.",
+]
 
 
 class CountingLLM(LLM):

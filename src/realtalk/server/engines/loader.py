@@ -20,6 +20,7 @@ from typing import Literal, TypeVar
 from realtalk.server.engines.base import (
     LLM,
     VAD,
+    EndOfTurn,
     Engines,
     EngineUnavailableError,
     Transcriber,
@@ -89,13 +90,16 @@ def load_engines(
         if voice == "piper"
         else _timed("espeak-ng", _espeak, report)
     )
+    end_of_turn = _end_of_turn(report)
     parts = [
         vad_name,
         "whisper-tiny.en",
         "smollm2-135m" if llm_url is None else "remote-llm",
         voice,
     ]
-    return Engines(vad, transcriber, llm, tts, name="local:" + "+".join(parts))
+    return Engines(
+        vad, transcriber, llm, tts, name="local:" + "+".join(parts), end_of_turn=end_of_turn
+    )
 
 
 def _timed(label: str, load: Callable[[], T], report: Progress) -> T:
@@ -122,6 +126,22 @@ def _vad(report: Progress) -> tuple[VAD, str]:
         logger.warning("Silero VAD unavailable (%s); using the energy VAD", exc)
         report(f"Silero VAD unavailable ({exc}); using the energy VAD instead")
         return EnergyVAD(), "energy-vad"
+
+
+def _end_of_turn(report: Progress) -> EndOfTurn | None:
+    try:
+        return _timed("Smart Turn v3.2", _smart_turn, report)
+    except EngineUnavailableError as exc:
+        logger.warning("Smart Turn unavailable (%s); semantic_vad ends turns on silence", exc)
+        report(f"Smart Turn unavailable ({exc}); semantic_vad will end turns on silence alone")
+        return None
+
+
+@functools.cache
+def _smart_turn() -> EndOfTurn:
+    from realtalk.server.engines.smart_turn import SmartTurn
+
+    return SmartTurn()
 
 
 @functools.cache
