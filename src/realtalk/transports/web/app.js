@@ -142,18 +142,42 @@
     }
     b.textEl.textContent = ev.text || (ev.is_final ? "" : "…");
     b.li.classList.toggle("interim", !ev.is_final);
+    if (ev.interrupted) {
+      // Cut off by the user: the text is what was heard, and says so.
+      b.li.classList.add("cut");
+      b.li.dataset.cut = "true";
+      b.li.setAttribute("aria-label", "Agent, cut off");
+    }
     if (ev.is_final) {
       state.transcripts.push({ role, text: ev.text || "", item_id: ev.item_id || null });
     }
     scrollTranscript();
   }
 
+  function parsed(value) {
+    if (typeof value !== "string") return value;
+    try { return JSON.parse(value); } catch { return value; }
+  }
+
+  function readable(value, depth = 0) {
+    // {"a": 1, "b": "x"} → "a 1, b x"; strings as they are; nesting shown shallowly.
+    const v = parsed(value);
+    if (v === null || v === undefined) return "";
+    if (typeof v !== "object") return String(v);
+    if (depth > 1) return "…";
+    if (Array.isArray(v)) return v.map((x) => readable(x, depth + 1)).join(", ");
+    return Object.entries(v).map(([k, x]) => `${k.replace(/_/g, " ")} ${readable(x, depth + 1)}`)
+      .join(", ");
+  }
+
   function onFunctionCall(ev) {
-    const out = typeof ev.output === "string" ? ev.output : JSON.stringify(ev.output);
-    const args = typeof ev.arguments === "string" ? ev.arguments : JSON.stringify(ev.arguments);
+    const name = String(ev.name || "tool").replace(/_/g, " ");
+    const args = readable(ev.arguments);
+    const out = readable(ev.output);
     const b = addBubble(`tool${ev.is_error ? " error" : ""}`, "Tool",
-      `${ev.name}(${args}) → ${out}`);
-    b.li.setAttribute("aria-label", `Tool ${ev.name} ${ev.is_error ? "failed" : "ran"}`);
+      `${name}${args ? ` (${args})` : ""} → ${ev.is_error ? "failed: " : ""}${out}`);
+    b.li.title = `${ev.name} ${typeof ev.arguments === "string" ? ev.arguments : JSON.stringify(ev.arguments)}`;
+    b.li.setAttribute("aria-label", `Tool ${name} ${ev.is_error ? "failed" : "ran"}`);
   }
 
   // ---- metrics ---------------------------------------------------------------------------
@@ -182,20 +206,27 @@
   }
 
   function onMetrics(m) {
-    turnCount = typeof m.index === "number" ? m.index + 1 : turnCount + 1;
+    // A turn the user did not start (the greeting, a say()) is not a user turn.
+    const userTurn = m.user_speech_started_at != null || m.user_speech_end_at != null
+      || m.latency_ms != null;
+    if (userTurn) turnCount += 1;
+    const label = userTurn ? String(turnCount) : "agent";
     const latency = latencyOf(m);
     const tin = tokensOf(m, "input");
     const tout = tokensOf(m, "output");
-    const cost = firstNumber(m, ["cost_usd", "cost"]);
-    state.metrics.push({ turn: turnCount, latency_ms: latency, input_tokens: tin,
+    // A local model has no prices: its cost is not a dollar figure.
+    const cost = m.priced === false ? null : firstNumber(m, ["cost_usd", "cost"]);
+    if (m.priced === false) state.unpriced = true;
+    state.metrics.push({ turn: userTurn ? turnCount : null, latency_ms: latency, input_tokens: tin,
       output_tokens: tout, cost_usd: cost, raw: m });
     const tr = document.createElement("tr");
+    if (!userTurn) tr.className = "agent-turn";
     const cells = [
-      String(turnCount),
+      label,
       latency === null ? "—" : `${Math.round(latency)} ms`,
       tin === null ? "—" : String(tin),
       tout === null ? "—" : String(tout),
-      cost === null ? "—" : `$${cost.toFixed(4)}`,
+      cost === null ? (m.priced === false ? "local" : "—") : `$${cost.toFixed(4)}`,
     ];
     cells.forEach((text, i) => {
       const td = document.createElement(i === 0 ? "th" : "td");
@@ -210,7 +241,8 @@
     totals.cost += cost || 0;
     ui.totalIn.textContent = String(totals.input);
     ui.totalOut.textContent = String(totals.output);
-    ui.totalCost.textContent = `$${totals.cost.toFixed(4)}`;
+    ui.totalCost.textContent = state.unpriced && totals.cost === 0 ? "local, no charge"
+      : `$${totals.cost.toFixed(4)}`;
     if (latency !== null) {
       ui.lastLatency.hidden = false;
       ui.lastLatency.textContent = `${Math.round(latency)} ms`;
