@@ -32,6 +32,7 @@ FIGURES: dict[str, tuple[str, str]] = {
     "bargein": ("bench.bench_bargein", "speech_started arrival → output silent"),
     "truncation": ("bench.bench_truncation", "sent audio_end_ms vs really played"),
     "v2v": ("bench.bench_v2v", "voice-to-voice latency on the local server, real engines"),
+    "browser": ("bench.bench_browser", "the user's wait measured in a real browser (WebRTC)"),
     "ws": ("bench.bench_concurrency_ws", "concurrent sessions, WebSocket path"),
     "webrtc": ("bench.bench_concurrency_webrtc", "concurrent sessions, WebRTC path"),
 }

@@ -54,7 +54,11 @@ _LAST_SENTENCE_END = re.compile(r".*[.!?…][\"'”’)\]]*\s", re.S)
 # Before anything is voiced, a first clause of this many words is spoken without waiting for the
 # rest of its sentence: the first audio is only as early as the first piece of text is short.
 FIRST_CLAUSE_MIN_WORDS = 3
+#: ...and with no clause mark, the first this many words are spoken on their own (Piper's first
+#: audio takes time in proportion to the piece's length).
+FIRST_PIECE_MAX_WORDS = 6
 _CLAUSE_END = re.compile(r"[,;:]\s")
+_WORD_END = re.compile(r"\S\s+")
 # Limits reported by rate_limits.updated (the local server has none; clients just want numbers).
 _REQUEST_LIMIT = 10_000
 _TOKEN_LIMIT = 1_000_000
@@ -104,11 +108,18 @@ class _Message:
 
 
 def _first_clause_end(text: str) -> int | None:
-    """Where the first clause of ``FIRST_CLAUSE_MIN_WORDS`` or more words ends (after its mark
-    and the space that follows), or None while ``text`` holds none yet."""
+    """Where the first piece ends: after the first clause of ``FIRST_CLAUSE_MIN_WORDS`` or more
+    words (its mark and the space that follows), or after ``FIRST_PIECE_MAX_WORDS`` words if no
+    such clause ends before them; None while ``text`` holds neither yet."""
     for mark in _CLAUSE_END.finditer(text):
-        if len(text[: mark.start()].split()) >= FIRST_CLAUSE_MIN_WORDS:
+        words = len(text[: mark.start()].split())
+        if words > FIRST_PIECE_MAX_WORDS:
+            break
+        if words >= FIRST_CLAUSE_MIN_WORDS:
             return mark.end()
+    for count, word in enumerate(_WORD_END.finditer(text), start=1):
+        if count == FIRST_PIECE_MAX_WORDS:
+            return word.end()
     return None
 
 

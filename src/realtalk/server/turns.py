@@ -15,8 +15,9 @@ Rules (as Silero's own segmenter does it, tuned for conversation):
 - ``semantic_vad`` with an end-of-turn model (Smart Turn): once a pause has lasted
   ``check_after_ms`` the detector asks (:class:`PauseCheck`) whether the speech so far sounds
   finished; the caller runs the model and hands the answer to :meth:`TurnDetector.conclude`. A
-  finished sentence ends the turn there; an unfinished one waits for more speech up to
-  ``silence_duration_ms`` (~0.8 s at medium eagerness). Eagerness sets all three numbers.
+  finished sentence ends the turn once the pause has lasted ``min_silence_ms`` (at once if it
+  already has); an unfinished one waits for more speech up to ``silence_duration_ms`` (~0.8 s
+  at medium eagerness). Eagerness sets all four numbers.
   Without a model, ``semantic_vad`` is a silence timeout chosen by its eagerness.
 """
 
@@ -41,12 +42,14 @@ __all__ = [
 EAGERNESS_SILENCE_MS = {"low": 1200, "medium": 700, "high": 350, "auto": 700}
 
 #: semantic_vad with an end-of-turn model, by eagerness: (pause before asking the model, ms;
-#: longest wait after an unfinished sentence, ms; probability that counts as finished).
+#: shortest pause a finished sentence ends the turn after, ms; longest wait after an unfinished
+#: one, ms; probability that counts as finished). The model is asked early, so its answer is in
+#: by the time the shortest pause has passed (it takes ~50–120 ms on a quiet core).
 SMART_EAGERNESS = {
-    "low": (300, 1500, 0.7),
-    "medium": (200, 800, 0.5),
-    "high": (120, 500, 0.3),
-    "auto": (200, 800, 0.5),
+    "low": (160, 320, 1500, 0.7),
+    "medium": (96, 192, 800, 0.5),
+    "high": (64, 128, 500, 0.3),
+    "auto": (96, 192, 800, 0.5),
 }
 
 _HYSTERESIS = 0.15
@@ -64,6 +67,8 @@ class TurnSettings:
     interrupt_response: bool = True
     #: Ask the end-of-turn model after this much silence (None: silence alone ends turns).
     check_after_ms: int | None = None
+    #: A pause the model called finished ends the turn once it has lasted this long.
+    min_silence_ms: int = 0
     complete_threshold: float = 0.5
 
     @classmethod
@@ -77,10 +82,13 @@ class TurnSettings:
         if turn_detection.get("type") == "semantic_vad":
             eagerness = str(turn_detection.get("eagerness") or "auto")
             if smart:
-                check, wait, threshold = SMART_EAGERNESS.get(eagerness, SMART_EAGERNESS["auto"])
+                check, least, wait, threshold = SMART_EAGERNESS.get(
+                    eagerness, SMART_EAGERNESS["auto"]
+                )
                 return cls(
                     silence_duration_ms=wait,
                     check_after_ms=check,
+                    min_silence_ms=least,
                     complete_threshold=threshold,
                     **common,
                 )
@@ -134,6 +142,7 @@ class TurnDetector:
         self._onset_ms: float | None = None  # first loud window of a possible start
         self._silence_ms: float | None = None  # where the current silence began
         self._asked_ms: float | None = None  # the pause the model was last asked about
+        self._finished_ms: float | None = None  # the pause the model called finished
 
     @property
     def position_ms(self) -> float:
@@ -171,7 +180,9 @@ class TurnDetector:
                 if self._silence_ms is None:
                     self._silence_ms = start
                 silent = self._now_ms - self._silence_ms
-                if silent >= s.silence_duration_ms:
+                if silent >= s.silence_duration_ms or (
+                    self._finished_ms == self._silence_ms and silent >= s.min_silence_ms
+                ):
                     out.append(self._stop())
                 elif (
                     s.check_after_ms is not None
@@ -190,7 +201,9 @@ class TurnDetector:
             and self._silence_ms == pause_ms
             and probability >= self.settings.complete_threshold
         ):
-            return [self._stop()]
+            if self._now_ms - pause_ms >= self.settings.min_silence_ms:
+                return [self._stop()]
+            self._finished_ms = pause_ms  # ends once the pause is long enough (see feed)
         return []
 
     def _stop(self) -> SpeechStopped:
@@ -200,5 +213,6 @@ class TurnDetector:
         self._onset_ms = None
         self._silence_ms = None
         self._asked_ms = None
+        self._finished_ms = None
         self._origin_ms = self._now_ms  # audio up to here is committed
         return stopped

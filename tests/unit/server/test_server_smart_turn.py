@@ -51,7 +51,7 @@ async def test_a_finished_sentence_ends_the_turn_soon_after_the_pause(
 ) -> None:
     h, model = finished
     await h.append(silence(300) + tone_speech("one two three four"), chunk_ms=20)
-    await h.append(silence(300), chunk_ms=20)  # past check_after (200 ms), well short of 800
+    await h.append(silence(300), chunk_ms=20)  # past the shortest pause (192 ms), well short of 800
     await asyncio.wait_for(model.asked.wait(), 10)
     stopped = await h.wait_for("input_audio_buffer.speech_stopped")
     assert model.heard_s and model.heard_s[0] >= 1.0  # the whole utterance so far
@@ -72,7 +72,7 @@ async def test_an_unfinished_sentence_waits_for_more_speech() -> None:
         # the user goes on: still one turn
         await h.append(tone_speech("four five") + silence(300), chunk_ms=20)
         assert h.of("input_audio_buffer.speech_stopped") == []
-        await h.append(silence(SMART_EAGERNESS["medium"][1]), chunk_ms=20)  # the longest wait
+        await h.append(silence(SMART_EAGERNESS["medium"][2]), chunk_ms=20)  # the longest wait
         await h.wait_for("input_audio_buffer.speech_stopped")
         assert len(h.of("input_audio_buffer.speech_started")) == 1
         for _ in range(1000):  # the second answer may still be on its way (a thread)

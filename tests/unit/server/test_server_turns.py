@@ -126,20 +126,29 @@ def _smart(eagerness: str = "medium") -> TurnDetector:
 
 
 def test_a_pause_asks_the_model_once_after_check_after_ms() -> None:
-    detector = _smart()  # medium: ask after 200 ms, wait up to 800 ms
+    detector = _smart()  # medium: ask after 96 ms, wait up to 800 ms
     assert detector.feed([0.9] * 10) == [SpeechStarted(0)]
-    decisions = detector.feed([0.0] * 7)  # 224 ms of silence from 320 ms
+    decisions = detector.feed([0.0] * 3)  # 96 ms of silence from 320 ms
     assert decisions == [PauseCheck(320.0)]
-    assert detector.feed([0.0] * 5) == []  # asked already about this pause
+    assert detector.feed([0.0] * 2) == []  # asked already about this pause
 
 
 def test_a_finished_sentence_ends_the_turn_where_the_pause_began() -> None:
     detector = _smart()
     detector.feed([0.9] * 10)
-    (check,) = detector.feed([0.0] * 7)
+    (check,) = detector.feed([0.0] * 7)  # the answer comes after the shortest pause (192 ms)
     assert isinstance(check, PauseCheck)
     assert detector.conclude(check.pause_ms, 0.9) == [SpeechStopped(320)]
     assert not detector.speaking
+
+
+def test_an_early_finished_answer_waits_for_the_shortest_pause() -> None:
+    detector = _smart()
+    detector.feed([0.9] * 10)
+    (check,) = detector.feed([0.0] * 3)  # asked at 96 ms
+    assert detector.conclude(check.pause_ms, 0.9) == []  # finished, but only 96 ms of pause
+    assert detector.feed([0.0] * 2) == []  # 160 ms
+    assert detector.feed([0.0]) == [SpeechStopped(320)]  # 192 ms
 
 
 def test_an_unfinished_sentence_waits_for_the_longest_silence() -> None:
@@ -159,7 +168,7 @@ def test_an_answer_about_a_pause_that_ended_is_ignored() -> None:
     detector.feed([0.9] * 3)  # the user went on speaking before the model answered
     assert detector.conclude(check.pause_ms, 0.99) == []
     assert detector.speaking
-    (second,) = detector.feed([0.0] * 7)  # the next pause is asked about afresh
+    (second,) = detector.feed([0.0] * 3)  # the next pause is asked about afresh
     assert second == PauseCheck(check.pause_ms + 7 * 32 + 3 * 32)
 
 
@@ -168,12 +177,12 @@ def test_eagerness_sets_when_to_ask_how_long_to_wait_and_how_sure(eagerness: str
     settings = TurnSettings.from_session(
         {"type": "semantic_vad", "eagerness": eagerness}, smart=True
     )
-    check, wait, threshold = SMART_EAGERNESS[eagerness]
+    check, least, wait, threshold = SMART_EAGERNESS[eagerness]
     assert (settings.check_after_ms, settings.silence_duration_ms) == (check, wait)
-    assert settings.complete_threshold == threshold
-    assert check < wait
+    assert (settings.min_silence_ms, settings.complete_threshold) == (least, threshold)
+    assert check < least < wait
     low, high = SMART_EAGERNESS["low"], SMART_EAGERNESS["high"]
-    assert high[0] < low[0] and high[1] < low[1] and high[2] < low[2]
+    assert all(h < lo for h, lo in zip(high, low, strict=True))
 
 
 def test_server_vad_never_asks_the_model() -> None:

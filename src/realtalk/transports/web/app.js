@@ -243,10 +243,11 @@
     ui.totalOut.textContent = String(totals.output);
     ui.totalCost.textContent = state.unpriced && totals.cost === 0 ? "local, no charge"
       : `$${totals.cost.toFixed(4)}`;
-    if (latency !== null) {
+    if (latency !== null && probe.waits.length === 0) {
+      // Until the page has measured a wait itself, show the agent's own figure.
       ui.lastLatency.hidden = false;
       ui.lastLatency.textContent = `${Math.round(latency)} ms`;
-      ui.lastLatency.title = "Latency of the last turn";
+      ui.lastLatency.title = "Latency of the last turn, as the agent measured it";
     }
   }
 
@@ -344,6 +345,64 @@
     ui.level.setAttribute("aria-valuenow", "0");
   }
 
+  // ---- the user's real wait, measured in the page ---------------------------------------
+  // From the end of the user's speech at the microphone to the first agent audio this page
+  // plays, both read from the audio as it passes through one AudioContext (256-sample blocks,
+  // ~5 ms), so the figure holds everything: uplink, turn detection, the model, downlink, jitter
+  // buffers. The agent's own latency figure (metrics table) cannot see either end of that wait.
+  const LOUD = 0.02; // peak level of speech; room noise and the fake mic's silence are below
+  const NEW_REPLY_AFTER_S = 0.3; // agent audio after this much quiet is the start of a reply
+  const probe = { micEnd: null, counted: null, remoteAt: null, taps: [], waits: [] };
+
+  function peak(buf) {
+    let m = 0;
+    for (let i = 0; i < buf.length; i += 1) { const v = Math.abs(buf[i]); if (v > m) m = v; }
+    return m;
+  }
+
+  function tapLevels(stream, onBlock) {
+    const ctx = ensureAudioContext();
+    const src = ctx.createMediaStreamSource(stream);
+    const node = ctx.createScriptProcessor(256, 1, 1);
+    const mute = ctx.createGain();
+    mute.gain.value = 0; // the processor must reach the destination to run; it adds nothing
+    node.onaudioprocess = (e) => {
+      // playbackTime: the context time of this block, one clock for mic and agent audio
+      onBlock(peak(e.inputBuffer.getChannelData(0)), e.playbackTime,
+        performance.timeOrigin + performance.now());
+    };
+    src.connect(node); node.connect(mute); mute.connect(ctx.destination);
+    probe.taps.push({ src, node, mute });
+  }
+
+  function onMicLevel(level, t, wall) {
+    if (level >= LOUD) probe.micEnd = { t, wall };
+  }
+
+  function onAgentLevel(level, t, wall) {
+    if (level < LOUD) return;
+    const startsReply = probe.remoteAt === null || t - probe.remoteAt > NEW_REPLY_AFTER_S;
+    probe.remoteAt = t;
+    const end = probe.micEnd;
+    if (!startsReply || !end || end === probe.counted || t <= end.t) return;
+    probe.counted = end;
+    const waitMs = (t - end.t) * 1000;
+    if (waitMs > 60000) return; // not an answer to that speech
+    probe.waits.push({ speech_end_wall_ms: end.wall, agent_audio_wall_ms: wall, wait_ms: waitMs });
+    ui.lastLatency.hidden = false;
+    ui.lastLatency.textContent = `${Math.round(waitMs)} ms`;
+    ui.lastLatency.title = "Your wait in the last turn: end of your speech at the microphone "
+      + "to the agent's first audio played here";
+  }
+
+  function stopProbe() {
+    for (const t of probe.taps) { t.src.disconnect(); t.node.disconnect(); t.mute.disconnect(); }
+    probe.taps = [];
+    probe.micEnd = null;
+    probe.counted = null;
+    probe.remoteAt = null;
+  }
+
   // ---- devices ---------------------------------------------------------------------------
 
   async function listMicrophones() {
@@ -385,6 +444,7 @@
       micStream?.getTracks().forEach((t) => t.stop());
       micStream = stream;
       micAnalyser = analyserFor(stream);
+      tapLevels(stream, onMicLevel);
       logEvent("microphone", track.label || "switched");
     } catch (err) {
       showBanner(`Could not switch microphone: ${err.message || err}`);
@@ -427,6 +487,7 @@
       micStream = await openMicrophone();
       listMicrophones().catch(() => {});
       micAnalyser = analyserFor(micStream);
+      tapLevels(micStream, onMicLevel);
       startMeter();
 
       const config = await fetchConfig();
@@ -448,6 +509,7 @@
         ui.remoteAudio.srcObject = stream;
         ui.remoteAudio.play().catch((err) => logEvent("autoplay", String(err), true));
         remoteAnalyser = analyserFor(stream);
+        tapLevels(stream, onAgentLevel);
       };
       pc.onconnectionstatechange = () => {
         if (pc !== peer) return;
@@ -501,6 +563,7 @@
     camStream = null;
     micAnalyser = null;
     remoteAnalyser = null;
+    stopProbe();
     ui.remoteAudio.srcObject = null;
     ui.preview.srcObject = null;
     ui.preview.hidden = true;
@@ -577,6 +640,8 @@
   // Test and debugging hooks: read-only views of what the page knows.
   window.realtalk = {
     state,
+    /** The user's waits measured in the page (see the probe above), oldest first. */
+    waits: () => probe.waits.slice(),
     connect,
     disconnect,
     /** RMS (0..1) of the agent's audio as heard by a WebAudio analyser on the remote stream. */
