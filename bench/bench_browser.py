@@ -139,9 +139,7 @@ async def _one_pass(base_url: str, wav: Path, n_questions: int, limit_s: float) 
     await webrtc.start()
     try:
         async with async_playwright() as pw:
-            browser = await pw.chromium.launch(
-                executable_path=CHROMIUM, args=_chromium_args(wav)
-            )
+            browser = await pw.chromium.launch(executable_path=CHROMIUM, args=_chromium_args(wav))
             context = await browser.new_context(bypass_csp=True)
             page = await context.new_page()
             await page.goto(str(webrtc.url))
