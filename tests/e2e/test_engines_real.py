@@ -1,5 +1,6 @@
 """The real offline engines, end to end: Piper speaks, Silero hears it, Whisper writes it down,
-SmolLM2 answers or calls a tool, espeak-ng speaks too. Slow (model loads, CPU inference)."""
+the local LLM (Qwen2.5 0.5B) answers or calls a tool, espeak-ng speaks too. Slow (model loads,
+CPU inference)."""
 
 from __future__ import annotations
 
@@ -71,7 +72,7 @@ def test_models_load_once_per_process(engines: Engines) -> None:
     assert again.vad is engines.vad and again.llm is engines.llm and again.voice is engines.voice
     assert again.transcriber is engines.transcriber
     assert not any(line.startswith("loading") for line in lines)
-    assert engines.name == "local:silero+whisper-tiny.en+smollm2-135m+piper"
+    assert engines.name == "local:silero+whisper-tiny.en+qwen-0.5b+piper"
 
 
 def test_piper_speaks_one_chunk_per_sentence_at_a_plausible_length(

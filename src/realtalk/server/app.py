@@ -93,6 +93,7 @@ class LocalServer:
         llm_url: str | None = None,
         llm_model: str | None = None,
         llm_api_key: str | None = None,
+        llm: str | None = None,
         session_max_seconds: float = 3600.0,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         max_connections_per_client: int = 32,
@@ -113,6 +114,7 @@ class LocalServer:
         self.llm_url = llm_url
         self.llm_model = llm_model
         self.llm_api_key = llm_api_key
+        self.llm = llm
         self.session_max_seconds = session_max_seconds
         self.max_message_bytes = max_message_bytes
         self.max_connections_per_client = max_connections_per_client
@@ -151,6 +153,7 @@ class LocalServer:
                 llm_url=self.llm_url,
                 llm_model=self.llm_model,
                 llm_api_key=self.llm_api_key,
+                llm=self.llm,
                 progress=self._progress,
             )
         self._server = await serve(

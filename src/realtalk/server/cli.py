@@ -35,6 +35,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="local: offline models; scripted: deterministic test engines (default local)",
     )
     parser.add_argument("--voice", choices=("piper", "espeak"), default="piper")
+    parser.add_argument(
+        "--llm",
+        default=None,
+        help="local LLM: qwen-0.5b (default, or $REALTALK_LLM), qwen-1.5b (fetch it first: "
+        "python -m realtalk.server.engines.models fetch qwen-1.5b), smollm2, or a .gguf path",
+    )
     parser.add_argument("--llm-url", help="an OpenAI-compatible chat endpoint to use as the LLM")
     parser.add_argument("--llm-model", help="the model name at --llm-url")
     parser.add_argument(
@@ -83,6 +89,7 @@ async def _serve(args: argparse.Namespace) -> None:
         voice=args.voice,
         llm_url=args.llm_url,
         llm_model=args.llm_model,
+        llm=args.llm,
         llm_api_key=os.environ.get("REALTALK_LLM_API_KEY"),
         session_max_seconds=args.session_max_seconds,
         partial_transcripts={"auto": None, "on": True, "off": False}[args.partial_transcripts],

