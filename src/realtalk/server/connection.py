@@ -332,17 +332,24 @@ class Connection:
         self._drop_guess()
         if self.active is not None or not turns.settings.create_response or self.closed:
             return
-        task: GuessTask = asyncio.create_task(self._make_guess(speculation[1], pause))
+        # The conversation as it stands now, before this turn is committed into it.
+        items = [(e.snapshot(), 0) for e in self.conversation]
+        task: GuessTask = asyncio.create_task(
+            self._make_guess(speculation[1], items, self._settings({}))
+        )
         self._guess = (pause, task)
 
     async def _make_guess(
-        self, transcription: asyncio.Task[Any], pause: float
+        self,
+        transcription: asyncio.Task[Any],
+        items: list[tuple[dict[str, Any], int]],
+        settings: ResponseSettings,
     ) -> ReplyGuess | None:
+        """The reply to the speculative transcript. A guess no longer wanted is cancelled
+        (``discard``); one taken by the response that ended the turn runs on."""
         text = (await asyncio.shield(transcription)).text.strip()
-        if not text or self._guess is None or self._guess[0] != pause or self.closed:
+        if not text or self.closed:
             return None
-        settings = self._settings({})
-        items = [(e.snapshot(), 0) for e in self.conversation]
         items.append(
             (
                 {
@@ -354,7 +361,7 @@ class Connection:
             )
         )
         context = await build_context(settings.instructions, items, self.transcripts.text_of)
-        if self._guess is None or self._guess[0] != pause or self.closed or self.active:
+        if self.closed:
             return None
         limit = settings.max_output_tokens
         return ReplyGuess(

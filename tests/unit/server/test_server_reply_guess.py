@@ -4,12 +4,16 @@ ended, its reply is used when the turn ends in that pause, and thrown away when 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import pytest
+
 from realtalk.protocol import events as ev
 from realtalk.server.engines.base import ChatMessage, LLMChunk
-from realtalk.server.engines.scripted import ScriptedLLM
+from realtalk.server.engines.scripted import ScriptedLLM, ScriptedTranscriber
+from realtalk.server.speculation import ReplyGuess
 from tests.conftest import make_engines
 from tests.unit.server.conftest import Harness, silence, tone_speech
 
@@ -110,5 +114,45 @@ async def test_no_guess_without_speculative_transcripts() -> None:
         await h.wait_for("response.done")
         (call,) = llm.calls
         assert "input_audio_buffer.speech_stopped" in call[1]
+    finally:
+        await h.connection.aclose()
+
+
+class SlowTranscriber(ScriptedTranscriber):
+    def transcribe(self, pcm16k: Any) -> Any:
+        time.sleep(0.4)  # still transcribing when the turn ends
+        return super().transcribe(pcm16k)
+
+
+async def test_a_guess_still_being_made_when_the_turn_ends_is_used(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    taken: list[ReplyGuess] = []
+    take = ReplyGuess.take
+
+    def counting_take(self: ReplyGuess) -> Any:
+        taken.append(self)
+        return take(self)
+
+    monkeypatch.setattr(ReplyGuess, "take", counting_take)
+    box: list[Harness] = []
+    engines = make_engines()
+    engines.transcriber = SlowTranscriber()
+    llm = WatchedLLM(box)
+    engines.llm = llm
+    h = Harness(engines, speculative_transcripts=True)
+    box.append(h)
+    try:
+        vad_200 = {"audio": {"input": {"turn_detection": {"type": "server_vad"}}}}
+        await h.send(ev.session_update(vad_200))  # the client's default: 200 ms of silence
+        await h.append(silence(200) + tone_speech("one two three"), chunk_ms=20)
+        for _ in range(20):
+            await h.append(silence(20), chunk_ms=20)
+            await asyncio.sleep(0.01)
+        done = await h.wait_for("response.done")
+        assert done["response"]["status"] == "completed"
+        assert len(llm.calls) == 1
+        assert len(taken) == 1  # the guess, taken while it was still waiting for its text
+        assert "input_audio_buffer.speech_stopped" in llm.calls[0][1]
     finally:
         await h.connection.aclose()
