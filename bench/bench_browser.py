@@ -1,7 +1,7 @@
 """Voice to voice through a real browser: the user's wait as the page itself measures it.
 
 Chromium (headless, Debian's, driven by playwright) opens the agent's page; its microphone is a
-WAV file (Piper speaking the v2v questions, 7 s apart); WebRTC carries the voice both ways, as
+WAV file (Piper speaking the v2v questions, 10 s apart); WebRTC carries the voice both ways, as
 for a real user. The page measures each wait itself (``window.realtalk.waits()``): from the end
 of the speech at its microphone to the first agent audio it plays, both read from the audio as
 it passes through one AudioContext. That is the figure a user lives with; ``bench v2v`` stops at
@@ -39,7 +39,7 @@ from bench.serve import ServerProcess
 
 CHROMIUM = os.environ.get("REALTALK_CHROMIUM", "/usr/bin/chromium")
 GOAL_MS = 1000.0
-GAP_S = 7.0  # silence after each question: room for the answer before the next one
+GAP_S = 10.0  # silence after each question: room for the answer before the next one
 LEAD_S = 2.0  # silence before the first question: the call settles
 INSTRUCTIONS = "You are a friendly voice assistant. Answer in one short sentence."
 LOUD = 0.02  # the page's threshold too (peak level of speech)

@@ -1,30 +1,34 @@
 """Voice to voice on the local server with the real engines: from the end of the user's speech in
 the audio to the first frame of the agent's reply handed to the speaker.
 
-The server (``--engine local``: Silero VAD, Whisper tiny.en, SmolLM2-135M, Piper; partial
-transcripts on, as ``realtalk serve`` runs by default; the full run repeats with them off, to show
-what they cost) runs in its own process. The client is a
-plain ``OpenAIRealtime`` with its default settings (server VAD, 200 ms of silence ends a turn) and
-a speaker pulling ``next_frame`` in real time. Each turn streams a spoken question (synthesised
-with Piper beforehand, 48 kHz, as a microphone would deliver it, 20 ms frames in real time),
-waits for the reply's first frame and for ``response.done``, interrupts, and goes on.
+Two passes in one run, each with its own server process (``--engine local``: Silero VAD, Whisper
+tiny.en, the local LLM the server selects, Piper; partial transcripts as ``realtalk serve`` runs
+by default, i.e. off on 2 cores):
+
+- **ours**: the client asks for ``semantic_vad`` (Smart Turn decides when a pause ends the
+  turn); Whisper in a short window; the transcript and the reply start speculatively in the pause.
+- **baseline**: the pipeline before issue 9 (``bench.serve --baseline``): Whisper's 30 s window,
+  no Smart Turn, no speculation, and the client's default turn rule (server VAD, 200 ms).
+
+The client is a plain ``OpenAIRealtime`` and a speaker pulling ``next_frame`` in real time. Each
+turn streams a spoken question (synthesised with Piper beforehand, 48 kHz, as a microphone would
+deliver it, 20 ms frames in real time), waits for the reply's first frame and for
+``response.done``, interrupts, and goes on.
 
 The user's speech ends at the last loud sample of the clip; it was "spoken" 20 ms before the
 frame holding it was pushed, less its offset in that frame. Stages, from events as they reach
 the client:
 
-- VAD: end of speech → ``speech_stopped`` (the 200 ms silence the turn rule waits for included)
-- STT: → ``input_audio_transcription.completed`` (the reply is built once the transcript exists)
+- VAD: end of speech → ``speech_stopped`` (the silence the turn rule waits for included)
+- STT: → ``input_audio_transcription.completed`` (near zero when the speculation was used)
 - LLM + TTS: → first ``response.output_audio.delta`` (split between the two by running the
   engines directly on the same inputs, below)
 - playout: → first frame of the reply handed out (jitter buffer and frame pacing)
 
-The server does not report stage timings, so the same engines, loaded in this process too, are
-run directly after each turn (so both see the same machine), one after the other, on the same
-question: Whisper on the utterance, SmolLM2 until its first complete sentence (what the server
-waits for before speaking), Piper on that sentence until its first audio. Baseline: that
-back-to-back sum plus the 200 ms silence rule, i.e. what these models cost with no server, no
-client and no network; the ratio is baseline / ours.
+The same engines, loaded in this process too, are run directly after each turn of ours (so both
+see the same machine), one after the other: Whisper on the utterance, the LLM until its first
+complete sentence, Piper on that sentence until its first audio. ``REALTALK_BENCH_SCRIPTED_LLM=1``
+puts the scripted LLM in place of the local one (to measure the rest where none is installed).
 """
 
 from __future__ import annotations

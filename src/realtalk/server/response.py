@@ -286,7 +286,11 @@ class Response:
         task, self._guess = self._guess, None
         guess = None
         if task is not None:  # its transcript is the one the context waited for: ready or nearly
-            (made,) = await asyncio.gather(task, return_exceptions=True)
+            try:
+                (made,) = await asyncio.gather(task, return_exceptions=True)
+            except asyncio.CancelledError:  # a guess made meanwhile must let the LLM go
+                await wait_through_cancellation(asyncio.ensure_future(discard(task)))
+                raise
             guess = made if isinstance(made, ReplyGuess) else None
         if guess is not None and guess.fits(context.messages, **options):
             logger.debug("%s: the reply started in the pause fits", self.id)
