@@ -367,9 +367,13 @@
     const mute = ctx.createGain();
     mute.gain.value = 0; // the processor must reach the destination to run; it adds nothing
     node.onaudioprocess = (e) => {
-      // playbackTime: the context time of this block, one clock for mic and agent audio
-      onBlock(peak(e.inputBuffer.getChannelData(0)), e.playbackTime,
-        performance.timeOrigin + performance.now());
+      // playbackTime: the context time of this block, one clock for mic and agent audio; its
+      // wall-clock time comes from the context's own output timestamp, not from when this
+      // callback got the main thread (late on a busy machine).
+      const ts = ctx.getOutputTimestamp();
+      const wall = ts.performanceTime === undefined ? performance.now()
+        : ts.performanceTime + (e.playbackTime - ts.contextTime) * 1000;
+      onBlock(peak(e.inputBuffer.getChannelData(0)), e.playbackTime, performance.timeOrigin + wall);
     };
     src.connect(node); node.connect(mute); mute.connect(ctx.destination);
     probe.taps.push({ src, node, mute });
