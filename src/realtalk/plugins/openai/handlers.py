@@ -208,6 +208,10 @@ def on_agent_transcript_done(model: OpenAIRealtime, event: Event) -> None:
     if out is None:
         _agent_final(model, text, item_id)
         return
+    state = model._responses.get(event.get("response_id"))
+    if state is not None and state.cancelled:
+        model._pacer.cut(item_id)  # cut off: the final text is what was heard
+        return
     received = out.received_ms(item_id)
     model._pacer.done(item_id, text, received, has_audio=received > 0)
     model._pace()
