@@ -110,7 +110,7 @@ def scripted_llm_if_asked() -> None:
         from realtalk.server.engines import loader
         from realtalk.server.engines.scripted import ScriptedLLM
 
-        loader._llama = ScriptedLLM  # type: ignore[assignment]
+        loader._local_llm = lambda _name: ScriptedLLM()
 
 
 async def _serve(

@@ -191,7 +191,8 @@ def on_agent_text_delta(model: OpenAIRealtime, event: Event) -> None:
     model._text["a:" + item_id] = text
     model._mirror.append_transcript(item_id, delta)
     out = model._audio_out
-    if event.get("type") == "response.output_audio_transcript.delta" and out is not None:
+    audio_transcript = event.get("type") == "response.output_audio_transcript.delta"
+    if audio_transcript and out is not None and model._paces_transcripts:
         # shown when the audio received so far (where this piece starts) has played
         model._pacer.delta(item_id, text, out.received_ms(item_id))
         model._pace()
@@ -205,7 +206,7 @@ def on_agent_transcript_done(model: OpenAIRealtime, event: Event) -> None:
     text = str(event.get("transcript") or "")
     model._mirror.set_transcript(item_id, text)
     out = model._audio_out
-    if out is None:
+    if out is None or not model._paces_transcripts:
         _agent_final(model, text, item_id)
         return
     state = model._responses.get(event.get("response_id"))

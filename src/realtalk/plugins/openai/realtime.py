@@ -174,6 +174,7 @@ class OpenAIRealtime(RealtimeBaseModel):
         #: the agent's transcript, released as its audio plays
         self._pacer = TranscriptPacer(self._paced_transcript)
         self._pacer_timer: asyncio.TimerHandle | None = None
+        self._own_output: AudioOutput | None = None
         self._audio_out: OutputAudio | None = None
         self._hooked_output: AudioOutput | None = None
         self._playing: set[str] = set()  # items pushed to the AudioOutput, not yet finished
@@ -228,6 +229,18 @@ class OpenAIRealtime(RealtimeBaseModel):
         self.set_agent(agent)
         if self._session is not None:
             await self.send_first_session_update()
+
+    # -- conversation history (a handoff's trimming) -------------------------------------------
+
+    def history(self) -> list[dict[str, Any]]:
+        """The acknowledged items of the server conversation, oldest first (copies)."""
+        items = (self._mirror.item(item_id) for item_id in list(self._mirror._order))
+        return [item for item in items if item is not None]
+
+    async def delete_items(self, item_ids: list[str]) -> None:
+        """``conversation.item.delete`` for each; the mirror follows the server's answers."""
+        for item_id in item_ids:
+            self._send(events.conversation_item_delete(item_id, event_id=self._ids("event")))
 
     # -- connection -----------------------------------------------------------------------------
 
@@ -480,6 +493,7 @@ class OpenAIRealtime(RealtimeBaseModel):
         if output is None:
             output = AudioOutput(sample_rate=wire.rate)
             self.audio_output = output
+            self._own_output = output  # nobody may be playing it: transcripts are not paced
         if self._hooked_output is not output:
             self._hook(output)
             self._hooked_output = output
@@ -565,6 +579,20 @@ class OpenAIRealtime(RealtimeBaseModel):
         self._require_session()
         self._create_item(events.user_text_item(message))
         self._enqueue_request("reply", {})
+
+    async def restore_conversation(self, items: list[dict[str, Any]]) -> None:
+        """Create ``items`` in the live session, in order, without asking for a reply.
+
+        For resuming a conversation that lived elsewhere (another process, a stored copy):
+        ``items`` are what ``conversation.replay_items()`` returned there — text, function calls
+        and their outputs, transcripts cut to what was heard. They enter this model's
+        conversation mirror as any created item does, so a later reconnect replays them too.
+        """
+        self._require_session()
+        for item in items:
+            if not isinstance(item, dict) or not isinstance(item.get("type"), str):
+                raise ValueError(f"a conversation item must be a dict with a 'type', got {item!r}")
+            self._create_item(dict(item))
 
     async def send_message(self, message: str, *, interruptible: bool = True) -> None:
         """Make the agent say ``message`` verbatim; it is recorded as the agent's words.
@@ -686,7 +714,10 @@ class OpenAIRealtime(RealtimeBaseModel):
 
     def _on_tool_result(self, call: ToolCall, result: ToolResult) -> None:
         item_id = self._create_item(events.function_call_output_item(call.call_id, result.output))
-        self._follow_up.output_sent(item_id)
+        if result.reply:
+            self._follow_up.output_sent(item_id)
+        else:  # a handoff: the session asks for the new agent's first reply itself
+            self._follow_up.covered()
         self._metrics.tool_called(call.name)
         self.emit(
             "function_call",
@@ -733,6 +764,13 @@ class OpenAIRealtime(RealtimeBaseModel):
         self._transcription("agent", text, item_id, final=final, interrupted=interrupted)
         if final:
             self.emit("text_response", {"text": text, "type": "done"})
+
+    @property
+    def _paces_transcripts(self) -> bool:
+        """The agent's transcript follows its voice where the owner plays the audio (an
+        AudioOutput they set, as AgentSession does); with none, it is shown as it arrives."""
+        out = self._audio_out
+        return out is not None and out.output is not self._own_output
 
     def _pace(self) -> None:
         """Release the agent transcript the played audio has reached; again soon while held."""
