@@ -18,6 +18,7 @@ import time
 from types import TracebackType
 
 from realtalk.server import LocalServer
+from realtalk.server.engines import load_engines
 
 
 class ServerProcess:
@@ -30,6 +31,7 @@ class ServerProcess:
         voice: str = "piper",
         max_seconds: float = 900.0,
         partial_transcripts: bool = False,
+        baseline: bool = False,
         start_timeout_s: float = 120.0,
         extra_env: dict[str, str] | None = None,
     ) -> None:
@@ -37,6 +39,7 @@ class ServerProcess:
         self.voice = voice
         self.max_seconds = max_seconds
         self.partial_transcripts = partial_transcripts
+        self.baseline = baseline
         self.start_timeout_s = start_timeout_s
         self.extra_env = extra_env or {}
         self.base_url = ""
@@ -61,6 +64,7 @@ class ServerProcess:
                 "--max-seconds",
                 str(self.max_seconds),
                 *(["--partial-transcripts"] if self.partial_transcripts else []),
+                *(["--baseline"] if self.baseline else []),
             ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -98,14 +102,37 @@ class ServerProcess:
             proc.wait()
 
 
-async def _serve(engine: str, voice: str, max_seconds: float, partial: bool) -> None:
+def scripted_llm_if_asked() -> None:
+    """``REALTALK_BENCH_SCRIPTED_LLM=1``: the local engines with the scripted LLM in place of the
+    local one, to measure everything else where no local LLM is installed. Figures taken so say
+    it."""
+    if os.environ.get("REALTALK_BENCH_SCRIPTED_LLM") == "1":
+        from realtalk.server.engines import loader
+        from realtalk.server.engines.scripted import ScriptedLLM
+
+        loader._local_llm = lambda _name: ScriptedLLM()
+
+
+async def _serve(
+    engine: str, voice: str, max_seconds: float, partial: bool, baseline: bool
+) -> None:
+    scripted_llm_if_asked()
+    engines = None
+    if baseline:  # the pipeline before issue 9: Whisper's 30 s window, silence alone, no guesses
+        engines = load_engines(engine, voice=voice)  # type: ignore[arg-type]
+        if hasattr(engines.transcriber, "full_window"):
+            engines.transcriber.full_window = True
     server = LocalServer(
         "127.0.0.1",
         0,
+        engines=engines,
         engine=engine,
         voice=voice,
         partial_transcripts=partial,
         max_connections_per_client=100_000,
+        speculative_transcripts=not baseline,
+        smart_turn=not baseline,
+        speculative_replies=not baseline,
     )
     async with server:
         print(f"READY {server.base_url}", flush=True)
@@ -121,8 +148,15 @@ def main() -> None:
     parser.add_argument("--voice", default="piper", choices=["piper", "espeak"])
     parser.add_argument("--max-seconds", type=float, default=900.0)
     parser.add_argument("--partial-transcripts", action="store_true")
+    parser.add_argument(
+        "--baseline",
+        action="store_true",
+        help="the pipeline before issue 9: full Whisper window, no Smart Turn, no speculation",
+    )
     args = parser.parse_args()
-    asyncio.run(_serve(args.engine, args.voice, args.max_seconds, args.partial_transcripts))
+    asyncio.run(
+        _serve(args.engine, args.voice, args.max_seconds, args.partial_transcripts, args.baseline)
+    )
     os._exit(0)  # a stdin reader thread may still block; nothing is left to clean up
 
 

@@ -2,7 +2,9 @@
 
 A session owns one :class:`SessionMetrics` (there is no global one) and calls its methods as
 events happen; each finished turn comes back as a :class:`TurnMetrics`. The two latencies of a
-turn are measured from the end of the user's speech:
+turn are measured from the end of the user's speech on the audio clock (when the last spoken
+sample was captured, mapped back from the server's ``audio_end_ms``; not when ``speech_stopped``
+arrived, which is a silence rule later):
 
 - ``model_latency_ms``: until the first audio of the reply is *received* (model + network);
 - ``latency_ms``: until that audio is *played* (what the user actually waits for).
@@ -367,6 +369,8 @@ class TurnMetrics:
     transcription_cost_usd: float = 0.0
     tool_calls: list[str] = field(default_factory=list)
     interrupted: bool = False
+    #: False when the model has no prices (a local server): its cost is not a dollar figure
+    priced: bool = True
 
     @property
     def latency_ms(self) -> float | None:
@@ -404,6 +408,7 @@ class TurnMetrics:
             "responses": [response.to_dict() for response in self.responses],
             "tool_calls": list(self.tool_calls),
             "interrupted": self.interrupted,
+            "priced": self.priced,
         }
 
 
@@ -534,7 +539,7 @@ class SessionMetrics:
 
     def _turn(self) -> TurnMetrics:
         if self._current is None:
-            self._current = TurnMetrics(index=len(self._turns))
+            self._current = TurnMetrics(index=len(self._turns), priced=self.prices.known)
         return self._current
 
     def _now(self, t: float | None) -> float:

@@ -9,7 +9,9 @@ turns the model's events into a small, JSON-friendly stream a UI can show as it 
 
     user_state_changed    {"state"}: listening | speaking
     agent_state_changed   {"state"}: initializing | listening | thinking | speaking | closed
-    transcription         {"role": "user" | "agent", "text", "is_final", "item_id"}
+    transcription         {"role": "user" | "agent", "text", "is_final", "item_id"}; agent
+                           text is paced with its voice; when cut off, the final one holds
+                           only what was heard and carries "interrupted": true
     function_call         {"name", "arguments", "output", "is_error"}
     handoff               {"from", "to", "tool", "message", "cancelled_tools"} (docs/agents.md)
     metrics               TurnMetrics.to_dict() of each completed turn
@@ -512,15 +514,15 @@ class AgentSession(EventEmitter[str], Generic[UserdataT]):
         self._update_agent_state()
 
     def _on_transcription(self, payload: dict[str, Any]) -> None:
-        self.emit(
-            "transcription",
-            {
-                "role": payload.get("role"),
-                "text": payload.get("text", ""),
-                "is_final": bool(payload.get("is_final", False)),
-                "item_id": payload.get("item_id"),
-            },
-        )
+        event = {
+            "role": payload.get("role"),
+            "text": payload.get("text", ""),
+            "is_final": bool(payload.get("is_final", False)),
+            "item_id": payload.get("item_id"),
+        }
+        if payload.get("interrupted"):
+            event["interrupted"] = True  # the agent was cut off: the text is what was heard
+        self.emit("transcription", event)
 
     def _on_function_call(self, payload: dict[str, Any]) -> None:
         pending = self._pending_enter

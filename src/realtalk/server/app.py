@@ -145,6 +145,8 @@ class LocalServer:
         allowed_hosts: Iterable[str] = (),
         partial_transcripts: bool | None = None,
         speculative_transcripts: bool = True,
+        smart_turn: bool = True,
+        speculative_replies: bool = True,
         progress: Callable[[str], None] | None = None,
     ) -> None:
         if session_max_seconds <= 0:
@@ -184,6 +186,10 @@ class LocalServer:
             else partial_transcripts
         )
         self.speculative_transcripts = speculative_transcripts
+        # semantic_vad asks Smart Turn (when loaded) whether a pause ends the turn
+        self.smart_turn = smart_turn
+        # the LLM starts on the speculative transcript during the silence wait
+        self.speculative_replies = speculative_replies
         self._progress = progress
         self._server: Server | None = None
         self._per_client: Counter[str] = Counter()
@@ -366,6 +372,8 @@ class LocalServer:
             partial_transcripts=self.partial_transcripts,
             speculative_transcripts=self.speculative_transcripts,
             limits=self.limits,
+            smart_turn=self.smart_turn,
+            speculative_replies=self.speculative_replies,
         )
         logger.info("session %s opened (%s, model %s)", connection.session["id"], client, model)
         writer = asyncio.create_task(outbox.run())

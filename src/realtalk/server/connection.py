@@ -32,11 +32,19 @@ from . import errors
 from .context import Context, build_context
 from .conversation import Conversation, Entry
 from .errors import RequestError
-from .input_buffer import InputBuffer, VadFeed
+from .input_buffer import InputBuffer, VadFeed, to_pcm16k
 from .limits import DEFAULT_LIMITS, Limits
 from .response import Response, ResponseSettings
+from .speculation import GuessTask, ReplyGuess, discard
 from .transcription import Draft, UserTranscripts
-from .turns import SpeechStarted, SpeechStopped, TurnDetector, TurnSettings
+from .turns import (
+    PauseCheck,
+    SpeechStarted,
+    SpeechStopped,
+    TurnDecision,
+    TurnDetector,
+    TurnSettings,
+)
 
 __all__ = ["Connection", "expiry_message"]
 
@@ -80,6 +88,8 @@ class Connection:
         partial_interval_ms: float = 1000.0,
         speculative_transcripts: bool = True,
         limits: Limits = DEFAULT_LIMITS,
+        smart_turn: bool = True,
+        speculative_replies: bool = True,
     ) -> None:
         self.engines = engines
         self.limits = limits
@@ -117,6 +127,12 @@ class Connection:
         self._turns: TurnDetector | None = None
         self._draft: Draft | None = None  # the user's turn in progress (server VAD)
         self._idle: asyncio.TimerHandle | None = None  # server_vad idle_timeout_ms
+        #: semantic_vad asks this model whether a pause ends the turn (None: silence decides)
+        self._end_of_turn = engines.end_of_turn if smart_turn else None
+        self._tasks: set[asyncio.Future[Any]] = set()
+        #: the LLM starts on the speculative transcript while the pause may still end the turn
+        self.speculative_replies = speculative_replies and speculative_transcripts
+        self._guess: tuple[float, GuessTask] | None = None  # (the pause, the guess being made)
         self._configure_turns()
 
     # --- entry points ------------------------------------------------------------------------
@@ -219,10 +235,14 @@ class Connection:
         """
         self.closed = True
         self._disarm_idle()
+        self._drop_guess()
         responses = list(self.responses.values())
         for response in responses:
             response.cancel("client_cancelled")
         await asyncio.gather(*(r.wait() for r in responses), return_exceptions=True)
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._prefill is not None:
             self._prefill.cancel()
             await asyncio.gather(self._prefill, return_exceptions=True)
@@ -310,7 +330,7 @@ class Connection:
         self._vad_feed = VadFeed(self._input_format)
         self._vad_stream = vad.create_stream()
         self._turns = TurnDetector(
-            TurnSettings.from_session(detection),
+            TurnSettings.from_session(detection, smart=self._end_of_turn is not None),
             window_ms=vad.window_samples * 1000 / vad.sample_rate,
             start_ms=self.buffer.clock_ms,
         )
@@ -354,11 +374,7 @@ class Connection:
             probabilities = work()
         if self._turns is not turns:  # the session was reconfigured meanwhile
             return
-        for decision in turns.feed(probabilities.tolist()):
-            if isinstance(decision, SpeechStarted):
-                self._speech_started(decision.audio_start_ms)
-            elif isinstance(decision, SpeechStopped):
-                self._speech_stopped(decision.audio_end_ms)
+        self._decide(turns.feed(probabilities.tolist()))
         draft = self._draft
         if draft is None:
             keep = turns.settings.prefix_padding_ms + IDLE_KEEP_MS
@@ -372,10 +388,119 @@ class Connection:
                 pause_began_ms=turns.pause_began_ms,
                 report=self._transcription is not None,
             )
+            if self.speculative_replies:
+                self._guess_reply(draft, turns)
+
+    # --- a reply started in the pause --------------------------------------------------------
+
+    def _guess_reply(self, draft: Draft, turns: TurnDetector) -> None:
+        """Once the pause's transcript is being speculated, start the reply it would get."""
+        pause, speculation = turns.pause_began_ms, draft.speculation
+        if pause is None:
+            self._drop_guess()  # speaking again
+            return
+        if speculation is None or speculation[0] != pause:
+            return
+        if self._guess is not None and self._guess[0] == pause:
+            return
+        self._drop_guess()
+        if self.active is not None or not turns.settings.create_response or self.closed:
+            return
+        # The conversation as it stands now, before this turn is committed into it.
+        items = [(e.snapshot(), 0) for e in self.conversation]
+        task: GuessTask = asyncio.create_task(
+            self._make_guess(speculation[1], items, self._settings({}))
+        )
+        self._guess = (pause, task)
+
+    async def _make_guess(
+        self,
+        transcription: asyncio.Task[Any],
+        items: list[tuple[dict[str, Any], int]],
+        settings: ResponseSettings,
+    ) -> ReplyGuess | None:
+        """The reply to the speculative transcript. A guess no longer wanted is cancelled
+        (``discard``); one taken by the response that ended the turn runs on."""
+        text = (await asyncio.shield(transcription)).text.strip()
+        if not text or self.closed:
+            return None
+        items.append(
+            (
+                {
+                    "type": "message",
+                    "role": "user",
+                    "content": [{"type": "input_text", "text": text}],
+                },
+                0,
+            )
+        )
+        context = await build_context(settings.instructions, items, self.transcripts.text_of)
+        if self.closed:
+            return None
+        limit = settings.max_output_tokens
+        return ReplyGuess(
+            self.engines.llm,
+            context.messages,
+            tools=settings.tools,
+            tool_choice=settings.tool_choice,
+            max_output_tokens=limit if isinstance(limit, int) else None,
+        )
+
+    def _drop_guess(self) -> None:
+        if self._guess is None:
+            return
+        _pause, task = self._guess
+        self._guess = None
+        self._track(asyncio.ensure_future(discard(task)))
+
+    def _take_guess(self, pause: float) -> GuessTask | None:
+        """The guess made in this pause (the turn ended there); any other is dropped."""
+        if self._guess is not None and self._guess[0] == pause:
+            task = self._guess[1]
+            self._guess = None
+            return task
+        self._drop_guess()
+        return None
+
+    def _track(self, task: asyncio.Future[Any]) -> None:
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _decide(self, decisions: list[TurnDecision]) -> None:
+        for decision in decisions:
+            if isinstance(decision, SpeechStarted):
+                self._speech_started(decision.audio_start_ms)
+            elif isinstance(decision, SpeechStopped):
+                self._speech_stopped(decision.audio_end_ms)
+            elif isinstance(decision, PauseCheck):
+                self._check_pause(decision.pause_ms)
+
+    def _check_pause(self, pause_ms: float) -> None:
+        """Ask the end-of-turn model about the speech so far, in a thread; its answer may end
+        the turn (if that pause is still going on by then)."""
+        model, turns, draft = self._end_of_turn, self._turns, self._draft
+        if model is None or turns is None or draft is None or self.closed:
+            return
+        pcm = to_pcm16k(self.buffer.peek(draft.start_ms), self.buffer.format)
+
+        async def ask() -> None:
+            try:
+                probability = await run_in_thread(
+                    lambda: model.probability(pcm), name="realtalk-end-of-turn"
+                )
+            except Exception as exc:  # the silence rule still ends the turn
+                logger.warning("the end-of-turn model failed: %s", exc)
+                return
+            if self._turns is turns and not self.closed:
+                logger.debug("pause at %.0f ms: finished with p=%.2f", pause_ms, probability)
+                self._decide(turns.conclude(pause_ms, probability))
+
+        self._track(asyncio.create_task(ask()))
 
     def _speech_started(self, audio_start_ms: int) -> None:
         assert self._turns is not None
         start = max(float(audio_start_ms), self.buffer.start_ms)
+        self._drop_guess()
         self._draft = Draft(self._new_id("item"), start, partial_at_ms=start)
         self._disarm_idle()
         self._send(ev.speech_started(self._eid(), self._draft.item_id, round(start)))
@@ -387,12 +512,15 @@ class Connection:
         if draft is None or turns is None:
             return
         self._draft = None
+        guess = self._take_guess(audio_end_ms)
         self._send(ev.speech_stopped(self._eid(), draft.item_id, audio_end_ms))
         self._commit(draft.item_id, draft.start_ms, draft=draft, speech_end_ms=audio_end_ms)
         if turns.settings.create_response:
             if self.active is None:
-                self._start_response(self._settings({}), None)
+                self._start_response(self._settings({}), None, guess=guess)
             else:
+                if guess is not None:
+                    self._track(asyncio.ensure_future(discard(guess)))
                 logger.debug("turn ended while %s is active: no new response", self.active.id)
 
     async def _commit_event(self, event: dict[str, Any]) -> None:
@@ -412,6 +540,7 @@ class Connection:
         self._send(ev.input_audio_buffer_cleared(self._eid()))
 
     def _drop_draft(self) -> None:
+        self._drop_guess()
         if self._draft is not None:
             self._draft.closed = True
         self._draft = None
@@ -591,8 +720,14 @@ class Connection:
         return out
 
     def _start_response(
-        self, settings: ResponseSettings, items: list[tuple[dict[str, Any], int]] | None
+        self,
+        settings: ResponseSettings,
+        items: list[tuple[dict[str, Any], int]] | None,
+        *,
+        guess: GuessTask | None = None,
     ) -> Response:
+        if guess is None:
+            self._drop_guess()  # a guess holds the LLM: no other call may wait behind it
         pending = self.transcripts.pending()
 
         async def context() -> Context:
@@ -618,6 +753,7 @@ class Connection:
             conversation_id=self.conversation_id,
             context=context,
             on_finished=self._response_finished,
+            guess=guess,
         )
         self.responses[response.id] = response
         if settings.in_conversation:

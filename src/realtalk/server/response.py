@@ -39,6 +39,7 @@ from realtalk.server.engines.threads import iterate_in_thread, wait_through_canc
 from .context import Context
 from .conversation import Conversation, Entry, SpokenSegment
 from .input_buffer import encode_from_int16
+from .speculation import GuessTask, ReplyGuess, discard
 
 __all__ = ["Response", "ResponseSettings"]
 
@@ -53,7 +54,11 @@ _LAST_SENTENCE_END = re.compile(r".*[.!?…][\"'”’)\]]*\s", re.S)
 # Before anything is voiced, a first clause of this many words is spoken without waiting for the
 # rest of its sentence: the first audio is only as early as the first piece of text is short.
 FIRST_CLAUSE_MIN_WORDS = 3
+#: ...and with no clause mark, the first this many words are spoken on their own (Piper's first
+#: audio takes time in proportion to the piece's length).
+FIRST_PIECE_MAX_WORDS = 6
 _CLAUSE_END = re.compile(r"[,;:]\s")
+_WORD_END = re.compile(r"\S\s+")
 # Limits reported by rate_limits.updated (the local server has none; clients just want numbers).
 _REQUEST_LIMIT = 10_000
 _TOKEN_LIMIT = 1_000_000
@@ -103,11 +108,18 @@ class _Message:
 
 
 def _first_clause_end(text: str) -> int | None:
-    """Where the first clause of ``FIRST_CLAUSE_MIN_WORDS`` or more words ends (after its mark
-    and the space that follows), or None while ``text`` holds none yet."""
+    """Where the first piece ends: after the first clause of ``FIRST_CLAUSE_MIN_WORDS`` or more
+    words (its mark and the space that follows), or after ``FIRST_PIECE_MAX_WORDS`` words if no
+    such clause ends before them; None while ``text`` holds neither yet."""
     for mark in _CLAUSE_END.finditer(text):
-        if len(text[: mark.start()].split()) >= FIRST_CLAUSE_MIN_WORDS:
+        words = len(text[: mark.start()].split())
+        if words > FIRST_PIECE_MAX_WORDS:
+            break
+        if words >= FIRST_CLAUSE_MIN_WORDS:
             return mark.end()
+    for count, word in enumerate(_WORD_END.finditer(text), start=1):
+        if count == FIRST_PIECE_MAX_WORDS:
+            return word.end()
     return None
 
 
@@ -126,8 +138,11 @@ class Response:
         conversation_id: str,
         context: Callable[[], Awaitable[Context]],
         on_finished: Callable[[Response], None],
+        guess: GuessTask | None = None,
     ) -> None:
         self.id = response_id
+        #: an LLM call started in the silence before this turn ended (used if its context fits)
+        self._guess = guess
         self.settings = settings
         self._engines = engines
         self._send_event = send
@@ -140,6 +155,7 @@ class Response:
         self._message: _Message | None = None
         self._context: Context | None = None
         self._llm_usage: LLMUsage | None = None
+        self.used_guess = False  # the reply came from an LLM call started in the pause
         self._text_chars = 0
         self._audio_bytes = 0
         self._task: asyncio.Task[None] | None = None
@@ -215,7 +231,12 @@ class Response:
     async def _run(self) -> None:
         try:
             await self._respond()
-        finally:  # the voice runs in tasks of its own: this task ends after they have
+        finally:
+            unused, self._guess = self._guess, None
+            if unused is not None:  # never used: let the LLM go
+                await wait_through_cancellation(
+                    asyncio.ensure_future(discard(unused))
+                )  # the voice runs in tasks of its own: this task ends after they have
             voices = [t for t in self._voice_tasks if not t.done()]
             if voices:
                 gathered = asyncio.gather(*voices, return_exceptions=True)
@@ -257,12 +278,28 @@ class Response:
 
     async def _generate(self, context: Context) -> None:
         limit = self.settings.max_output_tokens
-        stream = self._engines.llm.stream(
-            context.messages,
-            tools=self.settings.tools,
-            tool_choice=self.settings.tool_choice,
-            max_output_tokens=limit if isinstance(limit, int) else None,
-        )
+        options: dict[str, Any] = {
+            "tools": self.settings.tools,
+            "tool_choice": self.settings.tool_choice,
+            "max_output_tokens": limit if isinstance(limit, int) else None,
+        }
+        task, self._guess = self._guess, None
+        guess = None
+        if task is not None:  # its transcript is the one the context waited for: ready or nearly
+            try:
+                (made,) = await asyncio.gather(task, return_exceptions=True)
+            except asyncio.CancelledError:  # a guess made meanwhile must let the LLM go
+                await wait_through_cancellation(asyncio.ensure_future(discard(task)))
+                raise
+            guess = made if isinstance(made, ReplyGuess) else None
+        if guess is not None and guess.fits(context.messages, **options):
+            logger.debug("%s: the reply started in the pause fits", self.id)
+            self.used_guess = True
+            stream = guess.take()
+        else:
+            if guess is not None:
+                await guess.close()
+            stream = self._engines.llm.stream(context.messages, **options)
         async with contextlib.aclosing(stream) as chunks:  # type: ignore[type-var]
             async for chunk in chunks:
                 if isinstance(chunk, TextDelta):

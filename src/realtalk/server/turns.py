@@ -12,7 +12,13 @@ Rules (as Silero's own segmenter does it, tuned for conversation):
 - Speech stops after ``silence_duration_ms`` below the lower threshold (``threshold - 0.15``);
   windows between the two thresholds neither end nor reset a silence. ``audio_end_ms`` is where
   the silence began: the end of the user's speech.
-- ``semantic_vad`` is approximated by a silence timeout chosen by its eagerness.
+- ``semantic_vad`` with an end-of-turn model (Smart Turn): once a pause has lasted
+  ``check_after_ms`` the detector asks (:class:`PauseCheck`) whether the speech so far sounds
+  finished; the caller runs the model and hands the answer to :meth:`TurnDetector.conclude`. A
+  finished sentence ends the turn once the pause has lasted ``min_silence_ms`` (at once if it
+  already has); an unfinished one waits for more speech up to ``silence_duration_ms`` (~0.8 s
+  at medium eagerness). Eagerness sets all four numbers.
+  Without a model, ``semantic_vad`` is a silence timeout chosen by its eagerness.
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ from typing import Any
 
 __all__ = [
     "EAGERNESS_SILENCE_MS",
+    "SMART_EAGERNESS",
+    "PauseCheck",
     "SpeechStarted",
     "SpeechStopped",
     "TurnDecision",
@@ -32,6 +40,17 @@ __all__ = [
 
 #: Silence that ends a turn under semantic_vad, by eagerness ("auto" is "medium").
 EAGERNESS_SILENCE_MS = {"low": 1200, "medium": 700, "high": 350, "auto": 700}
+
+#: semantic_vad with an end-of-turn model, by eagerness: (pause before asking the model, ms;
+#: shortest pause a finished sentence ends the turn after, ms; longest wait after an unfinished
+#: one, ms; probability that counts as finished). The model is asked early, so its answer is in
+#: by the time the shortest pause has passed (it takes ~50–120 ms on a quiet core).
+SMART_EAGERNESS = {
+    "low": (160, 320, 1500, 0.7),
+    "medium": (96, 192, 800, 0.5),
+    "high": (64, 128, 500, 0.3),
+    "auto": (96, 192, 800, 0.5),
+}
 
 _HYSTERESIS = 0.15
 
@@ -46,16 +65,33 @@ class TurnSettings:
     min_speech_ms: int = 64
     create_response: bool = True
     interrupt_response: bool = True
+    #: Ask the end-of-turn model after this much silence (None: silence alone ends turns).
+    check_after_ms: int | None = None
+    #: A pause the model called finished ends the turn once it has lasted this long.
+    min_silence_ms: int = 0
+    complete_threshold: float = 0.5
 
     @classmethod
-    def from_session(cls, turn_detection: dict[str, Any]) -> TurnSettings:
-        """Read ``session.audio.input.turn_detection`` (server_vad or semantic_vad)."""
+    def from_session(cls, turn_detection: dict[str, Any], *, smart: bool = False) -> TurnSettings:
+        """Read ``session.audio.input.turn_detection`` (server_vad or semantic_vad); ``smart``:
+        an end-of-turn model is there for semantic_vad to ask."""
         common = {
             "create_response": bool(turn_detection.get("create_response", True)),
             "interrupt_response": bool(turn_detection.get("interrupt_response", True)),
         }
         if turn_detection.get("type") == "semantic_vad":
             eagerness = str(turn_detection.get("eagerness") or "auto")
+            if smart:
+                check, least, wait, threshold = SMART_EAGERNESS.get(
+                    eagerness, SMART_EAGERNESS["auto"]
+                )
+                return cls(
+                    silence_duration_ms=wait,
+                    check_after_ms=check,
+                    min_silence_ms=least,
+                    complete_threshold=threshold,
+                    **common,
+                )
             return cls(silence_duration_ms=EAGERNESS_SILENCE_MS.get(eagerness, 700), **common)
         return cls(
             threshold=float(turn_detection.get("threshold", 0.5)),
@@ -75,7 +111,15 @@ class SpeechStopped:
     audio_end_ms: int
 
 
-TurnDecision = SpeechStarted | SpeechStopped
+@dataclass(frozen=True, slots=True)
+class PauseCheck:
+    """Ask the end-of-turn model about the speech before ``pause_ms``; answer with
+    :meth:`TurnDetector.conclude`."""
+
+    pause_ms: float
+
+
+TurnDecision = SpeechStarted | SpeechStopped | PauseCheck
 
 
 class TurnDetector:
@@ -97,6 +141,8 @@ class TurnDetector:
         self.speaking = False
         self._onset_ms: float | None = None  # first loud window of a possible start
         self._silence_ms: float | None = None  # where the current silence began
+        self._asked_ms: float | None = None  # the pause the model was last asked about
+        self._finished_ms: float | None = None  # the pause the model called finished
 
     @property
     def position_ms(self) -> float:
@@ -133,10 +179,40 @@ class TurnDetector:
             elif p < low:
                 if self._silence_ms is None:
                     self._silence_ms = start
-                if self._now_ms - self._silence_ms >= s.silence_duration_ms:
-                    out.append(SpeechStopped(round(self._silence_ms)))
-                    self.speaking = False
-                    self._onset_ms = None
-                    self._silence_ms = None
-                    self._origin_ms = self._now_ms  # audio up to here is committed
+                silent = self._now_ms - self._silence_ms
+                if silent >= s.silence_duration_ms or (
+                    self._finished_ms == self._silence_ms and silent >= s.min_silence_ms
+                ):
+                    out.append(self._stop())
+                elif (
+                    s.check_after_ms is not None
+                    and silent >= s.check_after_ms
+                    and self._asked_ms != self._silence_ms
+                ):
+                    self._asked_ms = self._silence_ms
+                    out.append(PauseCheck(self._silence_ms))
         return out
+
+    def conclude(self, pause_ms: float, probability: float) -> list[TurnDecision]:
+        """The model's answer to ``PauseCheck(pause_ms)``: the turn ends now if the speech
+        sounds finished and that pause is still going on; otherwise the detector waits on."""
+        if (
+            self.speaking
+            and self._silence_ms == pause_ms
+            and probability >= self.settings.complete_threshold
+        ):
+            if self._now_ms - pause_ms >= self.settings.min_silence_ms:
+                return [self._stop()]
+            self._finished_ms = pause_ms  # ends once the pause is long enough (see feed)
+        return []
+
+    def _stop(self) -> SpeechStopped:
+        assert self._silence_ms is not None
+        stopped = SpeechStopped(round(self._silence_ms))
+        self.speaking = False
+        self._onset_ms = None
+        self._silence_ms = None
+        self._asked_ms = None
+        self._finished_ms = None
+        self._origin_ms = self._now_ms  # audio up to here is committed
+        return stopped

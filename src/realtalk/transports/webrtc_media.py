@@ -7,6 +7,15 @@ gets, so the pace of the outgoing stream is set by whoever answers ``recv()``. H
 records exactly what was handed out (the played position that barge-in truncation needs). Before
 a session is attached the track sends paced silence, so the browser's jitter buffer starts clean.
 
+Timestamps follow the wall clock. When the event loop stalls (a busy machine), the paced output
+re-anchors rather than bursting, so fewer frames go out than time passed; with timestamps that
+simply count frames, each stall would make every later packet look late to the browser, and its
+jitter buffer would grow a little more each time (measured: the agent's audio reached the
+page's speaker 0.15 s after it left the agent at the start of a call and 0.9 s four turns later,
+on a 2-core machine at load average 14). A frame more than ``TIMELINE_SLACK_MS`` behind the wall
+clock therefore jumps the timestamps forward: the browser conceals a short gap instead of
+buffering more.
+
 The 24 kHz mono frames go to aiortc as they are: its Opus encoder resamples to 48 kHz stereo with
 libswresample in its encoder thread, which measured cheaper than resampling on the event loop
 first (see the module's report in the transport's docs).
@@ -35,6 +44,8 @@ __all__ = ["AgentAudioTrack", "pump_audio", "pump_video"]
 logger = logging.getLogger("realtalk.transport")
 
 FRAME_MS = 20
+#: How far the stream's timestamps may fall behind the wall clock before they jump forward.
+TIMELINE_SLACK_MS = 60
 
 
 class AgentAudioTrack(MediaStreamTrack):
@@ -58,6 +69,7 @@ class AgentAudioTrack(MediaStreamTrack):
         self._pts = 0
         self._t0: float | None = None  # pacing of the silence sent before a session is bound
         self._n = 0
+        self._clock0: float | None = None  # wall-clock time of pts 0
 
     def bind(self, output: AudioOutput) -> None:
         """Start playing ``output`` (the session's AudioOutput) from the next frame on."""
@@ -93,7 +105,19 @@ class AgentAudioTrack(MediaStreamTrack):
             )
         return self._to_av(np.frombuffer(frame.data, dtype="<i2").reshape(1, -1))
 
+    def _keep_to_the_clock(self) -> None:
+        """Jump the timestamps to the wall clock when they have fallen behind it (a stall)."""
+        now = time.monotonic()
+        if self._clock0 is None:
+            self._clock0 = now - self._pts / self.sample_rate
+            return
+        behind = now - self._clock0 - self._pts / self.sample_rate
+        if behind * 1000 > TIMELINE_SLACK_MS:
+            frames = int(behind * self.sample_rate) // self._samples_per_frame
+            self._pts += frames * self._samples_per_frame
+
     def _to_av(self, samples: np.ndarray[Any, Any]) -> av.AudioFrame:
+        self._keep_to_the_clock()
         out = av.AudioFrame.from_ndarray(samples, format="s16", layout="mono")
         out.sample_rate = self.sample_rate
         out.time_base = self._time_base

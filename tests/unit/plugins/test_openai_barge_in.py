@@ -163,3 +163,34 @@ async def test_g711_output_is_decoded_and_truncated_in_wire_milliseconds() -> No
     h.play(240)
     h.feed(h.speech_started())
     assert cuts(h.sent()) == [("truncate", "item_a", 240)]
+
+
+async def test_the_agent_transcript_follows_the_voice_and_keeps_only_what_was_heard() -> None:
+    h = Harness()
+    h.feed(h.created("resp_1"), *h.audio_item("resp_1", "item_a"))
+    first = events.response_output_audio_transcript_delta(
+        h.eid(), "resp_1", "item_a", 0, 0, "First part."
+    )
+    h.feed(first, *h.audio_deltas("resp_1", "item_a", 500))
+    second = events.response_output_audio_transcript_delta(
+        h.eid(), "resp_1", "item_a", 0, 0, " Second part."
+    )
+    h.feed(second, *h.audio_deltas("resp_1", "item_a", 500))
+    h.feed(*h.audio_end("resp_1", "item_a", "First part. Second part."), h.done("resp_1"))
+
+    def agent() -> list[tuple[str, bool, bool]]:
+        return [
+            (t["text"], t["is_final"], bool(t.get("interrupted")))
+            for t in h.of("realtime_model_transcription")
+            if t["role"] == "agent"
+        ]
+
+    assert agent() == []  # all of it has arrived, none of it has played
+    h.play(100)
+    h.model._pace()
+    assert agent() == [("First part.", False, False)]
+    h.play(300)  # 400 ms played: the second part's audio (from 500 ms) has not
+    h.model._pace()
+    assert agent() == [("First part.", False, False)]
+    h.feed(h.speech_started())  # the user cuts in
+    assert agent() == [("First part.", False, False), ("First part.", True, True)]

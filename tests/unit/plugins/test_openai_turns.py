@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from realtalk.metrics import PriceTable
 from realtalk.plugins.openai import OpenAIRealtimeConfig
 from realtalk.protocol import events
 from tests.unit.plugins.harness import Harness, settle
@@ -22,7 +23,9 @@ USAGE = {
 
 
 async def test_text_turn_sends_item_and_one_reply_and_reports_the_text() -> None:
-    h = Harness(OpenAIRealtimeConfig(modalities=["text"]))
+    # the harness's server is on loopback (unpriced): give it OpenAI's prices to check the cost
+    prices = PriceTable.for_model("gpt-realtime")
+    h = Harness(OpenAIRealtimeConfig(modalities=["text"], prices=prices))
     await h.model.send_text_message("hello there")
     item_create, reply = h.sent()
     assert item_create["type"] == "conversation.item.create"
@@ -153,3 +156,16 @@ async def test_update_agent_resends_the_session_with_tools() -> None:
     assert update["session"]["instructions"] == "New persona."
     assert update["session"]["tools"][0]["name"] == "lookup"
     await settle(h.model)
+
+
+def test_a_local_server_has_no_prices_and_openai_has() -> None:
+    from realtalk.plugins.openai import OpenAIRealtime
+
+    local = OpenAIRealtime(model="gpt-realtime", base_url="http://127.0.0.1:8765/v1")
+    assert local._metrics.prices.known is False
+    assert local._metrics.current_turn is None
+    local._metrics.user_speech_started()
+    assert local._metrics.current_turn is not None
+    assert local._metrics.current_turn.to_dict()["priced"] is False
+    remote = OpenAIRealtime(model="gpt-realtime", api_key="sk-test")
+    assert remote._metrics.prices.known is True

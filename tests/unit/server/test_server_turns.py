@@ -6,6 +6,8 @@ import pytest
 
 from realtalk.server.turns import (
     EAGERNESS_SILENCE_MS,
+    SMART_EAGERNESS,
+    PauseCheck,
     SpeechStarted,
     SpeechStopped,
     TurnDetector,
@@ -111,3 +113,81 @@ def test_server_vad_settings_come_from_the_session() -> None:
     assert settings.interrupt_response is False and settings.create_response is True
     detector = TurnDetector(settings)
     assert detector.feed([0.65] * 10) == []  # below this session's threshold
+
+
+# --- semantic_vad with an end-of-turn model ------------------------------------------------------
+
+
+def _smart(eagerness: str = "medium") -> TurnDetector:
+    settings = TurnSettings.from_session(
+        {"type": "semantic_vad", "eagerness": eagerness}, smart=True
+    )
+    return TurnDetector(settings)
+
+
+def test_a_pause_asks_the_model_once_after_check_after_ms() -> None:
+    detector = _smart()  # medium: ask after 96 ms, wait up to 800 ms
+    assert detector.feed([0.9] * 10) == [SpeechStarted(0)]
+    decisions = detector.feed([0.0] * 3)  # 96 ms of silence from 320 ms
+    assert decisions == [PauseCheck(320.0)]
+    assert detector.feed([0.0] * 2) == []  # asked already about this pause
+
+
+def test_a_finished_sentence_ends_the_turn_where_the_pause_began() -> None:
+    detector = _smart()
+    detector.feed([0.9] * 10)
+    (check,) = detector.feed([0.0] * 7)  # the answer comes after the shortest pause (192 ms)
+    assert isinstance(check, PauseCheck)
+    assert detector.conclude(check.pause_ms, 0.9) == [SpeechStopped(320)]
+    assert not detector.speaking
+
+
+def test_an_early_finished_answer_waits_for_the_shortest_pause() -> None:
+    detector = _smart()
+    detector.feed([0.9] * 10)
+    (check,) = detector.feed([0.0] * 3)  # asked at 96 ms
+    assert detector.conclude(check.pause_ms, 0.9) == []  # finished, but only 96 ms of pause
+    assert detector.feed([0.0] * 2) == []  # 160 ms
+    assert detector.feed([0.0]) == [SpeechStopped(320)]  # 192 ms
+
+
+def test_an_unfinished_sentence_waits_for_the_longest_silence() -> None:
+    detector = _smart()
+    detector.feed([0.9] * 10)
+    (check,) = detector.feed([0.0] * 7)
+    assert detector.conclude(check.pause_ms, 0.2) == []
+    assert detector.speaking
+    assert detector.feed([0.0] * 17) == []  # 768 ms of silence
+    assert detector.feed([0.0]) == [SpeechStopped(320)]  # 800 ms
+
+
+def test_an_answer_about_a_pause_that_ended_is_ignored() -> None:
+    detector = _smart()
+    detector.feed([0.9] * 10)
+    (check,) = detector.feed([0.0] * 7)
+    detector.feed([0.9] * 3)  # the user went on speaking before the model answered
+    assert detector.conclude(check.pause_ms, 0.99) == []
+    assert detector.speaking
+    (second,) = detector.feed([0.0] * 3)  # the next pause is asked about afresh
+    assert second == PauseCheck(check.pause_ms + 7 * 32 + 3 * 32)
+
+
+@pytest.mark.parametrize("eagerness", sorted(SMART_EAGERNESS))
+def test_eagerness_sets_when_to_ask_how_long_to_wait_and_how_sure(eagerness: str) -> None:
+    settings = TurnSettings.from_session(
+        {"type": "semantic_vad", "eagerness": eagerness}, smart=True
+    )
+    check, least, wait, threshold = SMART_EAGERNESS[eagerness]
+    assert (settings.check_after_ms, settings.silence_duration_ms) == (check, wait)
+    assert (settings.min_silence_ms, settings.complete_threshold) == (least, threshold)
+    assert check < least < wait
+    low, high = SMART_EAGERNESS["low"], SMART_EAGERNESS["high"]
+    assert all(h < lo for h, lo in zip(high, low, strict=True))
+
+
+def test_server_vad_never_asks_the_model() -> None:
+    settings = TurnSettings.from_session({"type": "server_vad"}, smart=True)
+    assert settings.check_after_ms is None
+    detector = TurnDetector(settings)
+    detector.feed([0.9] * 10)
+    assert all(not isinstance(d, PauseCheck) for d in detector.feed([0.0] * 30))

@@ -28,7 +28,7 @@ from realtalk.media.playout import AudioOutput, FlushResult
 from realtalk.media.resample import InputAudioConverter, StreamResampler
 from realtalk.protocol import AudioFormat, events
 
-__all__ = ["AudioInput", "BargeIn", "HeldAudio", "OutputAudio", "barge_in_events"]
+__all__ = ["AudioInput", "BargeIn", "HeldAudio", "OutputAudio", "b64_size", "barge_in_events"]
 
 _ENCODERS: dict[str, Callable[[bytes], bytes]] = {
     "audio/pcmu": ulaw_encode,
@@ -101,7 +101,7 @@ class HeldAudio:
         self._dropped_ms = 0
 
     def add(self, payload_b64: str) -> None:
-        ms = self.wire.ms_for_bytes(_b64_size(payload_b64))
+        ms = self.wire.ms_for_bytes(b64_size(payload_b64))
         self._payloads.append((payload_b64, ms))
         self._held_ms += ms
         while self._held_ms > self.max_ms and len(self._payloads) > 1:
@@ -122,7 +122,8 @@ class HeldAudio:
         return result
 
 
-def _b64_size(payload: str) -> int:
+def b64_size(payload: str) -> int:
+    """Decoded size of a base64 payload."""
     return len(payload) // 4 * 3 - payload[-2:].count("=")
 
 

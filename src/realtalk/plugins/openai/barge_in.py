@@ -53,6 +53,7 @@ def barge_in(model: OpenAIRealtime, *, explicit: bool) -> BargeIn | None:
     result, cuts = barge_in_events(flushed, out.received_ms, model._ids)
     for item_id in (flushed.item_id, *flushed.dropped_item_ids):
         if item_id is not None:
+            model._pacer.cut(item_id)  # the transcript keeps only what was heard
             model._playing.discard(item_id)
             model._responses.item_finished(item_id)
     for cut in cuts:

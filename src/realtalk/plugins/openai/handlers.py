@@ -82,7 +82,12 @@ def on_speech_started(model: OpenAIRealtime, event: Event) -> None:
 
 
 def on_speech_stopped(model: OpenAIRealtime, event: Event) -> None:
-    model._metrics.user_speech_ended()
+    # The user stopped speaking at audio_end_ms on the audio clock, not when this arrived.
+    end_ms = event.get("audio_end_ms")
+    spoken_end = (
+        model._audio_clock.time_of(float(end_ms)) if isinstance(end_ms, int | float) else None
+    )
+    model._metrics.user_speech_ended(spoken_end)
     model.emit("user_speech_ended", {})
     td = model._turn_detection()
     if td is None or not td.get("create_response", True):
@@ -185,7 +190,14 @@ def on_agent_text_delta(model: OpenAIRealtime, event: Event) -> None:
     text = model._text.get("a:" + item_id, "") + delta
     model._text["a:" + item_id] = text
     model._mirror.append_transcript(item_id, delta)
-    model._transcription("agent", text, item_id, final=False)
+    out = model._audio_out
+    audio_transcript = event.get("type") == "response.output_audio_transcript.delta"
+    if audio_transcript and out is not None and model._paces_transcripts:
+        # shown when the audio received so far (where this piece starts) has played
+        model._pacer.delta(item_id, text, out.received_ms(item_id))
+        model._pace()
+    else:
+        model._transcription("agent", text, item_id, final=False)
 
 
 def on_agent_transcript_done(model: OpenAIRealtime, event: Event) -> None:
@@ -193,7 +205,17 @@ def on_agent_transcript_done(model: OpenAIRealtime, event: Event) -> None:
     model._text.pop("a:" + item_id, None)
     text = str(event.get("transcript") or "")
     model._mirror.set_transcript(item_id, text)
-    _agent_final(model, text, item_id)
+    out = model._audio_out
+    if out is None or not model._paces_transcripts:
+        _agent_final(model, text, item_id)
+        return
+    state = model._responses.get(event.get("response_id"))
+    if state is not None and state.cancelled:
+        model._pacer.cut(item_id)  # cut off: the final text is what was heard
+        return
+    received = out.received_ms(item_id)
+    model._pacer.done(item_id, text, received, has_audio=received > 0)
+    model._pace()
 
 
 def on_agent_text_done(model: OpenAIRealtime, event: Event) -> None:

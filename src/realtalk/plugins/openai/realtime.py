@@ -58,7 +58,8 @@ from realtalk.protocol import SAY_PREFIX, IdGenerator, events, parse_event, say_
 from realtalk.realtime.base import ModelError, RealtimeBaseModel, RealtimeCapabilities
 
 from . import barge_in, reconnect
-from .audio import AudioInput, HeldAudio, OutputAudio
+from .audio import AudioInput, HeldAudio, OutputAudio, b64_size
+from .audio_clock import AudioClock
 from .config import OpenAIRealtimeConfig, build_session, normalize_transcription
 from .connection import model_error, open_websocket
 from .conversation import ConversationMirror
@@ -66,6 +67,7 @@ from .handlers import HANDLERS
 from .reconnect import MAX_HELD_AUDIO_MS, NOT_REPLAYED
 from .responses import ResponseRequest, ResponseTracker
 from .tools_runner import FollowUp, ToolCall, ToolRunner
+from .transcript_pacer import TranscriptPacer
 from .url import OPENAI_BASE_URL, auth_headers, needs_api_key, redact_url
 from .url import process_base_url as _process_base_url
 
@@ -167,6 +169,12 @@ class OpenAIRealtime(RealtimeBaseModel):
             batch_ms=self.config.append_batch_ms,
         )
         self._held_audio = HeldAudio(self.config.input_format, MAX_HELD_AUDIO_MS)
+        #: maps the server's audio_end_ms to when the user really stopped speaking
+        self._audio_clock = AudioClock()
+        #: the agent's transcript, released as its audio plays
+        self._pacer = TranscriptPacer(self._paced_transcript)
+        self._pacer_timer: asyncio.TimerHandle | None = None
+        self._own_output: AudioOutput | None = None
         self._audio_out: OutputAudio | None = None
         self._hooked_output: AudioOutput | None = None
         self._playing: set[str] = set()  # items pushed to the AudioOutput, not yet finished
@@ -177,9 +185,14 @@ class OpenAIRealtime(RealtimeBaseModel):
         self._encoding_image = False
         self._effective_session: dict[str, Any] = {}
         transcription = normalize_transcription(self.config.input_audio_transcription)
-        prices = self.config.prices or PriceTable.for_model(
-            model, transcription_model=transcription["model"] if transcription else None
-        )
+        if self.config.prices is not None:
+            prices = self.config.prices
+        elif needs_api_key(self.base_url):  # OpenAI or Azure: billed per token
+            prices = PriceTable.for_model(
+                model, transcription_model=transcription["model"] if transcription else None
+            )
+        else:  # a local or self-hosted server (realtalk serve) bills nothing: no dollar figures
+            prices = PriceTable(known=False)
         self._metrics = SessionMetrics(prices)
 
     # -- public state ---------------------------------------------------------------------------
@@ -457,12 +470,14 @@ class OpenAIRealtime(RealtimeBaseModel):
             self._held_audio.add(payload)
         else:
             self._send(events.input_audio_buffer_append(payload))
+            self._audio_clock.sent(self.config.input_format.ms_for_bytes(b64_size(payload)))
 
     async def commit_audio_input(self) -> None:
         """Push-to-talk (``turn_detection=None``): send what is buffered and commit it."""
         payload = self._audio_in.flush()
         if payload is not None:
             self._send(events.input_audio_buffer_append(payload))
+            self._audio_clock.sent(self.config.input_format.ms_for_bytes(b64_size(payload)))
         self._send(events.input_audio_buffer_commit(event_id=self._ids("event")))
 
     async def clear_audio_input(self) -> None:
@@ -478,6 +493,7 @@ class OpenAIRealtime(RealtimeBaseModel):
         if output is None:
             output = AudioOutput(sample_rate=wire.rate)
             self.audio_output = output
+            self._own_output = output  # nobody may be playing it: transcripts are not paced
         if self._hooked_output is not output:
             self._hook(output)
             self._hooked_output = output
@@ -518,8 +534,11 @@ class OpenAIRealtime(RealtimeBaseModel):
     def _on_item_started(self, item_id: str, t: float) -> None:
         self._metrics.first_audio_played(t)
         self.emit("agent_speech_started", {"item_id": item_id})
+        self._pacer.started(item_id)
+        self._pace()
 
     def _on_item_finished(self, item_id: str, played_ms: int, interrupted: bool) -> None:
+        self._pacer.finished(item_id, interrupted=interrupted)
         self._playing.discard(item_id)
         self._responses.item_finished(item_id)
         self.emit(
@@ -732,11 +751,37 @@ class OpenAIRealtime(RealtimeBaseModel):
         if self._idle(audio=True):
             self.emit("turn_metrics", self._metrics.turn_completed())
 
-    def _transcription(self, role: str, text: str, item_id: str, *, final: bool) -> None:
-        self.emit(
-            "realtime_model_transcription",
-            {"role": role, "text": text, "is_final": final, "item_id": item_id},
-        )
+    def _transcription(
+        self, role: str, text: str, item_id: str, *, final: bool, interrupted: bool = False
+    ) -> None:
+        payload: dict[str, Any] = {"role": role, "text": text, "is_final": final}
+        payload["item_id"] = item_id
+        if interrupted:
+            payload["interrupted"] = True
+        self.emit("realtime_model_transcription", payload)
+
+    def _paced_transcript(self, item_id: str, text: str, final: bool, interrupted: bool) -> None:
+        self._transcription("agent", text, item_id, final=final, interrupted=interrupted)
+        if final:
+            self.emit("text_response", {"text": text, "type": "done"})
+
+    @property
+    def _paces_transcripts(self) -> bool:
+        """The agent's transcript follows its voice where the owner plays the audio (an
+        AudioOutput they set, as AgentSession does); with none, it is shown as it arrives."""
+        out = self._audio_out
+        return out is not None and out.output is not self._own_output
+
+    def _pace(self) -> None:
+        """Release the agent transcript the played audio has reached; again soon while held."""
+        out = self._audio_out
+        if out is not None:
+            self._pacer.tick(lambda item_id: out.output.played_ms(item_id))
+        if self._pacer_timer is not None:
+            self._pacer_timer.cancel()
+            self._pacer_timer = None
+        if self._pacer.holding and self._loop is not None and not self._closing:
+            self._pacer_timer = self._loop.call_later(0.04, self._pace)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)

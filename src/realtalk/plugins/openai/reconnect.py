@@ -154,8 +154,10 @@ def _replay(model: OpenAIRealtime, session: OpenAISession) -> tuple[int, int]:
     for event in deferred:
         session.msg_queue.put_nowait(event)
     audio, held_ms, dropped_ms = model._held_audio.take()
+    model._audio_clock.reset()  # the new session counts its audio from zero
     for payload in audio:
         session.msg_queue.put_nowait(events.input_audio_buffer_append(payload))
+    model._audio_clock.sent(held_ms)  # captured earlier; only its amount is known exactly
     logger.info(
         "replayed %d conversation items and %d ms of user audio into the new session",
         len(items),

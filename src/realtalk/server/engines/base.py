@@ -27,6 +27,7 @@ __all__ = [
     "LLM",
     "VAD",
     "ChatMessage",
+    "EndOfTurn",
     "EngineError",
     "EngineUnavailableError",
     "Engines",
@@ -192,12 +193,24 @@ class Voice(ABC):
         """Blocking; yield int16 mono chunks at `sample_rate`, each as soon as it is ready."""
 
 
+class EndOfTurn(Protocol):
+    """Whether speech sounds finished (Smart Turn): semantic_vad asks it in each pause."""
+
+    def probability(self, pcm16k: np.ndarray) -> float:
+        """Blocking; float32 mono 16 kHz ending in the pause. Safe from several threads."""
+        ...
+
+
 @dataclass
 class Engines:
-    """The set of engines one server process uses; `name` says which (for logs and /health)."""
+    """The set of engines one server process uses; `name` says which (for logs and /health).
+
+    `end_of_turn` is optional: without it semantic_vad ends turns on silence alone.
+    """
 
     vad: VAD
     transcriber: Transcriber
     llm: LLM
     voice: Voice
     name: str
+    end_of_turn: EndOfTurn | None = None

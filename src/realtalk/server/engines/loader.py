@@ -22,6 +22,7 @@ from typing import Literal, TypeVar
 from realtalk.server.engines.base import (
     LLM,
     VAD,
+    EndOfTurn,
     Engines,
     EngineUnavailableError,
     Transcriber,
@@ -104,13 +105,16 @@ def load_engines(
         if voice == "piper"
         else _timed("espeak-ng", _espeak, report)
     )
+    end_of_turn = _end_of_turn(report)
     parts = [
         vad_name,
         "whisper-tiny.en",
         _llm_label(local_llm) if llm_url is None else "remote-llm",
         voice,
     ]
-    return Engines(vad, transcriber, chat, tts, name="local:" + "+".join(parts))
+    return Engines(
+        vad, transcriber, chat, tts, name="local:" + "+".join(parts), end_of_turn=end_of_turn
+    )
 
 
 def resolve_llm(llm: str | None) -> str:
@@ -160,6 +164,22 @@ def _vad(report: Progress) -> tuple[VAD, str]:
         logger.warning("Silero VAD unavailable (%s); using the energy VAD", exc)
         report(f"Silero VAD unavailable ({exc}); using the energy VAD instead")
         return EnergyVAD(), "energy-vad"
+
+
+def _end_of_turn(report: Progress) -> EndOfTurn | None:
+    try:
+        return _timed("Smart Turn v3.2", _smart_turn, report)
+    except EngineUnavailableError as exc:
+        logger.warning("Smart Turn unavailable (%s); semantic_vad ends turns on silence", exc)
+        report(f"Smart Turn unavailable ({exc}); semantic_vad will end turns on silence alone")
+        return None
+
+
+@functools.cache
+def _smart_turn() -> EndOfTurn:
+    from realtalk.server.engines.smart_turn import SmartTurn
+
+    return SmartTurn()
 
 
 @functools.cache

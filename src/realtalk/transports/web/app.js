@@ -149,18 +149,42 @@
     }
     b.textEl.textContent = ev.text || (ev.is_final ? "" : "…");
     b.li.classList.toggle("interim", !ev.is_final);
+    if (ev.interrupted) {
+      // Cut off by the user: the text is what was heard, and says so.
+      b.li.classList.add("cut");
+      b.li.dataset.cut = "true";
+      b.li.setAttribute("aria-label", "Agent, cut off");
+    }
     if (ev.is_final) {
       state.transcripts.push({ role, text: ev.text || "", item_id: ev.item_id || null });
     }
     scrollTranscript();
   }
 
+  function parsed(value) {
+    if (typeof value !== "string") return value;
+    try { return JSON.parse(value); } catch { return value; }
+  }
+
+  function readable(value, depth = 0) {
+    // {"a": 1, "b": "x"} → "a 1, b x"; strings as they are; nesting shown shallowly.
+    const v = parsed(value);
+    if (v === null || v === undefined) return "";
+    if (typeof v !== "object") return String(v);
+    if (depth > 1) return "…";
+    if (Array.isArray(v)) return v.map((x) => readable(x, depth + 1)).join(", ");
+    return Object.entries(v).map(([k, x]) => `${k.replace(/_/g, " ")} ${readable(x, depth + 1)}`)
+      .join(", ");
+  }
+
   function onFunctionCall(ev) {
-    const out = typeof ev.output === "string" ? ev.output : JSON.stringify(ev.output);
-    const args = typeof ev.arguments === "string" ? ev.arguments : JSON.stringify(ev.arguments);
+    const name = String(ev.name || "tool").replace(/_/g, " ");
+    const args = readable(ev.arguments);
+    const out = readable(ev.output);
     const b = addBubble(`tool${ev.is_error ? " error" : ""}`, "Tool",
-      `${ev.name}(${args}) → ${out}`);
-    b.li.setAttribute("aria-label", `Tool ${ev.name} ${ev.is_error ? "failed" : "ran"}`);
+      `${name}${args ? ` (${args})` : ""} → ${ev.is_error ? "failed: " : ""}${out}`);
+    b.li.title = `${ev.name} ${typeof ev.arguments === "string" ? ev.arguments : JSON.stringify(ev.arguments)}`;
+    b.li.setAttribute("aria-label", `Tool ${name} ${ev.is_error ? "failed" : "ran"}`);
   }
 
   // ---- metrics ---------------------------------------------------------------------------
@@ -189,20 +213,27 @@
   }
 
   function onMetrics(m) {
-    turnCount = typeof m.index === "number" ? m.index + 1 : turnCount + 1;
+    // A turn the user did not start (the greeting, a say()) is not a user turn.
+    const userTurn = m.user_speech_started_at != null || m.user_speech_end_at != null
+      || m.latency_ms != null;
+    if (userTurn) turnCount += 1;
+    const label = userTurn ? String(turnCount) : "agent";
     const latency = latencyOf(m);
     const tin = tokensOf(m, "input");
     const tout = tokensOf(m, "output");
-    const cost = firstNumber(m, ["cost_usd", "cost"]);
-    state.metrics.push({ turn: turnCount, latency_ms: latency, input_tokens: tin,
+    // A local model has no prices: its cost is not a dollar figure.
+    const cost = m.priced === false ? null : firstNumber(m, ["cost_usd", "cost"]);
+    if (m.priced === false) state.unpriced = true;
+    state.metrics.push({ turn: userTurn ? turnCount : null, latency_ms: latency, input_tokens: tin,
       output_tokens: tout, cost_usd: cost, raw: m });
     const tr = document.createElement("tr");
+    if (!userTurn) tr.className = "agent-turn";
     const cells = [
-      String(turnCount),
+      label,
       latency === null ? "—" : `${Math.round(latency)} ms`,
       tin === null ? "—" : String(tin),
       tout === null ? "—" : String(tout),
-      cost === null ? "—" : `$${cost.toFixed(4)}`,
+      cost === null ? (m.priced === false ? "local" : "—") : `$${cost.toFixed(4)}`,
     ];
     cells.forEach((text, i) => {
       const td = document.createElement(i === 0 ? "th" : "td");
@@ -217,11 +248,13 @@
     totals.cost += cost || 0;
     ui.totalIn.textContent = String(totals.input);
     ui.totalOut.textContent = String(totals.output);
-    ui.totalCost.textContent = `$${totals.cost.toFixed(4)}`;
-    if (latency !== null) {
+    ui.totalCost.textContent = state.unpriced && totals.cost === 0 ? "local, no charge"
+      : `$${totals.cost.toFixed(4)}`;
+    if (latency !== null && probe.waits.length === 0) {
+      // Until the page has measured a wait itself, show the agent's own figure.
       ui.lastLatency.hidden = false;
       ui.lastLatency.textContent = `${Math.round(latency)} ms`;
-      ui.lastLatency.title = "Latency of the last turn";
+      ui.lastLatency.title = "Latency of the last turn, as the agent measured it";
     }
   }
 
@@ -320,6 +353,68 @@
     ui.level.setAttribute("aria-valuenow", "0");
   }
 
+  // ---- the user's real wait, measured in the page ---------------------------------------
+  // From the end of the user's speech at the microphone to the first agent audio this page
+  // plays, both read from the audio as it passes through one AudioContext (256-sample blocks,
+  // ~5 ms), so the figure holds everything: uplink, turn detection, the model, downlink, jitter
+  // buffers. The agent's own latency figure (metrics table) cannot see either end of that wait.
+  const LOUD = 0.02; // peak level of speech; room noise and the fake mic's silence are below
+  const NEW_REPLY_AFTER_S = 0.3; // agent audio after this much quiet is the start of a reply
+  const probe = { micEnd: null, counted: null, remoteAt: null, taps: [], waits: [] };
+
+  function peak(buf) {
+    let m = 0;
+    for (let i = 0; i < buf.length; i += 1) { const v = Math.abs(buf[i]); if (v > m) m = v; }
+    return m;
+  }
+
+  function tapLevels(stream, onBlock) {
+    const ctx = ensureAudioContext();
+    const src = ctx.createMediaStreamSource(stream);
+    const node = ctx.createScriptProcessor(256, 1, 1);
+    const mute = ctx.createGain();
+    mute.gain.value = 0; // the processor must reach the destination to run; it adds nothing
+    node.onaudioprocess = (e) => {
+      // playbackTime: the context time of this block, one clock for mic and agent audio; its
+      // wall-clock time comes from the context's own output timestamp, not from when this
+      // callback got the main thread (late on a busy machine).
+      const ts = ctx.getOutputTimestamp();
+      const wall = ts.performanceTime === undefined ? performance.now()
+        : ts.performanceTime + (e.playbackTime - ts.contextTime) * 1000;
+      onBlock(peak(e.inputBuffer.getChannelData(0)), e.playbackTime, performance.timeOrigin + wall);
+    };
+    src.connect(node); node.connect(mute); mute.connect(ctx.destination);
+    probe.taps.push({ src, node, mute });
+  }
+
+  function onMicLevel(level, t, wall) {
+    if (level >= LOUD) probe.micEnd = { t, wall };
+  }
+
+  function onAgentLevel(level, t, wall) {
+    if (level < LOUD) return;
+    const startsReply = probe.remoteAt === null || t - probe.remoteAt > NEW_REPLY_AFTER_S;
+    probe.remoteAt = t;
+    const end = probe.micEnd;
+    if (!startsReply || !end || end === probe.counted || t <= end.t) return;
+    probe.counted = end;
+    const waitMs = (t - end.t) * 1000;
+    if (waitMs > 60000) return; // not an answer to that speech
+    probe.waits.push({ speech_end_wall_ms: end.wall, agent_audio_wall_ms: wall, wait_ms: waitMs });
+    ui.lastLatency.hidden = false;
+    ui.lastLatency.textContent = `${Math.round(waitMs)} ms`;
+    ui.lastLatency.title = "Your wait in the last turn: end of your speech at the microphone "
+      + "to the agent's first audio played here";
+  }
+
+  function stopProbe() {
+    for (const t of probe.taps) { t.src.disconnect(); t.node.disconnect(); t.mute.disconnect(); }
+    probe.taps = [];
+    probe.micEnd = null;
+    probe.counted = null;
+    probe.remoteAt = null;
+  }
+
   // ---- devices ---------------------------------------------------------------------------
 
   async function listMicrophones() {
@@ -361,6 +456,7 @@
       micStream?.getTracks().forEach((t) => t.stop());
       micStream = stream;
       micAnalyser = analyserFor(stream);
+      tapLevels(stream, onMicLevel);
       logEvent("microphone", track.label || "switched");
     } catch (err) {
       showBanner(`Could not switch microphone: ${err.message || err}`);
@@ -408,6 +504,7 @@
       micStream = await openMicrophone();
       listMicrophones().catch(() => {});
       micAnalyser = analyserFor(micStream);
+      tapLevels(micStream, onMicLevel);
       startMeter();
 
       const config = await fetchConfig();
@@ -430,6 +527,7 @@
         ui.remoteAudio.srcObject = stream;
         ui.remoteAudio.play().catch((err) => logEvent("autoplay", String(err), true));
         remoteAnalyser = analyserFor(stream);
+        tapLevels(stream, onAgentLevel);
       };
       pc.onconnectionstatechange = () => {
         if (pc !== peer) return;
@@ -544,6 +642,7 @@
     camStream = null;
     micAnalyser = null;
     remoteAnalyser = null;
+    stopProbe();
     ui.remoteAudio.srcObject = null;
     ui.preview.srcObject = null;
     ui.preview.hidden = true;
@@ -620,6 +719,8 @@
   // Test and debugging hooks: read-only views of what the page knows.
   window.realtalk = {
     state,
+    /** The user's waits measured in the page (see the probe above), oldest first. */
+    waits: () => probe.waits.slice(),
     connect,
     disconnect,
     /** RMS (0..1) of the agent's audio as heard by a WebAudio analyser on the remote stream. */

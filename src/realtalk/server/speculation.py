@@ -1,0 +1,144 @@
+"""A reply started on a guess: the LLM begins during the silence that may end the user's turn.
+
+Ending a turn waits on silence (and on the end-of-turn model); the transcript of the utterance is
+already speculated ~100 ms into the pause (see ``transcription``). With that text the LLM can
+start too: a :class:`ReplyGuess` runs the LLM on the context the reply *would* have, and reads
+ahead until the first sentence (or a function call) is there, then stops pulling, so a guess
+never costs more than a first sentence of work. When the turn ends, the response takes the guess
+only if the context it really builds is the same (same messages, tools and limits); otherwise,
+or when the user goes on speaking, the guess is closed and forgotten. Nothing of a guess is ever
+sent to the client: the response replays its chunks as if the LLM had produced them just then.
+
+A guess holds an open LLM stream (a local model may be busy with it), so every guess is closed as
+soon as it is known to be useless, before any other LLM call of the connection starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+from realtalk.server.engines.base import LLM, ChatMessage, LLMChunk, TextDelta, ToolCall
+
+__all__ = ["GuessTask", "ReplyGuess", "discard"]
+
+logger = logging.getLogger("realtalk.server")
+
+# A complete sentence in streamed text (as the response cuts them).
+_SENTENCE_END = re.compile(r"[.!?…][\"'”’)\]]*\s")
+#: Read-ahead stops at this much text even without a sentence end.
+READ_AHEAD_CHARS = 160
+
+
+class ReplyGuess:
+    """One speculative LLM call; ``take`` it if the real context matches, else ``close`` it."""
+
+    def __init__(
+        self,
+        llm: LLM,
+        messages: list[ChatMessage],
+        *,
+        tools: list[dict[str, Any]],
+        tool_choice: str | dict[str, Any],
+        max_output_tokens: int | None,
+    ) -> None:
+        self.messages = messages
+        self._key = _key(tools, tool_choice, max_output_tokens)
+        self._stream = llm.stream(
+            messages, tools=tools, tool_choice=tool_choice, max_output_tokens=max_output_tokens
+        )
+        self._chunks: list[LLMChunk] = []
+        self._ended = False  # the stream is exhausted
+        self._grew = asyncio.Event()
+        self._task = asyncio.create_task(self._read_ahead(), name="realtalk-reply-guess")
+        self._closed = False
+
+    @property
+    def chunks_ready(self) -> int:
+        return len(self._chunks)
+
+    def fits(
+        self,
+        messages: list[ChatMessage],
+        *,
+        tools: list[dict[str, Any]],
+        tool_choice: str | dict[str, Any],
+        max_output_tokens: int | None,
+    ) -> bool:
+        """Would the LLM have been called with exactly this?"""
+        return (
+            not self._closed
+            and messages == self.messages
+            and _key(tools, tool_choice, max_output_tokens) == self._key
+        )
+
+    async def _read_ahead(self) -> None:
+        text = ""
+        try:
+            while True:
+                try:
+                    chunk = await anext(self._stream)
+                except StopAsyncIteration:
+                    self._ended = True
+                    return
+                self._chunks.append(chunk)
+                self._grew.set()
+                if isinstance(chunk, ToolCall):
+                    return
+                if isinstance(chunk, TextDelta):
+                    text += chunk.text
+                    if _SENTENCE_END.search(text) or len(text) >= READ_AHEAD_CHARS:
+                        return
+        finally:
+            self._grew.set()
+
+    async def take(self) -> AsyncIterator[LLMChunk]:
+        """The reply: the chunks read ahead, then the rest of the same stream, on demand."""
+        index = 0
+        try:
+            while True:
+                while index < len(self._chunks):
+                    yield self._chunks[index]
+                    index += 1
+                if self._task.done():
+                    break
+                self._grew.clear()
+                if index < len(self._chunks) or self._task.done():
+                    continue
+                await self._grew.wait()
+            self._task.result()  # an engine error surfaces in the response, as it would have
+            if not self._ended:
+                async for chunk in self._stream:
+                    yield chunk
+        finally:
+            await self.close()
+
+    async def close(self) -> None:
+        """Stop the LLM (waits for its thread to let go)."""
+        self._closed = True
+        self._task.cancel()
+        with contextlib.suppress(BaseException):
+            await self._task
+        with contextlib.suppress(Exception):
+            await self._stream.aclose()  # type: ignore[attr-defined]
+
+
+GuessTask = asyncio.Task["ReplyGuess | None"]
+
+
+async def discard(task: GuessTask) -> None:
+    """Forget a guess that is still being made or already made: stop it and its LLM."""
+    if not task.done():
+        task.cancel()
+    (guess,) = await asyncio.gather(task, return_exceptions=True)
+    if isinstance(guess, ReplyGuess):
+        await guess.close()
+
+
+def _key(tools: list[dict[str, Any]], tool_choice: str | dict[str, Any], limit: int | None) -> str:
+    return json.dumps([tools, tool_choice, limit], sort_keys=True, default=str)

@@ -1,0 +1,158 @@
+"""The reply starts in the pause: the LLM runs on the speculative transcript before the turn has
+ended, its reply is used when the turn ends in that pause, and thrown away when the user goes on."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from realtalk.protocol import events as ev
+from realtalk.server.engines.base import ChatMessage, LLMChunk
+from realtalk.server.engines.scripted import ScriptedLLM, ScriptedTranscriber
+from realtalk.server.speculation import ReplyGuess
+from tests.conftest import make_engines
+from tests.unit.server.conftest import Harness, silence, tone_speech
+
+VAD_500 = {
+    "audio": {"input": {"turn_detection": {"type": "server_vad", "silence_duration_ms": 500}}}
+}
+
+
+class WatchedLLM(ScriptedLLM):
+    """The scripted LLM, noting each call, what the server had sent by then, and each close."""
+
+    def __init__(self, harness: list[Harness]) -> None:
+        super().__init__(word_delay_s=0.01)
+        self._harness = harness
+        self.calls: list[tuple[str, list[str]]] = []  # (user text, event types sent so far)
+        self.closed = 0
+        self.finished = 0
+
+    async def stream(self, messages: list[ChatMessage], **options: Any) -> AsyncIterator[LLMChunk]:
+        self.calls.append((messages[-1].content, self._harness[0].types()))
+        try:
+            async for chunk in super().stream(messages, **options):
+                yield chunk
+            self.finished += 1
+        finally:
+            self.closed += 1
+
+
+async def _harness() -> tuple[Harness, WatchedLLM]:
+    box: list[Harness] = []
+    engines = make_engines()
+    llm = WatchedLLM(box)
+    engines.llm = llm
+    h = Harness(engines, speculative_transcripts=True)
+    box.append(h)
+    await h.send(ev.session_update(VAD_500))
+    return h, llm
+
+
+async def test_the_reply_begins_before_the_turn_has_ended_and_is_used() -> None:
+    h, llm = await _harness()
+    try:
+        await h.append(silence(200) + tone_speech("one two three four"), chunk_ms=20)
+        for _ in range(30):  # 600 ms of silence, in real time so the guess has time to start
+            await h.append(silence(20), chunk_ms=20)
+            await asyncio.sleep(0.01)
+        done = await h.wait_for("response.done")
+        assert len(llm.calls) == 1  # one LLM call: the guess became the reply
+        text, sent_by_then = llm.calls[0]
+        assert "input_audio_buffer.speech_stopped" not in sent_by_then
+        assert done["response"]["status"] == "completed"
+        transcript = done["response"]["output"][0]["content"][0]["transcript"]
+        assert transcript == f"You said: {text.rstrip('.')}."
+        assert llm.finished == 1
+    finally:
+        await h.connection.aclose()
+
+
+async def test_a_guess_is_thrown_away_when_the_user_goes_on_speaking() -> None:
+    h, llm = await _harness()
+    try:
+        await h.append(silence(200) + tone_speech("one two"), chunk_ms=20)
+        for _ in range(15):  # a 300 ms pause: long enough to guess, too short to end the turn
+            await h.append(silence(20), chunk_ms=20)
+            await asyncio.sleep(0.01)
+        for _ in range(100):
+            if llm.calls:
+                break
+            await asyncio.sleep(0.01)
+        assert len(llm.calls) == 1
+        await h.append(tone_speech("three four") + silence(700), chunk_ms=20)
+        done = await h.wait_for("response.done")
+        for _ in range(100):
+            if llm.closed == len(llm.calls):
+                break
+            await asyncio.sleep(0.01)
+        assert len(h.of("input_audio_buffer.speech_stopped")) == 1
+        # the first guess was closed unfinished, the reply came from a fresh call on all the audio
+        assert len(llm.calls) >= 2 and llm.closed == len(llm.calls)
+        final_text = llm.calls[-1][0]
+        assert final_text != llm.calls[0][0]
+        transcript = done["response"]["output"][0]["content"][0]["transcript"]
+        assert transcript == f"You said: {final_text.rstrip('.')}."
+    finally:
+        await h.connection.aclose()
+
+
+async def test_no_guess_without_speculative_transcripts() -> None:
+    box: list[Harness] = []
+    engines = make_engines()
+    llm = WatchedLLM(box)
+    engines.llm = llm
+    h = Harness(engines, speculative_transcripts=False)
+    box.append(h)
+    try:
+        await h.send(ev.session_update(VAD_500))
+        await h.append(silence(200) + tone_speech("one two three") + silence(700), chunk_ms=20)
+        await h.wait_for("response.done")
+        (call,) = llm.calls
+        assert "input_audio_buffer.speech_stopped" in call[1]
+    finally:
+        await h.connection.aclose()
+
+
+class SlowTranscriber(ScriptedTranscriber):
+    def transcribe(self, pcm16k: Any) -> Any:
+        time.sleep(0.4)  # still transcribing when the turn ends
+        return super().transcribe(pcm16k)
+
+
+async def test_a_guess_still_being_made_when_the_turn_ends_is_used(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    taken: list[ReplyGuess] = []
+    take = ReplyGuess.take
+
+    def counting_take(self: ReplyGuess) -> Any:
+        taken.append(self)
+        return take(self)
+
+    monkeypatch.setattr(ReplyGuess, "take", counting_take)
+    box: list[Harness] = []
+    engines = make_engines()
+    engines.transcriber = SlowTranscriber()
+    llm = WatchedLLM(box)
+    engines.llm = llm
+    h = Harness(engines, speculative_transcripts=True)
+    box.append(h)
+    try:
+        vad_200 = {"audio": {"input": {"turn_detection": {"type": "server_vad"}}}}
+        await h.send(ev.session_update(vad_200))  # the client's default: 200 ms of silence
+        await h.append(silence(200) + tone_speech("one two three"), chunk_ms=20)
+        for _ in range(20):
+            await h.append(silence(20), chunk_ms=20)
+            await asyncio.sleep(0.01)
+        done = await h.wait_for("response.done")
+        assert done["response"]["status"] == "completed"
+        assert len(llm.calls) == 1
+        assert len(taken) == 1  # the guess, taken while it was still waiting for its text
+        assert "input_audio_buffer.speech_stopped" in llm.calls[0][1]
+    finally:
+        await h.connection.aclose()
