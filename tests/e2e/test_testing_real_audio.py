@@ -40,5 +40,6 @@ async def test_whisper_hears_the_spoken_question_and_the_rule_calls_the_calculat
 
         await t.speak("Tell me a story.", wait=False)
         cut = await t.speak("What is seventeen times three?", barge_in_ms=800)
+        cut.expect.next_event().is_agent_message()  # the story as heard, final at the cut
         cut.expect.next_event().is_interruption()
         cut.expect.contains_agent_message(contains="51")
