@@ -232,6 +232,7 @@ def _run_workers(args: argparse.Namespace) -> int:
         port=args.port,
         engine=args.engine,
         voice=args.voice,
+        allowed_hosts=getattr(args, "allowed_host", None),
     )
 
 

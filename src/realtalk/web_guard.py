@@ -40,6 +40,7 @@ __all__ = [
     "aiohttp_middleware",
     "host_name",
     "is_loopback_name",
+    "page_with_token",
     "token_from_page",
 ]
 
@@ -174,6 +175,12 @@ class PageTokens:
 
     def _mac(self, payload: str) -> str:
         return hmac.new(self._secret, payload.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def page_with_token(html: bytes, token: str) -> bytes:
+    """The page with its token in a ``<meta name="realtalk-token">`` (what its script sends)."""
+    meta = f'<meta name="realtalk-token" content="{token}">\n</head>'
+    return html.replace(b"</head>", meta.encode(), 1)
 
 
 def token_from_page(html: str) -> str:

@@ -146,6 +146,7 @@ class FakeWorker:
     def __init__(self, status: int = 200) -> None:
         self.status = status
         self.offers: list[dict[str, Any]] = []
+        self.headers: list[str | None] = []  # the cluster secret each offer carried
         self.runner: web.AppRunner | None = None
         self.url = ""
 
@@ -161,6 +162,7 @@ class FakeWorker:
     async def offer(self, request: web.Request) -> web.Response:
         body = await request.json()
         self.offers.append(body)
+        self.headers.append(request.headers.get("X-Realtalk-Cluster-Secret"))
         if self.status != 200:
             return web.json_response({"error": "draining"}, status=self.status)
         return web.json_response(
@@ -182,7 +184,11 @@ async def gateway(redis_server: RedisServer) -> AsyncIterator[Gateway]:
 
 
 async def post(gw: Gateway, body: Any) -> tuple[int, dict[str, Any]]:
-    async with aiohttp.ClientSession() as http, http.post(f"{gw.url}api/offer", json=body) as r:
+    headers = gw.offer_headers()
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(f"{gw.url}api/offer", json=body, headers=headers) as r,
+    ):
         return r.status, await r.json()
 
 

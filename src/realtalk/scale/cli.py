@@ -81,6 +81,14 @@ def add_gateway_arguments(parser: argparse.ArgumentParser) -> None:
     _common(parser)
     parser.add_argument("--host", default="127.0.0.1", help="address to serve the page on")
     parser.add_argument("--port", type=int, default=8080, help="port (0 picks a free one)")
+    parser.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a name the page is reached by besides loopback ones (repeatable; e.g. the host a "
+        "reverse proxy forwards); requests naming other hosts are refused",
+    )
 
 
 def _ice_servers(text: str | None) -> list[dict[str, Any]] | None:
@@ -193,6 +201,7 @@ async def _run_gateway(args: argparse.Namespace) -> int:
         port=args.port,
         prefix=args.prefix,
         ice_servers=ice_servers,
+        allowed_hosts=args.allowed_host,
     )
     await gateway.start()
     print(f"GATEWAY {gateway.url}", flush=True)

@@ -9,13 +9,21 @@ An offer may carry the ``session_id`` of an earlier answer: the worker it lands 
 conversation from Redis. A worker that cannot be reached (it died; its registration has not
 lapsed yet) is skipped by this gateway for a few seconds and the offer goes to another; so does
 one that answers 503 (full, draining). Redis unreachable: ``503`` with a reason.
+
+Browser-origin safety is the single-process runner's (:mod:`realtalk.web_guard`): every request
+must name the gateway by a loopback name, its bind address or an ``allowed_hosts`` name, and an
+offer must come from the gateway's own page (Origin), as JSON, with the page's token. Offers are
+forwarded with the cluster secret (``$REALTALK_CLUSTER_SECRET``) when one is set: workers
+configured with it take offers from gateways only (:mod:`realtalk.scale.worker`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import time
+from collections.abc import Iterable
 from typing import Any
 
 import aiohttp
@@ -30,7 +38,15 @@ from realtalk.scale.registry import (
     new_session_id,
     valid_session_id,
 )
+from realtalk.scale.worker import CLUSTER_SECRET_ENV, CLUSTER_SECRET_HEADER
 from realtalk.transports.webrtc import _SECURITY_HEADERS, _STATIC, WEB_DIR, OfferError, parse_offer
+from realtalk.web_guard import (
+    TOKEN_HEADER,
+    OriginPolicy,
+    PageTokens,
+    aiohttp_middleware,
+    page_with_token,
+)
 
 __all__ = ["Gateway"]
 
@@ -47,6 +63,8 @@ class Gateway:
         forward_timeout_s: how long a worker may take to answer an offer.
         pending_s: how long a reserved slot waits for the worker to take the session.
         suspect_s: how long a worker that could not be reached is skipped by this gateway.
+        allowed_hosts: names the page is reached by besides loopback ones (a proxy's host).
+        cluster_secret: sent to workers with each offer (default: $REALTALK_CLUSTER_SECRET).
     """
 
     def __init__(
@@ -61,6 +79,8 @@ class Gateway:
         forward_timeout_s: float = 10.0,
         pending_s: float = 15.0,
         suspect_s: float = 5.0,
+        allowed_hosts: Iterable[str] = (),
+        cluster_secret: str | None = None,
     ) -> None:
         if attempts < 1:
             raise ValueError("attempts must be at least 1")
@@ -73,6 +93,10 @@ class Gateway:
         self.suspect_s = suspect_s
         self.registry = Registry(redis_url, prefix=prefix)
         self.metrics = GatewayMetrics()
+        self.origin_policy = OriginPolicy.for_server(host, allowed_hosts)
+        self.tokens = PageTokens()
+        secret = cluster_secret or os.environ.get(CLUSTER_SECRET_ENV) or ""
+        self._worker_headers = {CLUSTER_SECRET_HEADER: secret} if secret else {}
         self._suspects: dict[str, float] = {}  # worker id -> monotonic time it may be tried again
         self._files = {name: (WEB_DIR / name).read_bytes() for name in (*_STATIC, "index.html")}
         self._client: aiohttp.ClientSession | None = None
@@ -84,7 +108,10 @@ class Gateway:
         return f"http://{f'[{host}]' if ':' in host else host}:{self.port}/"
 
     def build_app(self) -> web.Application:
-        app = web.Application(client_max_size=_MAX_BODY)
+        app = web.Application(
+            client_max_size=_MAX_BODY,
+            middlewares=[aiohttp_middleware(self.origin_policy, tokens=self.tokens)],
+        )
         app.router.add_get("/", self._index)
         app.router.add_get("/static/{name}", self._static)
         app.router.add_get("/api/config", self._config)
@@ -120,9 +147,17 @@ class Gateway:
 
     # -- page -----------------------------------------------------------------------------------
 
+    def offer_headers(self, origin: str | None = None) -> dict[str, str]:
+        """The headers the page sends with an offer (for clients that are not the page)."""
+        return {
+            "Content-Type": "application/json",
+            "Origin": (origin or self.url).rstrip("/"),
+            TOKEN_HEADER: self.tokens.issue(),
+        }
+
     async def _index(self, request: web.Request) -> web.Response:
         return web.Response(
-            body=self._files["index.html"],
+            body=page_with_token(self._files["index.html"], self.tokens.issue()),
             content_type="text/html",
             charset="utf-8",
             headers=_SECURITY_HEADERS,
@@ -238,7 +273,9 @@ class Gateway:
         assert self._client is not None, "Gateway.start() was not called"
         url = reservation.url.rstrip("/") + "/api/offer"
         try:
-            async with self._client.post(url, json={**forward, "slot": reservation.token}) as resp:
+            async with self._client.post(
+                url, json={**forward, "slot": reservation.token}, headers=self._worker_headers
+            ) as resp:
                 text = await resp.text()
                 status = resp.status
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import queue
+import secrets
 import shutil
 import signal
 import subprocess
@@ -210,8 +211,12 @@ def run_local(
     engine: str,
     voice: str | None,
     capacity: int = 8,
+    allowed_hosts: list[str] | None = None,
 ) -> int:
-    """Run the whole set until Ctrl+C (or SIGTERM); returns the exit status."""
+    """Run the whole set until Ctrl+C (or SIGTERM); returns the exit status.
+
+    The children share a fresh cluster secret: the workers take offers from this gateway only.
+    """
     count = workers or os.cpu_count() or 1
     stop = threading.Event()
 
@@ -229,13 +234,17 @@ def run_local(
     try:
         redis.start()
         _note(f"Redis on {redis.socket}")
+        env = {**os.environ, "REALTALK_CLUSTER_SECRET": secrets.token_urlsafe(32)}
         for _ in range(count):
             children.append(
-                spawn_worker(agent_file, redis.url, capacity=capacity, engine=engine, voice=voice)
+                spawn_worker(
+                    agent_file, redis.url, capacity=capacity, engine=engine, voice=voice, env=env
+                )
             )
         for child in children:
             _note(f"  {child.wait_line('WORKER', timeout_s=600)}")
-        gateway = spawn_gateway(redis.url, host=host, port=port)
+        hosts = [arg for name in allowed_hosts or () for arg in ("--allowed-host", name)]
+        gateway = spawn_gateway(redis.url, host=host, port=port, extra=hosts, env=env)
         children.append(gateway)
         url = gateway.wait_line("GATEWAY").split()[1]
         print(

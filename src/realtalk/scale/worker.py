@@ -16,13 +16,23 @@ running then are stored and told to ``migrate`` (the page resumes them through a
 
 Other transports (Twilio streams, SIP) plug in through :meth:`Worker.hold_slot`: a session that
 arrives another way takes a slot, is counted in the registration, and releases it when done.
+
+Capacity: every session (WebRTC or held) takes one of the WebRTC server's ``capacity`` slots,
+synchronously before the offer's first await, so concurrent offers never overfill the worker.
+
+Who may offer: the offer endpoint is for gateways, server to server. With a cluster secret
+(``$REALTALK_CLUSTER_SECRET``, which ``realtalk run --workers`` generates for its children) an
+offer must carry it in ``X-Realtalk-Cluster-Secret``; without one, offers that a browser sent
+(those with an ``Origin`` header) are refused, so no web page can start sessions here.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
+import os
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -46,12 +56,16 @@ if TYPE_CHECKING:
     from realtalk.session import AgentSession
     from realtalk.transports.webrtc_transport import WebRTCTransport
 
-__all__ = ["Worker", "WorkerSession"]
+__all__ = ["CLUSTER_SECRET_ENV", "CLUSTER_SECRET_HEADER", "Worker", "WorkerSession"]
 
 logger = logging.getLogger("realtalk.scale")
 
 _MAX_BODY = 256 * 1024
 _MAX_SLOT_CHARS = 64
+CLUSTER_SECRET_ENV = "REALTALK_CLUSTER_SECRET"
+CLUSTER_SECRET_HEADER = "X-Realtalk-Cluster-Secret"
+_OFFER = "offer"  # the slot holder of offers, in the WebRTC server's accounting
+_HELD = "held"  # the slot holder of sessions from other transports
 
 
 @dataclass(eq=False)
@@ -77,6 +91,8 @@ class Worker:
         capacity: sessions at most; the registration and ``/api/offer`` both enforce it.
         heartbeat_s: how often the registration is refreshed; it lapses after ``3 ×`` that.
         conversation_ttl_s: how long a stored conversation can be resumed after its last turn.
+        cluster_secret: what offers must carry (default: $REALTALK_CLUSTER_SECRET); without
+            one, offers with an ``Origin`` header (from a browser) are refused.
     """
 
     def __init__(
@@ -94,6 +110,7 @@ class Worker:
         prefix: str = DEFAULT_PREFIX,
         ice_servers: list[dict[str, Any]] | None = None,
         worker_id: str | None = None,
+        cluster_secret: str | None = None,
     ) -> None:
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
@@ -109,6 +126,7 @@ class Worker:
         self.port = port
         self.advertise = advertise or host
         self.capacity = capacity
+        self._secret = (cluster_secret or os.environ.get(CLUSTER_SECRET_ENV) or "").encode()
         self.heartbeat_s = heartbeat_s
         self.ttl_ms = int(heartbeat_s * 3000)
         self.conversation_ttl_ms = int(conversation_ttl_s * 1000)
@@ -215,14 +233,17 @@ class Worker:
         the registration while the block runs. Raises ServerFullError when full or draining."""
         if self.draining:
             raise ServerFullError("this worker is draining")
-        if len(self.sessions) + len(self._held) >= self.capacity:
-            raise ServerFullError(f"this worker is full ({self.capacity} sessions)")
+        try:
+            self.server.reserve_slot(_HELD)
+        except ServerFullError:
+            raise ServerFullError(f"this worker is full ({self.capacity} sessions)") from None
         token = secrets.token_urlsafe(12)
         self._held.add(token)
         self._beat_now.set()
         try:
             yield token
         finally:
+            self.server.release_slot(_HELD)
             self._held.discard(token)
             self._idle.set()
             self._beat_now.set()
@@ -231,10 +252,33 @@ class Worker:
 
     async def _offer(self, request: web.Request) -> web.Response:
         started = time.perf_counter()
+        refused = self._refusal(request)
+        if refused is not None:
+            return _error(refused, 403)
         if self.draining:
             return _error("this worker is draining; ask the gateway for another", 503)
-        if len(self.sessions) + len(self._held) >= self.capacity:  # phone calls count too
+        try:  # before any await: concurrent offers cannot overfill the worker
+            self.server.reserve_slot(_OFFER)
+        except ServerFullError:
             return _error(f"this worker is full ({self.capacity} sessions)", 503)
+        response: web.Response | None = None
+        try:
+            response = await self._answer(request, started)
+            return response
+        finally:
+            if response is None or response.status != 200:
+                self.server.release_slot(_OFFER)  # no connection took it over
+
+    def _refusal(self, request: web.Request) -> str | None:
+        if self._secret:
+            given = request.headers.get(CLUSTER_SECRET_HEADER, "").encode()
+            if not hmac.compare_digest(given, self._secret):
+                return f"this worker takes offers from gateways only ({CLUSTER_SECRET_HEADER})"
+        elif "Origin" in request.headers:
+            return "this worker takes offers from gateways, not from web pages"
+        return None
+
+    async def _answer(self, request: web.Request, started: float) -> web.Response:
         try:
             body = await request.json()
         except web.HTTPRequestEntityTooLarge:
@@ -262,7 +306,9 @@ class Worker:
         token = token or secrets.token_urlsafe(12)
         connection_id = f"{session_id[:10]}-{secrets.token_hex(3)}"
         try:
-            answer = await self.server.accept_offer(body, connection_id=connection_id)
+            answer = await self.server.accept_offer(
+                body, connection_id=connection_id, slot_holder=_OFFER
+            )
         except OfferError as exc:
             return _error(str(exc), 400)
         except ServerFullError as exc:

@@ -47,7 +47,13 @@ from aiohttp import web
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 
 from realtalk.transports.webrtc_transport import WebRTCTransport
-from realtalk.web_guard import TOKEN_HEADER, OriginPolicy, PageTokens, aiohttp_middleware
+from realtalk.web_guard import (
+    TOKEN_HEADER,
+    OriginPolicy,
+    PageTokens,
+    aiohttp_middleware,
+    page_with_token,
+)
 
 __all__ = [
     "SERVER_KEY",
@@ -273,9 +279,8 @@ class WebRTCServer:
         }
 
     async def _index(self, request: web.Request) -> web.Response:
-        meta = f'<meta name="realtalk-token" content="{self.tokens.issue()}">\n</head>'
         return web.Response(
-            body=self._files["index.html"].replace(b"</head>", meta.encode(), 1),
+            body=page_with_token(self._files["index.html"], self.tokens.issue()),
             content_type="text/html",
             charset="utf-8",
             headers=_SECURITY_HEADERS,
@@ -318,7 +323,7 @@ class WebRTCServer:
             except RecursionError:  # json.loads on [[[[... deeper than the interpreter's stack
                 return _bad_request("the body is nested too deeply to be an offer")
             try:
-                answer = await self.accept_offer(body, _slot_of=client)
+                answer = await self.accept_offer(body, slot_holder=client)
             except OfferError as exc:
                 return _bad_request(str(exc))
             answered = True
@@ -338,6 +343,17 @@ class WebRTCServer:
         self._slots_taken += 1
         self._slots_by_client[client] += 1
 
+    def reserve_slot(self, holder: str = "direct") -> None:
+        """Take a slot now, with no per-client share (for a process that gets offers or
+        sessions some other way, e.g. a worker): before its first await, so concurrent callers
+        cannot overshoot ``max_connections``. Pass ``slot_holder=holder`` to
+        :meth:`accept_offer` and the connection keeps the slot; otherwise (or when the offer
+        fails) give it back with :meth:`release_slot`. Raises ServerFullError when full."""
+        self._take_slot(holder, share=False)
+
+    def release_slot(self, holder: str = "direct") -> None:
+        self._release(holder)
+
     def _release(self, client: str) -> None:
         self._slots_taken -= 1
         self._slots_by_client[client] -= 1
@@ -345,21 +361,22 @@ class WebRTCServer:
             del self._slots_by_client[client]
 
     async def accept_offer(
-        self, body: Any, *, connection_id: str | None = None, _slot_of: str | None = None
+        self, body: Any, *, connection_id: str | None = None, slot_holder: str | None = None
     ) -> dict[str, Any]:
         """Answer an offer (the JSON body of ``POST /api/offer``) and start its session.
 
         Returns ``{"sdp", "type": "answer", "connection_id"}``. A process that receives offers
         some other way (a worker behind a gateway) calls this directly; ``connection_id`` names
         the connection (it must not be in use), else one is made. The connection holds one of
-        ``max_connections`` slots until it closes.
+        ``max_connections`` slots until it closes: one taken here, or the one
+        :meth:`reserve_slot` took for ``slot_holder``.
 
         Raises:
             OfferError: the offer is malformed or unusable (HTTP 400).
             ServerFullError: ``max_connections`` are open (HTTP 503).
         """
         offer = parse_offer(body)
-        client = _slot_of
+        client = slot_holder
         if client is None:  # a direct call: its slot is taken here (no per-client share)
             client = "direct"
             self._take_slot(client, share=False)
@@ -383,7 +400,7 @@ class WebRTCServer:
             self._register(transport, client)
             registered = True
         finally:
-            if not registered and _slot_of is None:
+            if not registered and slot_holder is None:
                 self._release(client)
         answer = pc.localDescription
         return {"sdp": answer.sdp, "type": answer.type, "connection_id": connection_id}

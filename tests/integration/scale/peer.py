@@ -21,7 +21,17 @@ import numpy as np
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from realtalk.web_guard import TOKEN_HEADER, token_from_page
+
 MIC_RATE = 48000
+
+
+async def page_headers(http: aiohttp.ClientSession, gateway_url: str) -> dict[str, str]:
+    """What the gateway's page sends with an offer: its Origin and the token it was served."""
+    base = gateway_url.rstrip("/")
+    async with http.get(f"{base}/") as resp:
+        token = token_from_page(await resp.text())
+    return {"Origin": base, TOKEN_HEADER: token}
 
 
 class SilentMic(MediaStreamTrack):
@@ -124,7 +134,11 @@ class Peer:
             body["session_id"] = self.session_id
         async with (
             aiohttp.ClientSession() as http,
-            http.post(f"{self.gateway_url}/api/offer", json=body) as resp,
+            http.post(
+                f"{self.gateway_url}/api/offer",
+                json=body,
+                headers=await page_headers(http, self.gateway_url),
+            ) as resp,
         ):
             answer = await resp.json()
             if resp.status != 200:

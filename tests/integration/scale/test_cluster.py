@@ -13,7 +13,7 @@ import pytest
 
 from tests.integration.scale.agent import GREETING, WELCOME_BACK
 from tests.integration.scale.conftest import Cluster
-from tests.integration.scale.peer import OfferRefused, Peer, make_offer_sdp
+from tests.integration.scale.peer import OfferRefused, Peer, make_offer_sdp, page_headers
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -24,7 +24,9 @@ async def offer(gateway: str, sdp: str, **extra: str) -> tuple[int, dict[str, ob
     async with (
         aiohttp.ClientSession() as http,
         http.post(
-            f"{gateway.rstrip('/')}/api/offer", json={"sdp": sdp, "type": "offer", **extra}
+            f"{gateway.rstrip('/')}/api/offer",
+            json={"sdp": sdp, "type": "offer", **extra},
+            headers=await page_headers(http, gateway),
         ) as resp,
     ):
         return resp.status, await resp.json()

@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 
 from tests.integration.scale.conftest import AGENT, child_env
-from tests.integration.scale.peer import make_offer_sdp
+from tests.integration.scale.peer import make_offer_sdp, page_headers
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -44,7 +44,9 @@ async def test_run_with_workers_serves_through_a_gateway_and_stops_on_ctrl_c() -
         workers = set()
         async with aiohttp.ClientSession() as http:
             for _ in range(2):
-                async with http.post(f"{url}api/offer", json={"sdp": sdp, "type": "offer"}) as r:
+                headers = await page_headers(http, url)
+                body = {"sdp": sdp, "type": "offer"}
+                async with http.post(f"{url}api/offer", json=body, headers=headers) as r:
                     assert r.status == 200
                     workers.add((await r.json())["worker"])
             async with http.get(f"{url}api/health") as r:
