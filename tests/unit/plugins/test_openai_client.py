@@ -9,7 +9,7 @@ import logging
 import pytest
 
 from realtalk.plugins.openai import LinkState, OpenAIRealtimeConfig
-from realtalk.plugins.openai.client import MAX_ITEM_TEXT_CHARS
+from realtalk.plugins.openai.handlers import MAX_ITEM_TEXT_CHARS
 from realtalk.plugins.openai.link import TRANSITIONS, InvalidTransition, Link, RunTool
 from realtalk.plugins.openai.redact import install_redaction, redact
 from realtalk.protocol import events

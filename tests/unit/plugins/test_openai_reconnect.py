@@ -10,8 +10,8 @@ import pytest
 from realtalk.errors import ConnectionLostError, FatalServerError
 from realtalk.media.frame import AudioFrame
 from realtalk.plugins.openai import LinkState, OpenAIRealtimeConfig, ReconnectPolicy
-from realtalk.plugins.openai.client import MAX_HELD_AUDIO_MS
 from realtalk.plugins.openai.link import Close, DropLink, Reconnect
+from realtalk.plugins.openai.recovery import MAX_HELD_AUDIO_MS
 from realtalk.protocol import events
 from tests.unit.plugins.harness import CoreHarness
 

@@ -7,7 +7,7 @@ flushed *every* time, the item being played is truncated at the played position 
 audio received, and items of which nothing was played are deleted.
 
 Non-interruptible replies: server VAD with ``interrupt_response`` would cancel them on the server,
-the core's ``set_vad_relaxed`` turns ``interrupt_response`` off with a ``session.update`` just
+:func:`relax_vad` turns ``interrupt_response`` off with a ``session.update`` just
 before such a reply is requested and back on once it is done; meanwhile the user's speech does not
 flush its audio (only audio of an interruptible response started meanwhile is cut).
 """
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from .client import OpenAIRealtimeClient
     from .responses import ResponseState
 
-__all__ = ["barge_in", "cut_items", "end_audio_of"]
+__all__ = ["barge_in", "cut_items", "end_audio_of", "relax_vad"]
 
 logger = logging.getLogger("realtalk.client")
 
@@ -106,3 +106,13 @@ def end_audio_of(c: OpenAIRealtimeClient, state: ResponseState) -> None:
         if item_id not in state.ended_items:
             state.ended_items.add(item_id)
             c.audio_out.end(item_id)
+
+
+def relax_vad(c: OpenAIRealtimeClient, relaxed: bool) -> None:
+    """Turn the server's interrupt_response off (a non-interruptible reply) or back on."""
+    td = c.turn_detection()
+    if td is None or not td.get("interrupt_response", True) or relaxed == c.vad_relaxed:
+        return
+    c.vad_relaxed = relaxed
+    update = {"audio": {"input": {"turn_detection": {**td, "interrupt_response": not relaxed}}}}
+    c.send(events.session_update(update, event_id=c.ids("event")))

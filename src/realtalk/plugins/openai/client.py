@@ -9,7 +9,7 @@ client events (:meth:`events_to_send`) and :mod:`.link` actions (:meth:`actions`
 tools to run, model events to emit, sockets to open or drop. Tests feed events in and read events
 and actions out.
 
-What it decides (each fixes a seed defect or a pain users report):
+What it decides:
 
 - Barge-in: speech flushes the output every time (with ``interrupt_response``); the cut item is
   truncated at the played position clamped to the audio received, or deleted when nothing of it
@@ -46,7 +46,7 @@ from realtalk.realtime.base import ModelError
 from realtalk.tools import ToolResult
 
 from . import barge_in
-from .audio import AudioInput, HeldAudio, OutputAudio
+from .audio import AudioInput, OutputAudio
 from .config import OpenAIRealtimeConfig, build_session, normalize_transcription
 from .connection import model_error
 from .conversation import ConversationMirror
@@ -65,36 +65,13 @@ from .link import (
     Reconnect,
     RunTool,
 )
-from .responses import ResponseRequest, ResponseTracker
+from .recovery import MAX_HELD_AUDIO_MS, Recovery
+from .responses import ResponseRequest, ResponseState, ResponseTracker
 from .tools_runner import FollowUp, ToolCall
 
-__all__ = ["MAX_HELD_AUDIO_MS", "MAX_ITEM_TEXT_CHARS", "NOT_REPLAYED", "OpenAIRealtimeClient"]
+__all__ = ["OpenAIRealtimeClient"]
 
 logger = logging.getLogger("realtalk.client")
-
-#: User audio kept during an outage and sent to the new session (older audio is dropped and
-#: reported): enough for a sentence, not so much that a stale question is answered.
-MAX_HELD_AUDIO_MS = 5000
-#: Interim transcript text kept per item; a server streaming more is cut off (and reported).
-MAX_ITEM_TEXT_CHARS = 100_000
-_MAX_TEXT_ITEMS = 64  # items with interim text at once (a server never finishing any)
-USER_TURN_GRACE_S = 3.0  # after speech_stopped, how long to wait for the server's reply
-
-# Client events that make no sense on a new connection (live audio, cuts of old audio).
-NOT_REPLAYED = frozenset(
-    {
-        "input_audio_buffer.append",
-        "input_audio_buffer.commit",
-        "input_audio_buffer.clear",
-        "conversation.item.truncate",
-        "conversation.item.delete",
-        "conversation.item.retrieve",
-        "conversation.item.create",  # replayed from the conversation mirror instead
-        "response.cancel",
-        "response.create",  # requests are re-queued by the ResponseTracker
-        "session.update",  # the new connection gets a full one
-    }
-)
 
 
 class OpenAIRealtimeClient:
@@ -130,7 +107,7 @@ class OpenAIRealtimeClient:
             raw_channels=config.input_channels,
             batch_ms=config.append_batch_ms,
         )
-        self.held_audio = HeldAudio(config.input_format, MAX_HELD_AUDIO_MS)
+        self.recovery = Recovery(config.input_format)
         self.audio_out: OutputAudio | None = None
         self.effective_session: dict[str, Any] = {}
         self.fatal: ModelError | None = None
@@ -152,10 +129,9 @@ class OpenAIRealtimeClient:
         self.recycle_due = False
         self.overflow_reported: set[str] = set()
         self._update_event_id: str | None = None
-        self._deferred: list[dict[str, Any]] = []  # sent while the link was down
         self._outbox: list[dict[str, Any]] = []
         self._actions: list[Action] = []
-        self._progress_at = 0.0
+        self._progress_at = 0.0  # the watchdog: last progress, and whether its timer is armed
         self._watching = False
 
     # -- outputs --------------------------------------------------------------------------------
@@ -187,8 +163,8 @@ class OpenAIRealtimeClient:
             self.mirror.created(event["item"])
         if self.link.state is LinkState.OPEN:
             self._outbox.append(event)
-        elif kind not in NOT_REPLAYED:
-            self._deferred.append(event)
+        else:
+            self.recovery.defer(event)
 
     # -- state ------------------------------------------------------------------------------------
 
@@ -244,15 +220,6 @@ class OpenAIRealtimeClient:
     def set_audio_output(self, output: AudioOutput) -> None:
         if self.audio_out is None or self.audio_out.output is not output:
             self.audio_out = OutputAudio(output, self.config.output_format)
-
-    def set_vad_relaxed(self, relaxed: bool) -> None:
-        """Turn the server's interrupt_response off (a non-interruptible reply) or back on."""
-        td = self.turn_detection()
-        if td is None or not td.get("interrupt_response", True) or relaxed == self.vad_relaxed:
-            return
-        self.vad_relaxed = relaxed
-        update = {"audio": {"input": {"turn_detection": {**td, "interrupt_response": not relaxed}}}}
-        self.send(events.session_update(update, event_id=self.ids("event")))
 
     # -- the link -------------------------------------------------------------------------------
 
@@ -325,23 +292,15 @@ class OpenAIRealtimeClient:
         self.text.clear()
 
     def requeue_unsent(self, unsent: Sequence[dict[str, Any]]) -> None:
-        """Events the dropped socket never sent: audio is held, the rest waits for replay."""
-        salvaged = []
-        for event in unsent:
-            kind = event.get("type")
-            if kind == "input_audio_buffer.append":
-                self.held_audio.add(event["audio"])
-            elif kind not in NOT_REPLAYED:
-                salvaged.append(event)
-        self._deferred[:0] = salvaged
+        """Events the dropped socket never sent (see :meth:`Recovery.requeue_unsent`)."""
+        self.recovery.requeue_unsent(unsent)
 
     def _next_attempt(self, reason: str, *, expired: bool = False) -> None:
         policy = self.config.reconnect
         self.link.attempts += 1
         attempt = self.link.attempts
         if attempt > policy.max_attempts:
-            _, held_ms, dropped_ms = self.held_audio.take()
-            lost_ms = held_ms + dropped_ms
+            lost_ms = self.recovery.lost_audio_ms()
             lost = f"; {lost_ms} ms of user audio were lost" if lost_ms else ""
             self._give_up(
                 ModelError(
@@ -370,7 +329,8 @@ class OpenAIRealtimeClient:
         if self.config.session_recycle_s is not None:
             self.act(ArmTimer("recycle", self.config.session_recycle_s))
         if reconnected:
-            replayed_ms, dropped_ms = self._replay()
+            replay, replayed_ms, dropped_ms = self.recovery.replay(self.mirror, self.ids)
+            self._outbox += replay
             self.emit(
                 "reconnected",
                 {
@@ -388,56 +348,27 @@ class OpenAIRealtimeClient:
                     )
                 )
         else:
-            self._outbox.extend(self._deferred)
-            self._deferred = []
+            self._outbox += self.recovery.take_deferred()
         self.act(Ready(session))
         self.pump()
 
-    def _replay(self) -> tuple[int, int]:
-        """Rebuild the conversation in the new session, then send what waited meanwhile."""
-        items = self.mirror.replay_items()
-        self.mirror.clear()
-        previous: str | None = None
-        for item in items:
-            self.mirror.created(item)
-            self._outbox.append(
-                events.conversation_item_create(
-                    item, previous_item_id=previous, event_id=self.ids("event")
-                )
-            )
-            previous = item.get("id")
-        self._outbox.extend(self._deferred)
-        self._deferred = []
-        audio, held_ms, dropped_ms = self.held_audio.take()
-        self._outbox.extend(events.input_audio_buffer_append(payload) for payload in audio)
-        logger.info(
-            "replayed %d conversation items and %d ms of user audio into the new session",
-            len(items),
-            held_ms,
-        )
-        return held_ms, dropped_ms
-
-    def _close_cut_response(self, cut: Any) -> None:
-        """The reply the network cut: its received audio plays out, listeners hear that it
-        ended, its usage stays unknown, and it is asked for again."""
-        barge_in.end_audio_of(self, cut)
+    def _close_cut_response(self, cut: ResponseState) -> None:
+        """The reply the network cut ends here; it is asked for again (cut by the network,
+        not by the user), unless a newer request waits."""
         for call_id, call in list(self.pending_calls.items()):
             if call.response_id == cut.response_id:
                 del self.pending_calls[call_id]  # its arguments may be incomplete: not run
-        self.metrics.response_done({"id": cut.response_id, "status": "cancelled"})
-        self.emit(
-            "response_done",
-            {
-                "response_id": cut.response_id,
-                "kind": cut.kind,
-                "status": "cancelled",
-                "usage": None,
-                "reason": "connection_lost",
-            },
-        )
-        # Cut by the network, not by the user: ask again, unless a newer request waits.
+        self._ended_without_done(cut, "cancelled", "connection_lost")
         if not cut.cancelled and not self.responses.queued:
             self.enqueue_request("resume", {}, interruptible=cut.interruptible)
+
+    def _ended_without_done(self, state: ResponseState, status: str, reason: str) -> None:
+        """A response that will get no ``response.done``: the audio received plays out,
+        listeners hear that it ended, its usage stays unknown."""
+        barge_in.end_audio_of(self, state)
+        self.metrics.response_done({"id": state.response_id, "status": status})
+        done = {"response_id": state.response_id, "kind": state.kind, "status": status}
+        self.emit("response_done", {**done, "usage": None, "reason": reason})
 
     def close(self) -> None:
         """The user closes: no more reconnects; the driver releases everything."""
@@ -511,24 +442,10 @@ class OpenAIRealtimeClient:
             return
         stalled = self.responses.stalled()
         what = f"response {stalled.response_id}" if stalled is not None else "a response.create"
-        self.report(
-            ModelError(
-                f"{what} made no progress for {limit:g} s; moving on", code="response_timeout"
-            )
-        )
+        message = f"{what} made no progress for {limit:g} s; moving on"
+        self.report(ModelError(message, code="response_timeout"))
         if stalled is not None:
-            barge_in.end_audio_of(self, stalled)
-            self.metrics.response_done({"id": stalled.response_id, "status": "failed"})
-            self.emit(
-                "response_done",
-                {
-                    "response_id": stalled.response_id,
-                    "kind": stalled.kind,
-                    "status": "failed",
-                    "usage": None,
-                    "reason": "timeout",
-                },
-            )
+            self._ended_without_done(stalled, "failed", "timeout")
         self.pump()
 
     # -- server events ----------------------------------------------------------------------------
@@ -574,48 +491,6 @@ class OpenAIRealtimeClient:
                 self.act(Close(error))
         self.pump()
 
-    def text_delta(self, key: str, delta: str) -> str | None:
-        """Interim text of one item (``key``), capped; None once the cap was passed."""
-        text = self.text.get(key, "")
-        if len(text) + len(delta) > MAX_ITEM_TEXT_CHARS:
-            if key not in self.overflow_reported:
-                self.overflow_reported.add(key)
-                self.report(
-                    ModelError(
-                        f"text of item {key[2:]} passed {MAX_ITEM_TEXT_CHARS} characters; "
-                        "the rest is dropped",
-                        code="text_overflow",
-                    )
-                )
-            return None
-        text += delta
-        self.text[key] = text
-        self.text.move_to_end(key)
-        if len(self.text) > _MAX_TEXT_ITEMS:
-            self.text.popitem(last=False)
-        return text
-
-    user_turn_grace_s = USER_TURN_GRACE_S
-
-    @property
-    def max_buffered_ms(self) -> float:
-        return self.config.max_output_buffer_s * 1000
-
-    def output_overflow(self, item_id: str) -> None:
-        """A delta would push the audio queued ahead of playout past the cap: dropped."""
-        if item_id not in self.overflow_reported:
-            self.overflow_reported.add(item_id)
-            self.report(
-                ModelError(
-                    f"audio of item {item_id} dropped: more than "
-                    f"{self.config.max_output_buffer_s:g} s already queued for playout",
-                    code="audio_overflow",
-                )
-            )
-
-    def user_turn_over_cancelled(self) -> None:
-        self.act(CancelTimer("user_turn"))
-
     def user_turn_over(self) -> None:
         self.act(CancelTimer("user_turn"))
         if self.user_turn_open:
@@ -628,12 +503,6 @@ class OpenAIRealtimeClient:
             return
         if self.idle():
             self.emit("turn_metrics", self.metrics.turn_completed())
-
-    def transcription(self, role: str, text: str, item_id: str, *, final: bool) -> None:
-        self.emit(
-            "realtime_model_transcription",
-            {"role": role, "text": text, "is_final": final, "item_id": item_id},
-        )
 
     def start_call(self, call: ToolCall) -> None:
         if call.call_id in self.calls_started:
@@ -676,7 +545,7 @@ class OpenAIRealtimeClient:
         elif self.link.reconnecting:
             payload = self.audio_in.push(audio)
             if payload is not None:
-                self.held_audio.add(payload)
+                self.recovery.held_audio.add(payload)
         return None
 
     def commit_audio(self) -> None:
@@ -770,7 +639,7 @@ class OpenAIRealtimeClient:
         if request is None:
             return
         if not request.interruptible:
-            self.set_vad_relaxed(True)
+            barge_in.relax_vad(self, True)
         request.event_id = self.ids("event")
         self.follow_up.covered()  # queued after every output sent so far: it sees them all
         self._outbox.append(events.response_create(request.body, event_id=request.event_id))

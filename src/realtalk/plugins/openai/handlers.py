@@ -19,17 +19,57 @@ from realtalk.realtime.base import ModelError
 
 from . import barge_in
 from .connection import is_fatal
-from .link import ArmTimer
+from .link import ArmTimer, CancelTimer
 from .tools_runner import ToolCall
 
 if TYPE_CHECKING:
     from .client import OpenAIRealtimeClient
 
-__all__ = ["HANDLERS"]
+__all__ = ["HANDLERS", "MAX_ITEM_TEXT_CHARS"]
 
 logger = logging.getLogger("realtalk.client")
 
 Event = dict[str, Any]
+
+#: Interim transcript text kept per item; a server streaming more is cut off (and reported).
+MAX_ITEM_TEXT_CHARS = 100_000
+_MAX_TEXT_ITEMS = 64  # items with interim text at once (a server never finishing any)
+_MAX_REPORTED = 256  # overflowing items remembered, so each is reported once
+USER_TURN_GRACE_S = 3.0  # after speech_stopped, how long to wait for the server's reply
+
+
+def _overflow(c: OpenAIRealtimeClient, key: str, message: str, code: str) -> None:
+    """Report an overflow once per item (bounded memory for a server that keeps trying)."""
+    if key in c.overflow_reported:
+        return
+    if len(c.overflow_reported) >= _MAX_REPORTED:
+        c.overflow_reported.clear()
+    c.overflow_reported.add(key)
+    c.report(ModelError(message, code=code))
+
+
+def _text_delta(c: OpenAIRealtimeClient, key: str, delta: str) -> str | None:
+    """Interim text of one item (``key``), capped; None once the cap was passed."""
+    text = c.text.get(key, "")
+    if len(text) + len(delta) > MAX_ITEM_TEXT_CHARS:
+        message = f"text of item {key[2:]} passed {MAX_ITEM_TEXT_CHARS} characters; rest dropped"
+        _overflow(c, key, message, "text_overflow")
+        return None
+    text += delta
+    c.text[key] = text
+    c.text.move_to_end(key)
+    if len(c.text) > _MAX_TEXT_ITEMS:
+        c.text.popitem(last=False)
+    return text
+
+
+def _transcription(
+    c: OpenAIRealtimeClient, role: str, text: str, item_id: str, final: bool
+) -> None:
+    c.emit(
+        "realtime_model_transcription",
+        {"role": role, "text": text, "is_final": final, "item_id": item_id},
+    )
 
 
 def on_session_created(c: OpenAIRealtimeClient, event: Event) -> None:
@@ -67,7 +107,7 @@ def on_item_truncated(c: OpenAIRealtimeClient, event: Event) -> None:
 
 def on_speech_started(c: OpenAIRealtimeClient, event: Event) -> None:
     c.user_turn_open = True
-    c.user_turn_over_cancelled()
+    c.act(CancelTimer("user_turn"))
     if c.interrupt_on_speech():
         barge_in.barge_in(c, explicit=False)
     turn = c.metrics.current_turn
@@ -85,7 +125,7 @@ def on_speech_stopped(c: OpenAIRealtimeClient, event: Event) -> None:
         c.user_turn_over()
     else:
         # The server answers the turn itself; if it does not (noise, an error), go on anyway.
-        c.act(ArmTimer("user_turn", c.user_turn_grace_s))
+        c.act(ArmTimer("user_turn", USER_TURN_GRACE_S))
 
 
 def on_buffer_cleared(c: OpenAIRealtimeClient, event: Event) -> None:
@@ -96,9 +136,9 @@ def on_input_transcript_delta(c: OpenAIRealtimeClient, event: Event) -> None:
     item_id = read.ident(event, "item_id")
     if item_id is None:
         return
-    text = c.text_delta("u:" + item_id, read.text(event, "delta"))
+    text = _text_delta(c, "u:" + item_id, read.text(event, "delta"))
     if text is not None:
-        c.transcription("user", text, item_id, final=False)
+        _transcription(c, "user", text, item_id, False)
 
 
 def on_input_transcript_completed(c: OpenAIRealtimeClient, event: Event) -> None:
@@ -110,7 +150,7 @@ def on_input_transcript_completed(c: OpenAIRealtimeClient, event: Event) -> None
     c.mirror.set_transcript(item_id, text)
     usage = event.get("usage")
     c.metrics.transcription_usage(usage if isinstance(usage, dict) else None)
-    c.transcription("user", text, item_id, final=True)
+    _transcription(c, "user", text, item_id, True)
 
 
 def on_input_transcript_failed(c: OpenAIRealtimeClient, event: Event) -> None:
@@ -131,7 +171,7 @@ def on_response_created(c: OpenAIRealtimeClient, event: Event) -> None:
     response = read.mapping(event, "response")
     state = c.responses.created(response, read.ident(event, "event_id"))
     c.user_turn_open = False
-    c.user_turn_over_cancelled()
+    c.act(CancelTimer("user_turn"))
     c.follow_up.response_started(c.mirror.is_acknowledged)
     c.metrics.response_created(state.response_id)
     c.progress()
@@ -161,8 +201,10 @@ def on_audio_delta(c: OpenAIRealtimeClient, event: Event) -> None:
             state.audio_seen = True
             c.metrics.first_audio_received()
     delta = read.text(event, "delta")
-    if out.output.buffered_ms + out.wire.ms_for_bytes(len(delta) * 3 // 4) > c.max_buffered_ms:
-        c.output_overflow(item_id)
+    cap_s = c.config.max_output_buffer_s
+    if out.output.buffered_ms + out.wire.ms_for_bytes(len(delta) * 3 // 4) > cap_s * 1000:
+        message = f"audio of item {item_id} dropped: {cap_s:g} s already queued for playout"
+        _overflow(c, item_id, message, "audio_overflow")
         return
     out.push(item_id, delta)
 
@@ -185,10 +227,10 @@ def on_agent_text_delta(c: OpenAIRealtimeClient, event: Event) -> None:
         return
     c.progress()
     delta = read.text(event, "delta")
-    text = c.text_delta("a:" + item_id, delta)
+    text = _text_delta(c, "a:" + item_id, delta)
     if text is not None:
         c.mirror.append_transcript(item_id, delta)
-        c.transcription("agent", text, item_id, final=False)
+        _transcription(c, "agent", text, item_id, False)
 
 
 def on_agent_transcript_done(c: OpenAIRealtimeClient, event: Event) -> None:
@@ -211,7 +253,7 @@ def on_agent_text_done(c: OpenAIRealtimeClient, event: Event) -> None:
 
 def _agent_final(c: OpenAIRealtimeClient, text: str, item_id: str) -> None:
     c.progress()
-    c.transcription("agent", text, item_id, final=True)
+    _transcription(c, "agent", text, item_id, True)
     c.emit("text_response", {"text": text, "type": "done"})
 
 
@@ -281,7 +323,7 @@ def on_response_done(c: OpenAIRealtimeClient, event: Event) -> None:
         )
     c.metrics.response_done(response)
     if c.vad_relaxed and not c.responses.waiting_protected():
-        c.set_vad_relaxed(False)
+        barge_in.relax_vad(c, False)
     c.emit(
         "response_done",
         {
