@@ -26,12 +26,12 @@ import re
 import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from realtalk.errors import ConfigurationError
+from realtalk.job import JobContext
 
 if TYPE_CHECKING:
     from realtalk.session import AgentSession
@@ -42,21 +42,6 @@ __all__ = ["JobContext", "add_arguments", "load_entrypoint", "main", "run"]
 logger = logging.getLogger("realtalk.session")
 
 Entrypoint = Callable[["JobContext"], Awaitable[None]]
-
-
-@dataclass(frozen=True, slots=True)
-class JobContext:
-    """What an agent file's ``entrypoint`` gets for one conversation.
-
-    Attributes:
-        transport: the media for this conversation; pass it to ``session.start``.
-        base_url: the local realtalk server's http base URL when the runner started one, else None.
-        api_key: ``OPENAI_API_KEY`` as the runner found it (None when unset).
-    """
-
-    transport: Transport
-    base_url: str | None = None
-    api_key: str | None = None
 
 
 class RunnerError(ConfigurationError):

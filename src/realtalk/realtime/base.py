@@ -23,17 +23,29 @@ Events (name → payload):
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from realtalk.events import EventEmitter
 
 if TYPE_CHECKING:
-    from realtalk.agent import Agent
     from realtalk.media.frame import AudioFrame
     from realtalk.media.playout import AudioOutput
+    from realtalk.tools import FunctionTool
 
-__all__ = ["ModelError", "RealtimeBaseModel", "RealtimeCapabilities"]
+__all__ = ["AgentSpec", "ModelError", "RealtimeBaseModel", "RealtimeCapabilities"]
+
+
+class AgentSpec(Protocol):
+    """What a model reads from an agent (:class:`realtalk.agent.Agent` is one); the model
+    interface names no agent class, so models and agents do not import each other."""
+
+    @property
+    def instructions(self) -> str: ...
+
+    @property
+    def tools(self) -> Sequence[FunctionTool]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,9 +88,16 @@ class RealtimeBaseModel(EventEmitter[str], ABC):
     #: (AgentSession) before :meth:`connect`, or created by the model when left ``None``.
     audio_output: AudioOutput | None = None
 
-    @abstractmethod
-    def set_agent(self, agent: Agent) -> None:
+    def configure(self, instructions: str | None, tools: Sequence[FunctionTool]) -> None:
+        """Take instructions and tools (before connect, or live: a connected model sends them
+        at once). A model overrides this, or :meth:`set_agent` as the seed's models did."""
+        raise NotImplementedError(
+            f"{type(self).__name__} implements neither configure nor set_agent"
+        )
+
+    def set_agent(self, agent: AgentSpec) -> None:
         """Take the agent's instructions and tools (before connect, or live)."""
+        self.configure(agent.instructions, agent.tools)
 
     @abstractmethod
     async def connect(self) -> None:
@@ -119,6 +138,7 @@ class RealtimeBaseModel(EventEmitter[str], ABC):
     async def interrupt(self) -> None:
         """Stop the agent talking: silence the output and cancel an active response."""
 
-    async def update_agent(self, agent: Agent) -> None:
-        """Push changed instructions and tools to a live session."""
+    async def update_agent(self, agent: AgentSpec) -> None:
+        """Push changed instructions and tools to a live session (an agent handoff: the new
+        agent's instructions and tools go in one ``session.update``)."""
         self.set_agent(agent)

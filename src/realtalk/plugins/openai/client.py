@@ -276,6 +276,8 @@ class OpenAIRealtimeClient:
             return
         self.link.fire("lost")
         self._link_down(reason)
+        if self.session_expired:
+            self.link.attempts = 0  # the session's time limit, not a failing server
         self._next_attempt(reason, expired=self.session_expired)
 
     def _link_down(self, reason: str) -> None:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from realtalk.errors import ConfigurationError
 from realtalk.media.frame import check_format
 from realtalk.protocol import AudioFormat
+from realtalk.protocol.session import validate_session
 
 if TYPE_CHECKING:
     from realtalk.metrics import PriceTable
@@ -310,14 +311,6 @@ def normalize_turn_detection(value: Any) -> dict[str, Any] | None:
     kind = td.setdefault("type", "server_vad")
     if kind == "server_vad":
         _check_keys(td, _SERVER_VAD_KEYS, "turn_detection (server_vad)")
-        threshold = td.get("threshold", 0.5)
-        if not 0.0 <= float(threshold) <= 1.0:
-            raise ConfigurationError(f"turn_detection.threshold must be in 0..1, got {threshold}")
-        for key in ("prefix_padding_ms", "silence_duration_ms"):
-            if key in td and (not isinstance(td[key], int) or td[key] < 0):
-                raise ConfigurationError(
-                    f"turn_detection.{key} must be an int >= 0, got {td[key]!r}"
-                )
     elif kind == "semantic_vad":
         _check_keys(td, _SEMANTIC_VAD_KEYS, "turn_detection (semantic_vad)")
         if td.get("eagerness", "auto") not in _EAGERNESS:
@@ -328,7 +321,17 @@ def normalize_turn_detection(value: Any) -> dict[str, Any] | None:
         raise ConfigurationError(
             f"turn_detection.type must be 'server_vad' or 'semantic_vad', got {kind!r}"
         )
+    _check_session({"audio": {"input": {"turn_detection": td}}}, "turn_detection")
     return td
+
+
+def _check_session(session: dict[str, Any], name: str) -> None:
+    """The protocol's own rules (:mod:`realtalk.protocol.session`): one source of limits for
+    what we send and what the local server accepts."""
+    problem = validate_session({"type": "realtime", **session})
+    if problem is not None:
+        where = (problem.param or "").removeprefix("session.audio.input.").removeprefix("session.")
+        raise ConfigurationError(f"{name}: {problem.message} ({where or 'session'})")
 
 
 def normalize_transcription(value: Any) -> dict[str, Any] | None:
@@ -458,4 +461,5 @@ def build_session(
     truncation = _normalize_choice_or_dict(config.truncation, "truncation", ("auto", "disabled"))
     if truncation is not None:
         session["truncation"] = truncation
+    _check_session(session, "session settings")
     return session

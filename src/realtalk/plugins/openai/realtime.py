@@ -28,7 +28,7 @@ from realtalk.media.image import FrameThrottler, data_url, encode_jpeg_async
 from realtalk.media.playout import AudioOutput
 from realtalk.metrics import SessionMetrics
 from realtalk.protocol import SAY_PREFIX, events, parse_event
-from realtalk.realtime.base import ModelError, RealtimeBaseModel, RealtimeCapabilities
+from realtalk.realtime.base import AgentSpec, ModelError, RealtimeBaseModel, RealtimeCapabilities
 
 from .client import OpenAIRealtimeClient
 from .config import OpenAIRealtimeConfig
@@ -54,7 +54,6 @@ from .url import process_base_url as _process_base_url
 if TYPE_CHECKING:
     from websockets.asyncio.client import ClientConnection
 
-    from realtalk.agent import Agent
     from realtalk.tools import FunctionTool
 
 __all__ = ["SAY_INSTRUCTIONS", "OpenAIRealtime", "OpenAISession"]
@@ -125,6 +124,7 @@ class OpenAIRealtime(RealtimeBaseModel):
         self._loop_thread: int | None = None
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._background: set[asyncio.Task[Any]] = set()
+        self._closers: set[asyncio.Task[None]] = set()
         self._closing = False
         self._hooked_output: AudioOutput | None = None
         self._throttle = FrameThrottler(self.config.max_image_fps)
@@ -164,10 +164,10 @@ class OpenAIRealtime(RealtimeBaseModel):
         self.core.configure(instructions, [tool.to_openai() for tool in self._tools])
         self._flush()
 
-    def set_agent(self, agent: Agent) -> None:
+    def set_agent(self, agent: AgentSpec) -> None:
         self.configure(agent.instructions, agent.tools)
 
-    async def update_agent(self, agent: Agent) -> None:
+    async def update_agent(self, agent: AgentSpec) -> None:
         """New instructions and tools, sent to a live session at once."""
         self.set_agent(agent)
 
@@ -239,9 +239,11 @@ class OpenAIRealtime(RealtimeBaseModel):
 
     def link_lost(self, reason: str) -> None:
         """The adopted socket closed (what the receive loop reports for its own sockets)."""
-        self._session = None
+        session = self._session
         self.core.connection_lost(reason)
         self._flush()
+        if session is not None and self._session is session:
+            self._drop_link()  # the core had no use for it any more: release it all the same
 
     async def send_first_session_update(self) -> None:
         """Send the full session settings (instructions, tools, audio, turn detection)."""
@@ -267,6 +269,11 @@ class OpenAIRealtime(RealtimeBaseModel):
         for bg in list(self._background):
             if bg is not asyncio.current_task():
                 bg.cancel()
+        session, self._session = self._session, None  # opened by a reconnect meanwhile
+        if session is not None:
+            await _close_session(session)
+        if self._closers:
+            await asyncio.gather(*self._closers, return_exceptions=True)
         fatal = self.core.fatal
         self.emit("closed", {"reason": fatal.message if fatal else "closed"})
 
@@ -335,7 +342,9 @@ class OpenAIRealtime(RealtimeBaseModel):
         while not session.msg_queue.empty():
             unsent.append(session.msg_queue.get_nowait())
         self.core.requeue_unsent(unsent)
-        self._spawn(_close_session(session))
+        closer = asyncio.get_running_loop().create_task(_close_session(session))
+        self._closers.add(closer)  # awaited, never cancelled: its socket tasks must end
+        closer.add_done_callback(self._closers.discard)
 
     # -- I/O loops ------------------------------------------------------------------------------
 
