@@ -4,7 +4,8 @@
 :class:`RealtimeCapabilities` rather than type checks. A model is also an event emitter; the event
 names and payloads below are the contract (the seed's names, plus what it lacked).
 
-Events (name → payload):
+Events (name → payload; the same events typed: :mod:`realtalk.realtime.events`, and
+:meth:`RealtimeBaseModel.on_event`):
 
 - ``error`` → :class:`ModelError` (code, message, event_id, fatal)
 - ``user_speech_started`` → ``{}``;  ``user_speech_ended`` → ``{}``
@@ -23,16 +24,20 @@ Events (name → payload):
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from realtalk.events import EventEmitter
+
+from .events import from_payload
 
 if TYPE_CHECKING:
     from realtalk.media.frame import AudioFrame
     from realtalk.media.playout import AudioOutput
     from realtalk.tools import FunctionTool
+
+E = TypeVar("E")
 
 __all__ = ["AgentSpec", "ModelError", "RealtimeBaseModel", "RealtimeCapabilities"]
 
@@ -87,6 +92,16 @@ class RealtimeBaseModel(EventEmitter[str], ABC):
     #: Where the model's audio goes; the transport pulls paced frames from it. Set by the owner
     #: (AgentSession) before :meth:`connect`, or created by the model when left ``None``.
     audio_output: AudioOutput | None = None
+
+    def on_event(self, kind: type[E]) -> Callable[[Callable[[E], Any]], Callable[[E], Any]]:
+        """Register a typed handler: ``@model.on_event(ResponseDone)`` gets a
+        :class:`realtalk.realtime.events.ResponseDone` instead of the seed's dict."""
+
+        def register(handler: Callable[[E], Any]) -> Callable[[E], Any]:
+            self.on(getattr(kind, "name"), lambda payload: handler(from_payload(kind, payload)))  # noqa: B009
+            return handler
+
+        return register
 
     def configure(self, instructions: str | None, tools: Sequence[FunctionTool]) -> None:
         """Take instructions and tools (before connect, or live: a connected model sends them
