@@ -196,3 +196,12 @@ def test_credentials_are_redacted_from_log_lines(caplog: pytest.LogCaptureFixtur
     with caplog.at_level(logging.DEBUG, logger="tests.redaction"):
         log.debug("> %s: %s", "Authorization", f"Bearer {secret}")
     assert secret not in caplog.text and "Authorization" in caplog.text
+
+
+def test_the_documented_state_diagram_is_the_transition_table() -> None:
+    from pathlib import Path
+
+    from realtalk.plugins.openai.link import diagram
+
+    doc = (Path(__file__).parents[3] / "docs" / "architecture.md").read_text()
+    assert diagram() in doc

@@ -37,6 +37,7 @@ __all__ = [
     "Ready",
     "Reconnect",
     "RunTool",
+    "diagram",
 ]
 
 
@@ -63,6 +64,17 @@ TRANSITIONS: dict[LinkState, dict[str, LinkState]] = {
     S.BACKOFF: {"retry": S.CONNECTING, "close": S.CLOSED},
     S.CLOSED: {"connect": S.CONNECTING, "close": S.CLOSED},
 }
+
+
+def diagram() -> str:
+    """The transition table as Mermaid ``stateDiagram-v2`` text (``docs/architecture.md``
+    carries it; a test keeps the two equal)."""
+    lines = ["stateDiagram-v2", "    [*] --> idle"]
+    for state, moves in TRANSITIONS.items():
+        for trigger, target in moves.items():
+            if target is not state:
+                lines.append(f"    {state.value} --> {target.value}: {trigger}")
+    return "\n".join(lines)
 
 
 class InvalidTransition(RuntimeError):
