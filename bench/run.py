@@ -34,6 +34,7 @@ FIGURES: dict[str, tuple[str, str]] = {
     "v2v": ("bench.bench_v2v", "voice-to-voice latency on the local server, real engines"),
     "ws": ("bench.bench_concurrency_ws", "concurrent sessions, WebSocket path"),
     "webrtc": ("bench.bench_concurrency_webrtc", "concurrent sessions, WebRTC path"),
+    "peers": ("bench.bench_peers", "uplink end to end vs LiveKit's OpenAI plugin and the seed"),
 }
 #: The figures that need no models and take seconds in --quick mode (the smoke test runs them).
 CHEAP = ("uplink", "downlink")
