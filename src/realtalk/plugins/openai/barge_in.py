@@ -24,15 +24,15 @@ from .audio import BargeIn, barge_in_events
 from .link import LinkState
 
 if TYPE_CHECKING:
-    from .client import OpenAIRealtimeClient
     from .responses import ResponseState
+    from .state import ClientState
 
 __all__ = ["barge_in", "cut_items", "end_audio_of", "relax_vad"]
 
 logger = logging.getLogger("realtalk.client")
 
 
-def barge_in(c: OpenAIRealtimeClient, *, explicit: bool) -> BargeIn | None:
+def barge_in(c: ClientState, *, explicit: bool) -> BargeIn | None:
     """Silence the agent now and tell the server what the user heard."""
     active = c.responses.active
     if active is not None and (explicit or active.interruptible):
@@ -66,7 +66,7 @@ def barge_in(c: OpenAIRealtimeClient, *, explicit: bool) -> BargeIn | None:
     return result
 
 
-def cut_items(c: OpenAIRealtimeClient, item_ids: Sequence[str]) -> None:
+def cut_items(c: ClientState, item_ids: Sequence[str]) -> None:
     """Drop the unplayed audio of these items and truncate/delete them on the server."""
     out = c.audio_out
     if out is None:
@@ -85,7 +85,7 @@ def cut_items(c: OpenAIRealtimeClient, item_ids: Sequence[str]) -> None:
         _send_cut(c, cut)
 
 
-def _send_cut(c: OpenAIRealtimeClient, cut: dict[str, Any]) -> None:
+def _send_cut(c: ClientState, cut: dict[str, Any]) -> None:
     """Send the cut on the link that produced the audio; otherwise fix the mirror ourselves."""
     item_id = cut["item_id"]
     is_open = c.state is LinkState.OPEN
@@ -98,7 +98,7 @@ def _send_cut(c: OpenAIRealtimeClient, cut: dict[str, Any]) -> None:
         c.mirror.deleted(item_id)
 
 
-def end_audio_of(c: OpenAIRealtimeClient, state: ResponseState) -> None:
+def end_audio_of(c: ClientState, state: ResponseState) -> None:
     """Let the audio already received of a response cut by the network play out."""
     if c.audio_out is None:
         return
@@ -108,7 +108,7 @@ def end_audio_of(c: OpenAIRealtimeClient, state: ResponseState) -> None:
             c.audio_out.end(item_id)
 
 
-def relax_vad(c: OpenAIRealtimeClient, relaxed: bool) -> None:
+def relax_vad(c: ClientState, relaxed: bool) -> None:
     """Turn the server's interrupt_response off (a non-interruptible reply) or back on."""
     td = c.turn_detection()
     if td is None or not td.get("interrupt_response", True) or relaxed == c.vad_relaxed:

@@ -23,7 +23,7 @@ from .link import ArmTimer, CancelTimer
 from .tools_runner import ToolCall
 
 if TYPE_CHECKING:
-    from .client import OpenAIRealtimeClient
+    from .state import ClientState
 
 __all__ = ["HANDLERS", "MAX_ITEM_TEXT_CHARS"]
 
@@ -38,7 +38,7 @@ _MAX_REPORTED = 256  # overflowing items remembered, so each is reported once
 USER_TURN_GRACE_S = 3.0  # after speech_stopped, how long to wait for the server's reply
 
 
-def _overflow(c: OpenAIRealtimeClient, key: str, message: str, code: str) -> None:
+def _overflow(c: ClientState, key: str, message: str, code: str) -> None:
     """Report an overflow once per item (bounded memory for a server that keeps trying)."""
     if key in c.overflow_reported:
         return
@@ -48,7 +48,7 @@ def _overflow(c: OpenAIRealtimeClient, key: str, message: str, code: str) -> Non
     c.report(ModelError(message, code=code))
 
 
-def _text_delta(c: OpenAIRealtimeClient, key: str, delta: str) -> str | None:
+def _text_delta(c: ClientState, key: str, delta: str) -> str | None:
     """Interim text of one item (``key``), capped; None once the cap was passed."""
     text = c.text.get(key, "")
     if len(text) + len(delta) > MAX_ITEM_TEXT_CHARS:
@@ -63,38 +63,36 @@ def _text_delta(c: OpenAIRealtimeClient, key: str, delta: str) -> str | None:
     return text
 
 
-def _transcription(
-    c: OpenAIRealtimeClient, role: str, text: str, item_id: str, final: bool
-) -> None:
+def _transcription(c: ClientState, role: str, text: str, item_id: str, final: bool) -> None:
     c.emit(
         "realtime_model_transcription",
         {"role": role, "text": text, "is_final": final, "item_id": item_id},
     )
 
 
-def on_session_created(c: OpenAIRealtimeClient, event: Event) -> None:
+def on_session_created(c: ClientState, event: Event) -> None:
     logger.debug("session created: %s", read.ident(read.mapping(event, "session"), "id"))
 
 
-def on_session_updated(c: OpenAIRealtimeClient, event: Event) -> None:
+def on_session_updated(c: ClientState, event: Event) -> None:
     c.session_updated(read.mapping(event, "session"))
 
 
-def on_item_added(c: OpenAIRealtimeClient, event: Event) -> None:
+def on_item_added(c: ClientState, event: Event) -> None:
     c.mirror.added(read.mapping(event, "item"), read.ident(event, "previous_item_id"))
 
 
-def on_item_done(c: OpenAIRealtimeClient, event: Event) -> None:
+def on_item_done(c: ClientState, event: Event) -> None:
     c.mirror.done(read.mapping(event, "item"))
 
 
-def on_item_deleted(c: OpenAIRealtimeClient, event: Event) -> None:
+def on_item_deleted(c: ClientState, event: Event) -> None:
     item_id = read.ident(event, "item_id")
     if item_id is not None:
         c.mirror.deleted(item_id)
 
 
-def on_item_truncated(c: OpenAIRealtimeClient, event: Event) -> None:
+def on_item_truncated(c: ClientState, event: Event) -> None:
     item_id = read.ident(event, "item_id")
     if item_id is None:
         return
@@ -105,7 +103,7 @@ def on_item_truncated(c: OpenAIRealtimeClient, event: Event) -> None:
 # user speech -------------------------------------------------------------------------------
 
 
-def on_speech_started(c: OpenAIRealtimeClient, event: Event) -> None:
+def on_speech_started(c: ClientState, event: Event) -> None:
     c.user_turn_open = True
     c.act(CancelTimer("user_turn"))
     if c.interrupt_on_speech():
@@ -117,7 +115,7 @@ def on_speech_started(c: OpenAIRealtimeClient, event: Event) -> None:
     c.emit("user_speech_started", {})
 
 
-def on_speech_stopped(c: OpenAIRealtimeClient, event: Event) -> None:
+def on_speech_stopped(c: ClientState, event: Event) -> None:
     c.metrics.user_speech_ended()
     c.emit("user_speech_ended", {})
     td = c.turn_detection()
@@ -128,11 +126,11 @@ def on_speech_stopped(c: OpenAIRealtimeClient, event: Event) -> None:
         c.act(ArmTimer("user_turn", USER_TURN_GRACE_S))
 
 
-def on_buffer_cleared(c: OpenAIRealtimeClient, event: Event) -> None:
+def on_buffer_cleared(c: ClientState, event: Event) -> None:
     c.user_turn_over()
 
 
-def on_input_transcript_delta(c: OpenAIRealtimeClient, event: Event) -> None:
+def on_input_transcript_delta(c: ClientState, event: Event) -> None:
     item_id = read.ident(event, "item_id")
     if item_id is None:
         return
@@ -141,7 +139,7 @@ def on_input_transcript_delta(c: OpenAIRealtimeClient, event: Event) -> None:
         _transcription(c, "user", text, item_id, False)
 
 
-def on_input_transcript_completed(c: OpenAIRealtimeClient, event: Event) -> None:
+def on_input_transcript_completed(c: ClientState, event: Event) -> None:
     item_id = read.ident(event, "item_id")
     if item_id is None:
         return
@@ -153,7 +151,7 @@ def on_input_transcript_completed(c: OpenAIRealtimeClient, event: Event) -> None
     _transcription(c, "user", text, item_id, True)
 
 
-def on_input_transcript_failed(c: OpenAIRealtimeClient, event: Event) -> None:
+def on_input_transcript_failed(c: ClientState, event: Event) -> None:
     error = read.mapping(event, "error")
     c.report(
         ModelError(
@@ -167,7 +165,7 @@ def on_input_transcript_failed(c: OpenAIRealtimeClient, event: Event) -> None:
 # responses ---------------------------------------------------------------------------------
 
 
-def on_response_created(c: OpenAIRealtimeClient, event: Event) -> None:
+def on_response_created(c: ClientState, event: Event) -> None:
     response = read.mapping(event, "response")
     state = c.responses.created(response, read.ident(event, "event_id"))
     c.user_turn_open = False
@@ -186,7 +184,7 @@ def on_response_created(c: OpenAIRealtimeClient, event: Event) -> None:
     )
 
 
-def on_audio_delta(c: OpenAIRealtimeClient, event: Event) -> None:
+def on_audio_delta(c: ClientState, event: Event) -> None:
     out = c.audio_out
     item_id = read.ident(event, "item_id")
     state = c.responses.get(read.ident(event, "response_id"))
@@ -209,7 +207,7 @@ def on_audio_delta(c: OpenAIRealtimeClient, event: Event) -> None:
     out.push(item_id, delta)
 
 
-def on_audio_done(c: OpenAIRealtimeClient, event: Event) -> None:
+def on_audio_done(c: ClientState, event: Event) -> None:
     item_id = read.ident(event, "item_id")
     if item_id is None:
         return
@@ -221,7 +219,7 @@ def on_audio_done(c: OpenAIRealtimeClient, event: Event) -> None:
         c.audio_out.end(item_id)
 
 
-def on_agent_text_delta(c: OpenAIRealtimeClient, event: Event) -> None:
+def on_agent_text_delta(c: ClientState, event: Event) -> None:
     item_id = read.ident(event, "item_id")
     if item_id is None:
         return
@@ -233,7 +231,7 @@ def on_agent_text_delta(c: OpenAIRealtimeClient, event: Event) -> None:
         _transcription(c, "agent", text, item_id, False)
 
 
-def on_agent_transcript_done(c: OpenAIRealtimeClient, event: Event) -> None:
+def on_agent_transcript_done(c: ClientState, event: Event) -> None:
     item_id = read.ident(event, "item_id")
     if item_id is None:
         return
@@ -243,7 +241,7 @@ def on_agent_transcript_done(c: OpenAIRealtimeClient, event: Event) -> None:
     _agent_final(c, text, item_id)
 
 
-def on_agent_text_done(c: OpenAIRealtimeClient, event: Event) -> None:
+def on_agent_text_done(c: ClientState, event: Event) -> None:
     item_id = read.ident(event, "item_id")
     if item_id is None:
         return
@@ -251,13 +249,13 @@ def on_agent_text_done(c: OpenAIRealtimeClient, event: Event) -> None:
     _agent_final(c, read.text(event, "text"), item_id)
 
 
-def _agent_final(c: OpenAIRealtimeClient, text: str, item_id: str) -> None:
+def _agent_final(c: ClientState, text: str, item_id: str) -> None:
     c.progress()
     _transcription(c, "agent", text, item_id, True)
     c.emit("text_response", {"text": text, "type": "done"})
 
 
-def on_arguments_done(c: OpenAIRealtimeClient, event: Event) -> None:
+def on_arguments_done(c: ClientState, event: Event) -> None:
     call_id = read.ident(event, "call_id")
     c.progress()
     if call_id is not None:
@@ -270,14 +268,14 @@ def on_arguments_done(c: OpenAIRealtimeClient, event: Event) -> None:
         )
 
 
-def on_output_item_done(c: OpenAIRealtimeClient, event: Event) -> None:
+def on_output_item_done(c: ClientState, event: Event) -> None:
     item = read.mapping(event, "item")
     c.progress()
     if item.get("type") == "function_call" and item.get("status") != "incomplete":
         _start_call(c, item, read.ident(event, "response_id"))
 
 
-def _start_call(c: OpenAIRealtimeClient, item: dict[str, Any], response_id: str | None) -> None:
+def _start_call(c: ClientState, item: dict[str, Any], response_id: str | None) -> None:
     call_id = read.ident(item, "call_id")
     if call_id is None or call_id in c.calls_started:
         return
@@ -293,7 +291,7 @@ def _start_call(c: OpenAIRealtimeClient, item: dict[str, Any], response_id: str 
     )
 
 
-def on_response_done(c: OpenAIRealtimeClient, event: Event) -> None:
+def on_response_done(c: ClientState, event: Event) -> None:
     response = read.mapping(event, "response")
     state = c.responses.done(response)
     status = state.status
@@ -341,7 +339,7 @@ def on_response_done(c: OpenAIRealtimeClient, event: Event) -> None:
 # errors ------------------------------------------------------------------------------------
 
 
-def on_error(c: OpenAIRealtimeClient, event: Event) -> None:
+def on_error(c: ClientState, event: Event) -> None:
     payload = read.mapping(event, "error")
     code = read.ident(payload, "code")
     error_type = read.ident(payload, "type")
@@ -362,7 +360,7 @@ def on_error(c: OpenAIRealtimeClient, event: Event) -> None:
     c.server_error(error)
 
 
-HANDLERS: dict[str, Callable[[OpenAIRealtimeClient, Event], None]] = {
+HANDLERS: dict[str, Callable[[ClientState, Event], None]] = {
     "session.created": on_session_created,
     "session.updated": on_session_updated,
     "conversation.item.added": on_item_added,
