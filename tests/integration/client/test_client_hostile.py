@@ -62,3 +62,43 @@ async def test_debug_logging_never_shows_the_key(caplog: pytest.LogCaptureFixtur
     assert any("Authorization" in r.getMessage() for r in handshake)  # the line is there...
     assert key not in caplog.text  # ...without the key
     assert all(key not in r.getMessage() for r in caplog.records)
+
+
+async def test_a_response_that_never_ends_does_not_wedge_later_messages() -> None:
+    """Regression: a ``response.created`` (no metadata echoed) with no ``response.done``
+    wedged every later send_text_message (waited 30 s, no error). The watchdog reports it and
+    the next request goes out."""
+    creates: list[dict[str, Any]] = []
+    got_second = asyncio.Event()
+
+    async def stalling(ws: ServerConnection) -> None:
+        async for raw in ws:
+            event = json.loads(raw)
+            if event["type"] == "session.update":
+                await ws.send(json.dumps(events.session_updated("e0", event["session"])))
+            elif event["type"] == "response.create":
+                creates.append(event)
+                response = {"id": f"resp_{len(creates)}", "object": "realtime.response"}
+                response["status"] = "in_progress"
+                await ws.send(json.dumps(events.response_created(f"e{len(creates)}", response)))
+                if len(creates) == 2:
+                    got_second.set()
+
+    async with serve(stalling, "127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        model = OpenAIRealtime(
+            model="gpt-realtime",
+            base_url=f"http://127.0.0.1:{port}/v1",
+            config=OpenAIRealtimeConfig(response_timeout_s=0.5),
+        )
+        errors: list[Any] = []
+        model.on("error", errors.append)
+        await model.connect()
+        try:
+            await model.send_text_message("first")
+            await model.send_text_message("second")
+            await asyncio.wait_for(got_second.wait(), TIMEOUT_S)
+        finally:
+            await model.aclose()
+    assert any(e.code == "response_timeout" and not e.fatal for e in errors)
+    assert [c["response"]["metadata"]["kind"] for c in creates] == ["reply", "reply"]

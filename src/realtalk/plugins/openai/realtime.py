@@ -375,6 +375,8 @@ class OpenAIRealtime(RealtimeBaseModel):
         reason = "the connection closed"
         try:
             async for raw in session.ws:
+                if self._session is not session:
+                    return  # dropped (recycle, handshake timeout): its late frames are not news
                 try:
                     event = parse_event(raw)
                 except Exception as exc:  # ValueError, or RecursionError for absurd nesting
