@@ -28,19 +28,17 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from realtalk.errors import NotConnectedError
 from realtalk.events import EventEmitter
 from realtalk.media.frame import AudioFrame
 from realtalk.media.image import FrameThrottler
 from realtalk.media.playout import AudioOutput
-from realtalk.realtime.base import ModelError, RealtimeBaseModel
+from realtalk.realtime.base import AgentSpec, ModelError, RealtimeBaseModel
 
 if TYPE_CHECKING:
-    from realtalk.agent import Agent
     from realtalk.metrics import TurnMetrics
-    from realtalk.transports.base import Transport
 
 __all__ = ["AgentSession", "AgentState", "UserState"]
 
@@ -48,6 +46,24 @@ logger = logging.getLogger("realtalk.session")
 
 UserState = Literal["listening", "speaking"]
 AgentState = Literal["initializing", "listening", "thinking", "speaking", "closed"]
+
+
+class SessionAgent(AgentSpec, Protocol):
+    """What a session needs of its agent (:class:`realtalk.agent.Agent` is one). Named by
+    what it does, so the session and the agent do not import each other."""
+
+    def _attach(self, session: Any) -> None: ...
+    def _detach(self) -> None: ...
+    async def on_enter(self) -> None: ...
+    async def on_exit(self) -> None: ...
+
+
+class SessionTransport(Protocol):
+    """What a session needs of its transport (:class:`realtalk.transports.base.Transport`)."""
+
+    async def attach(self, session: AgentSession) -> None: ...
+    async def aclose(self) -> None: ...
+
 
 _OUTPUT_SAMPLE_RATE = 24000  # what Realtime models speak; the transport resamples for its device
 
@@ -66,7 +82,7 @@ class AgentSession(EventEmitter[str]):
     def __init__(
         self,
         *,
-        agent: Agent,
+        agent: SessionAgent,
         model: RealtimeBaseModel,
         vision: bool = False,
         max_video_fps: float = 1.0,
@@ -85,7 +101,7 @@ class AgentSession(EventEmitter[str]):
         if model.audio_output is None:
             model.audio_output = AudioOutput(_OUTPUT_SAMPLE_RATE)
         self._throttler = FrameThrottler(max_video_fps)
-        self._transport: Transport | None = None
+        self._transport: SessionTransport | None = None
         self._handlers: list[tuple[str, Callable[..., Any]]] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         # What the agent state is derived from.
@@ -113,7 +129,7 @@ class AgentSession(EventEmitter[str]):
         return output
 
     @property
-    def transport(self) -> Transport | None:
+    def transport(self) -> SessionTransport | None:
         return self._transport
 
     @property
@@ -122,7 +138,7 @@ class AgentSession(EventEmitter[str]):
 
     # -- lifecycle -------------------------------------------------------------------------------
 
-    async def start(self, transport: Transport | None = None) -> None:
+    async def start(self, transport: SessionTransport | None = None) -> None:
         """Connect the model, attach the transport, then run the agent's ``on_enter``.
 
         Raises:
@@ -272,7 +288,7 @@ class AgentSession(EventEmitter[str]):
         if self._throttler.ready():
             await self.model.handle_video_input(frame)
 
-    async def _on_agent_updated(self, agent: Agent) -> None:
+    async def _on_agent_updated(self, agent: SessionAgent) -> None:
         """The agent changed its instructions or tools: a live model gets a session update."""
         if self._connected:
             await self.model.update_agent(agent)
