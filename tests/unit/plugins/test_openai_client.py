@@ -205,3 +205,15 @@ def test_the_documented_state_diagram_is_the_transition_table() -> None:
 
     doc = (Path(__file__).parents[3] / "docs" / "architecture.md").read_text()
     assert diagram() in doc
+
+
+def test_a_handoff_sends_instructions_and_tools_in_one_update() -> None:
+    """``update_agent(agent)`` (agent handoffs) = ``configure``: one ``session.update`` carries
+    the new instructions and tools together, never a state with one swapped and not the other."""
+    h = CoreHarness(tools=TOOLS)
+    new_tools = [{"type": "function", "name": "book", "description": "Book it.", "parameters": {}}]
+    h.core.configure("You are the booking agent.", new_tools)
+    (update,) = h.sent()
+    assert update["type"] == "session.update"
+    assert update["session"]["instructions"] == "You are the booking agent."
+    assert [t["name"] for t in update["session"]["tools"]] == ["book"]
