@@ -31,9 +31,12 @@ FIGURES: dict[str, tuple[str, str]] = {
     "downlink": ("bench.bench_downlink", "downlink cost per audio delta, parsing share"),
     "bargein": ("bench.bench_bargein", "speech_started arrival → output silent"),
     "truncation": ("bench.bench_truncation", "sent audio_end_ms vs really played"),
+    "handoff": ("bench.bench_handoff", "a handoff turn vs a tool turn; MCP call and start"),
     "v2v": ("bench.bench_v2v", "voice-to-voice latency on the local server, real engines"),
     "ws": ("bench.bench_concurrency_ws", "concurrent sessions, WebSocket path"),
     "webrtc": ("bench.bench_concurrency_webrtc", "concurrent sessions, WebRTC path"),
+    "phone": ("bench.bench_phone", "Twilio/SIP CPU per call vs WebRTC, phone turn latency"),
+    "scale": ("bench.bench_scale", "sessions per machine with workers; gateway dispatch"),
     "peers": ("bench.bench_peers", "uplink end to end vs LiveKit's OpenAI plugin and the seed"),
 }
 #: The figures that need no models and take seconds in --quick mode (the smoke test runs them).

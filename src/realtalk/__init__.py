@@ -21,6 +21,7 @@ from realtalk.errors import (
     ServerError,
 )
 from realtalk.events import EventEmitter
+from realtalk.handoff import Handoff
 from realtalk.job import JobContext
 from realtalk.metrics import PriceTable, SessionMetrics, TurnMetrics, Usage
 from realtalk.realtime.base import ModelError, RealtimeBaseModel, RealtimeCapabilities
@@ -40,6 +41,7 @@ __all__ = [
     "FatalServerError",
     "FilesTransport",
     "FunctionTool",
+    "Handoff",
     "JobContext",
     "LocalError",
     "ModelError",

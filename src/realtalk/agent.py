@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 from realtalk.tools import FunctionTool, function_tool
 
 if TYPE_CHECKING:
+    from realtalk.mcp import MCPServer
     from realtalk.session import AgentSession
 
 __all__ = ["Agent"]
@@ -48,6 +49,12 @@ class Agent:
         tools: extra tools: :class:`~realtalk.tools.FunctionTool` objects or plain callables
             (wrapped with :func:`~realtalk.tools.function_tool`). Methods of the agent's class
             decorated with ``@function_tool`` are added automatically, bound to this instance.
+        name: how events, metrics and handoff outputs name the agent; defaults to the class name.
+        mcp_servers: Model Context Protocol servers (:mod:`realtalk.mcp`) whose tools this agent
+            may call; the session connects them while the agent is active.
+        keep_history: when this agent takes over in a handoff, the conversation is trimmed to
+            its last ``keep_history`` messages (plus the calls still waiting for an output);
+            None keeps everything.
 
     Raises:
         ValueError: two tools share a name, or a tool is a method not bound to an instance.
@@ -58,12 +65,26 @@ class Agent:
         *,
         instructions: str,
         tools: Iterable[Callable[..., Any] | FunctionTool] | None = None,
+        name: str | None = None,
+        mcp_servers: Iterable[MCPServer] | None = None,
+        keep_history: int | None = None,
     ) -> None:
         if not isinstance(instructions, str):
             raise TypeError(f"instructions must be a str, got {type(instructions).__name__}")
+        if name is not None and (not isinstance(name, str) or not name.strip()):
+            raise ValueError("name must be a non-empty str or None")
+        self._name = name or type(self).__name__
+        if keep_history is not None and keep_history < 0:
+            raise ValueError(f"keep_history must be >= 0 or None, got {keep_history}")
+        self.mcp_servers: list[MCPServer] = list(mcp_servers or ())
+        self.keep_history = keep_history
         self._instructions = instructions
         self._tools = _checked_tools([*_as_tools(tools or ()), *self._method_tools()])
         self._session: _AgentHost | None = None
+
+    @property
+    def name(self) -> str:
+        return self._name
 
     @property
     def instructions(self) -> str:
@@ -75,7 +96,7 @@ class Agent:
         return list(self._tools)
 
     @property
-    def session(self) -> AgentSession:
+    def session(self) -> AgentSession[Any]:
         """The session this agent is attached to.
 
         Raises:
@@ -86,13 +107,18 @@ class Agent:
                 f"{type(self).__name__} is not attached to a session; self.session is available "
                 "from on_enter() until on_exit() returns"
             )
-        return cast("AgentSession", self._session)
+        return cast("AgentSession[Any]", self._session)
 
     async def on_enter(self) -> None:
         """Called once the agent is attached to a started session. Override it (e.g. to greet)."""
 
     async def on_exit(self) -> None:
-        """Called before the agent leaves its session. Override it to clean up."""
+        """Called before the agent leaves its session (closed, or handed off). Override it to
+        clean up; during a handoff, the new agent's instructions are not yet in effect."""
+
+    async def on_dtmf(self, digit: str) -> None:
+        """Called for each key the caller presses on a phone call (``0-9``, ``*``, ``#``,
+        ``A-D``). Override it to build a menu; the session also emits ``dtmf`` ``{"digit"}``."""
 
     async def update_instructions(self, instructions: str) -> None:
         """Replace the instructions; an attached session sends them to the model."""

@@ -1,5 +1,5 @@
-"""The ``realtalk`` command: ``realtalk serve`` (the local Realtime server) and ``realtalk run``
-(an agent file with a transport)."""
+"""The ``realtalk`` command: ``realtalk serve`` (the local Realtime server), ``realtalk run``
+(an agent file with a transport), ``realtalk worker`` and ``realtalk gateway`` (scale-out)."""
 
 from __future__ import annotations
 
@@ -26,6 +26,14 @@ def build_parser() -> argparse.ArgumentParser:
         runner = None  # type: ignore[assignment]
     if runner is not None:
         runner.add_arguments(sub.add_parser("run", help="run an agent file with a transport"))
+    from realtalk.scale import cli as scale_cli
+
+    scale_cli.add_worker_arguments(
+        sub.add_parser("worker", help="serve sessions handed over by gateways (Redis)")
+    )
+    scale_cli.add_gateway_arguments(
+        sub.add_parser("gateway", help="serve the page and dispatch sessions to workers (Redis)")
+    )
     return parser
 
 
@@ -35,6 +43,14 @@ def main(argv: list[str] | None = None) -> int:
         from realtalk.server import cli as server_cli
 
         return server_cli.main(args)
+    if args.command in ("worker", "gateway"):
+        from realtalk.scale import cli as scale_cli
+
+        return (
+            scale_cli.worker_main(args)
+            if args.command == "worker"
+            else scale_cli.gateway_main(args)
+        )
     from realtalk import runner
 
     return runner.main(args)

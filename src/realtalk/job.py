@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from realtalk.transports.base import Transport
+    from realtalk.transports.telephony.phone import CallInfo
 
 __all__ = ["JobContext"]
 
@@ -24,8 +25,17 @@ class JobContext:
         transport: the media for this conversation; pass it to ``session.start``.
         base_url: the local realtalk server's http base URL when the runner started one, else None.
         api_key: ``OPENAI_API_KEY`` as the runner found it (None when unset).
+        session_id: behind a gateway (``realtalk worker``), the id that names this conversation
+            across workers; None otherwise.
+        resumed: True when this conversation started on another worker and its history was
+            restored here (an agent may skip its greeting then).
+        call: on a phone transport (twilio, sip), who called whom: From, To, the call id and
+            the custom parameters (None elsewhere).
     """
 
     transport: Transport
     base_url: str | None = None
     api_key: str | None = None
+    session_id: str | None = None
+    resumed: bool = False
+    call: CallInfo | None = None

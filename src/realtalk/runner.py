@@ -56,13 +56,55 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("agent_file", help="a Python file that defines `async def entrypoint(ctx)`")
     parser.add_argument(
         "--transport",
-        choices=("webrtc", "console", "files"),
+        choices=("webrtc", "console", "files", "twilio", "sip"),
         default="webrtc",
         help="webrtc: a browser page (default); console: microphone/speaker or text; "
-        "files: WAV files in, WAV + JSON out",
+        "files: WAV files in, WAV + JSON out; twilio: phone calls over Twilio Media Streams "
+        "(also Telnyx/Plivo streams); sip: a SIP endpoint answering calls",
     )
-    parser.add_argument("--host", default="127.0.0.1", help="webrtc: address to serve the page on")
-    parser.add_argument("--port", type=int, default=8080, help="webrtc: port (0 picks a free one)")
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="webrtc/twilio/sip: address to listen on"
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=None,
+        help="webrtc/twilio: HTTP port (default 8080), sip: SIP port (default 5060); "
+        "0 picks a free one",
+    )
+    parser.add_argument(
+        "--public-url",
+        default=None,
+        help="twilio: the https URL Twilio reaches this server at (a tunnel, a load balancer)",
+    )
+    parser.add_argument(
+        "--twilio-auth-token",
+        default=None,
+        help="twilio: check X-Twilio-Signature with this token (default: $TWILIO_AUTH_TOKEN)",
+    )
+    parser.add_argument(
+        "--twilio-account-sid",
+        default=None,
+        help="twilio: account SID, to end calls through the REST API "
+        "(default: $TWILIO_ACCOUNT_SID)",
+    )
+    parser.add_argument(
+        "--twilio-api-base",
+        default=None,
+        help="twilio: REST API base URL (default https://api.twilio.com or $TWILIO_API_BASE)",
+    )
+    parser.add_argument(
+        "--stream-providers",
+        default="twilio",
+        help="twilio: whose media streams to serve, comma-separated: twilio, telnyx, plivo "
+        "(only Twilio's are signed; put the others behind your own authentication)",
+    )
+    parser.add_argument(
+        "--sip-user",
+        default=None,
+        help="sip: require digest authentication as this user "
+        "(password from $REALTALK_SIP_PASSWORD)",
+    )
     parser.add_argument(
         "--input",
         action="extend",
@@ -91,6 +133,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--voice", choices=("piper", "espeak"), default=None, help="voice of the local server"
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        nargs="?",
+        const=0,
+        default=None,
+        metavar="N",
+        help="webrtc: run N worker processes behind a gateway, with a local Redis (N defaults "
+        "to one per core); see docs/scaling.md",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -99,6 +151,10 @@ def main(args: argparse.Namespace) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if args.port is None:  # each transport's usual port
+        args.port = 5060 if args.transport == "sip" else 8080
+    if getattr(args, "workers", None) is not None:
+        return _run_workers(args)
     try:
         entrypoint = load_entrypoint(args.agent_file)
         transport_factory = _transport_factory(args)
@@ -112,11 +168,37 @@ def main(args: argparse.Namespace) -> int:
                 engine=args.engine,
                 voice=args.voice,
                 report_to_stdout=args.transport == "files" and not args.output,
+                phone_options=_phone_options(args),
             )
         )
     except (ConfigurationError, ValueError, RuntimeError, OSError) as exc:
         print(f"realtalk run: {exc}", file=sys.stderr)
         return 1
+
+
+def _run_workers(args: argparse.Namespace) -> int:
+    """``--workers``: Redis, the workers and a gateway as child processes (realtalk.scale)."""
+    if args.transport != "webrtc":
+        print("realtalk run: --workers needs --transport webrtc", file=sys.stderr)
+        return 1
+    if args.workers < 0:
+        print("realtalk run: --workers must be 0 (one per core) or more", file=sys.stderr)
+        return 1
+    try:
+        load_entrypoint(args.agent_file)  # a bad file fails here, not in N children
+    except (ConfigurationError, ValueError, OSError) as exc:
+        print(f"realtalk run: {exc}", file=sys.stderr)
+        return 1
+    from realtalk.scale.local import run_local
+
+    return run_local(
+        args.agent_file,
+        workers=args.workers,
+        host=args.host,
+        port=args.port,
+        engine=args.engine,
+        voice=args.voice,
+    )
 
 
 def _transport_factory(args: argparse.Namespace) -> Callable[[], Transport] | None:
@@ -135,6 +217,26 @@ def _transport_factory(args: argparse.Namespace) -> Callable[[], Transport] | No
 
         return lambda: ConsoleTransport(audio=False if args.text else None)
     return None  # webrtc: one transport per browser connection, made by the WebRTC server
+
+
+def _phone_options(args: argparse.Namespace) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    if args.transport == "twilio":
+        from realtalk.transports.telephony.server import TwilioCredentials
+
+        options["public_url"] = args.public_url
+        options["providers"] = tuple(
+            p.strip() for p in args.stream_providers.split(",") if p.strip()
+        )
+        options["credentials"] = TwilioCredentials(
+            args.twilio_auth_token, args.twilio_account_sid, args.twilio_api_base
+        )
+    elif args.transport == "sip" and args.sip_user:
+        password = os.environ.get("REALTALK_SIP_PASSWORD")
+        if not password:
+            raise RunnerError("--sip-user needs the password in $REALTALK_SIP_PASSWORD")
+        options["auth"] = (args.sip_user, password)
+    return options
 
 
 # -- agent files -----------------------------------------------------------------------------------
@@ -192,6 +294,7 @@ async def run(
     engine: str = "local",
     voice: str | None = None,
     report_to_stdout: bool = False,
+    phone_options: dict[str, Any] | None = None,
 ) -> int:
     """Run ``entrypoint`` until its conversation ends (console, files) or until Ctrl+C."""
     stop = asyncio.Event()
@@ -199,6 +302,18 @@ async def run(
         api_key = os.environ.get("OPENAI_API_KEY") or None
         if transport == "webrtc":
             return await _serve_webrtc(entrypoint, host, port, base_url, api_key, stop)
+        if transport in ("twilio", "sip"):
+            from realtalk.transports.telephony.serve import serve_phone
+
+            return await serve_phone(
+                transport,
+                entrypoint,
+                lambda t: JobContext(transport=t, base_url=base_url, api_key=api_key, call=t.call),
+                host=host,
+                port=port,
+                stop=stop,
+                **(phone_options or {}),
+            )
         if make_transport is None:
             raise RunnerError(f"no transport for {transport!r}")
         ctx = JobContext(transport=make_transport(), base_url=base_url, api_key=api_key)

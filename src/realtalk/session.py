@@ -11,6 +11,7 @@ turns the model's events into a small, JSON-friendly stream a UI can show as it 
     agent_state_changed   {"state"}: initializing | listening | thinking | speaking | closed
     transcription         {"role": "user" | "agent", "text", "is_final", "item_id"}
     function_call         {"name", "arguments", "output", "is_error"}
+    handoff               {"from", "to", "tool", "message", "cancelled_tools"} (docs/agents.md)
     metrics               TurnMetrics.to_dict() of each completed turn
     error                 {"message", "code", "fatal"}
     reconnecting          {"attempt", "reason"};  reconnected  {"attempt"}
@@ -28,17 +29,21 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
+from realtalk.agent import Agent
 from realtalk.errors import NotConnectedError
 from realtalk.events import EventEmitter
+from realtalk.handoff import Handoff, ToolCalls, history_to_delete
 from realtalk.media.frame import AudioFrame
 from realtalk.media.image import FrameThrottler
 from realtalk.media.playout import AudioOutput
-from realtalk.realtime.base import AgentSpec, ModelError, RealtimeBaseModel
+from realtalk.realtime.base import ModelError, RealtimeBaseModel
+from realtalk.tools import FunctionTool, ToolResult
 
 if TYPE_CHECKING:
     from realtalk.metrics import TurnMetrics
+    from realtalk.transports.base import Transport
 
 __all__ = ["AgentSession", "AgentState", "UserState"]
 
@@ -47,51 +52,54 @@ logger = logging.getLogger("realtalk.session")
 UserState = Literal["listening", "speaking"]
 AgentState = Literal["initializing", "listening", "thinking", "speaking", "closed"]
 
-
-class SessionAgent(AgentSpec, Protocol):
-    """What a session needs of its agent (:class:`realtalk.agent.Agent` is one). Named by
-    what it does, so the session and the agent do not import each other."""
-
-    def _attach(self, session: Any) -> None: ...
-    def _detach(self) -> None: ...
-    async def on_enter(self) -> None: ...
-    async def on_exit(self) -> None: ...
-
-
-class SessionTransport(Protocol):
-    """What a session needs of its transport (:class:`realtalk.transports.base.Transport`)."""
-
-    async def attach(self, session: AgentSession) -> None: ...
-    async def aclose(self) -> None: ...
-
-
 _OUTPUT_SAMPLE_RATE = 24000  # what Realtime models speak; the transport resamples for its device
 
+UserdataT = TypeVar("UserdataT")
 
-class AgentSession(EventEmitter[str]):
+
+class AgentSession(EventEmitter[str], Generic[UserdataT]):
     """Runs ``agent`` on ``model`` and exchanges media with a transport.
 
     Args:
-        agent: the instructions, tools and hooks.
+        agent: the instructions, tools and hooks; a tool may hand over to another agent
+            (:mod:`realtalk.handoff`), which then becomes ``session.agent``.
         model: a realtime model session, not yet connected (e.g. ``OpenAIRealtime(...)``).
         vision: pass camera frames from :meth:`push_video` to the model; off by default because
             every image costs tokens.
         max_video_fps: at most this many camera frames per second reach the model.
+        userdata: state shared by every agent of the conversation (``session.userdata``);
+            type the session as ``AgentSession[MyData]`` to have it checked.
+        handoff_grace_s: at a handoff, the old agent's other tools still running get this many
+            seconds to finish; those still running then are cancelled (their output says so).
     """
 
     def __init__(
         self,
         *,
-        agent: SessionAgent,
+        agent: Agent,
         model: RealtimeBaseModel,
         vision: bool = False,
         max_video_fps: float = 1.0,
+        userdata: UserdataT | None = None,
+        handoff_grace_s: float = 2.0,
     ) -> None:
         super().__init__(logger=logger)
         if not isinstance(model, RealtimeBaseModel):
             raise TypeError(f"model must be a RealtimeBaseModel, got {type(model).__name__}")
+        if not isinstance(agent, Agent):
+            raise TypeError(f"agent must be an Agent, got {type(agent).__name__}")
+        if not handoff_grace_s >= 0:
+            raise ValueError(f"handoff_grace_s must be >= 0, got {handoff_grace_s}")
         self.agent = agent
         self.model = model
+        self.handoff_grace_s = handoff_grace_s
+        self._userdata = userdata
+        #: Completed turns by the name of the agent that was active when each one ended.
+        self.metrics_by_agent: dict[str, list[TurnMetrics]] = {}
+        self._calls = ToolCalls()
+        self._switching = False
+        self._pending_enter: tuple[str, Agent, Handoff] | None = None
+        self._replies_asked = 0  # say/reply/send_text calls, so a handoff knows if on_enter spoke
         self.vision = vision
         self.user_state: UserState = "listening"
         self.agent_state: AgentState = "initializing"
@@ -101,7 +109,7 @@ class AgentSession(EventEmitter[str]):
         if model.audio_output is None:
             model.audio_output = AudioOutput(_OUTPUT_SAMPLE_RATE)
         self._throttler = FrameThrottler(max_video_fps)
-        self._transport: SessionTransport | None = None
+        self._transport: Transport | None = None
         self._handlers: list[tuple[str, Callable[..., Any]]] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         # What the agent state is derived from.
@@ -129,7 +137,22 @@ class AgentSession(EventEmitter[str]):
         return output
 
     @property
-    def transport(self) -> SessionTransport | None:
+    def userdata(self) -> UserdataT:
+        """The state every agent of this conversation shares (``AgentSession(userdata=...)``).
+
+        Raises:
+            RuntimeError: the session was created without userdata.
+        """
+        if self._userdata is None:
+            raise RuntimeError("this AgentSession has no userdata; pass AgentSession(userdata=...)")
+        return self._userdata
+
+    @userdata.setter
+    def userdata(self, value: UserdataT) -> None:
+        self._userdata = value
+
+    @property
+    def transport(self) -> Transport | None:
         return self._transport
 
     @property
@@ -138,7 +161,7 @@ class AgentSession(EventEmitter[str]):
 
     # -- lifecycle -------------------------------------------------------------------------------
 
-    async def start(self, transport: SessionTransport | None = None) -> None:
+    async def start(self, transport: Transport | None = None) -> None:
         """Connect the model, attach the transport, then run the agent's ``on_enter``.
 
         Raises:
@@ -151,7 +174,8 @@ class AgentSession(EventEmitter[str]):
         self._subscribe()
         self.agent._attach(self)
         try:
-            self.model.set_agent(self.agent)
+            await self._start_mcp(self.agent)
+            self.model.set_agent(self._model_view(self.agent))
             await self.model.connect()
             if self.closed:  # closed (Ctrl+C, a fatal error) while connecting
                 return
@@ -202,6 +226,7 @@ class AgentSession(EventEmitter[str]):
             except Exception:
                 logger.exception("%s.on_exit() failed", type(self.agent).__name__)
         self.agent._detach()
+        await self._stop_mcp(self.agent)
         if self._transport is not None:
             try:
                 await self._transport.aclose()
@@ -288,10 +313,147 @@ class AgentSession(EventEmitter[str]):
         if self._throttler.ready():
             await self.model.handle_video_input(frame)
 
-    async def _on_agent_updated(self, agent: SessionAgent) -> None:
+    async def _on_agent_updated(self, agent: Agent) -> None:
         """The agent changed its instructions or tools: a live model gets a session update."""
-        if self._connected:
-            await self.model.update_agent(agent)
+        if self._connected and agent is self.agent and not self.closed:
+            await self.model.update_agent(self._model_view(agent))
+
+    # -- tools and handoffs ----------------------------------------------------------------------
+
+    def _model_view(self, agent: Agent) -> Agent:
+        """What the model is given for ``agent``: its instructions, and its tools and its MCP
+        servers' tools as copies whose calls go through :meth:`_run_tool`."""
+        tools: list[FunctionTool] = list(agent.tools)
+        names = {tool.name for tool in tools}
+        for server in agent.mcp_servers:
+            for tool in server.tools:
+                if tool.name in names:  # the agent's own tool wins; say so once per refresh
+                    logger.warning("MCP tool %s of %s is shadowed", tool.name, server.name)
+                    continue
+                names.add(tool.name)
+                tools.append(tool)
+        wrapped = [self._calls.wrap(agent, tool, self._run_tool) for tool in tools]
+        return Agent(instructions=agent.instructions, tools=wrapped, name=agent.name)
+
+    async def _run_tool(self, agent: Agent, tool: FunctionTool, arguments_json: str) -> ToolResult:
+        if agent is not self.agent:  # the model called a tool of an agent that has left
+            return ToolResult.failure(
+                f"tool {tool.name} belongs to {agent.name}, who handed the conversation over; "
+                f"{self.agent.name} is answering now"
+            )
+        result = await self._calls.run(agent, tool, arguments_json)
+        if result.handoff is None:
+            return result
+        handoff: Handoff = result.handoff
+        if self._switching or agent is not self.agent or self.closed:
+            return ToolResult.failure(
+                f"cannot hand over to {handoff.agent.name}: another handoff is in progress"
+            )
+        if handoff.agent is agent or handoff.agent._session is not None:
+            return ToolResult.failure(
+                f"cannot hand over to {handoff.agent.name}: that agent is already in a session"
+            )
+        self._switching = True
+        try:
+            await self._switch(agent, handoff, tool.name)
+        except Exception as exc:
+            logger.exception("handoff from %s to %s failed", agent.name, handoff.agent.name)
+            self.emit("error", {"message": f"handoff failed: {exc}", "code": None, "fatal": False})
+            return ToolResult.failure(f"handoff to {handoff.agent.name} failed: {exc}")
+        finally:
+            self._switching = False
+        # No follow-up for this output: once it is in the conversation, _enter_after_handoff
+        # runs the new agent's on_enter and asks for its first reply.
+        self._pending_enter = (tool.name, handoff.agent, handoff)
+        return ToolResult(output=result.output, reply=False)
+
+    async def _switch(self, old: Agent, handoff: Handoff, tool_name: str) -> None:
+        """Old agent out, new agent in (see docs/agents.md for the order and the rules)."""
+        new = handoff.agent
+        await self._start_mcp(new)  # before anything changes: its tools arrive with the update
+        try:
+            cancelled = await self._calls.settle(
+                old,
+                grace_s=self.handoff_grace_s,
+                reason=f"cancelled: the conversation was handed to {new.name}",
+            )
+            try:
+                await old.on_exit()
+            except Exception:
+                logger.exception("%s.on_exit() failed", old.name)
+            old._detach()
+            new._attach(self)
+            self.agent = new
+        except BaseException:  # closed or failed before the switch: the new agent never ran
+            await asyncio.shield(self._stop_mcp(new))
+            raise
+        if new.keep_history is not None:
+            await self.model.delete_items(history_to_delete(self.model.history(), new.keep_history))
+        # One session.update: the new instructions and tools replace the old ones together.
+        await self.model.update_agent(self._model_view(new))
+        self._spawn(self._stop_mcp(old, keep=new.mcp_servers))
+        logger.info("handoff: %s -> %s (tool %s)", old.name, new.name, tool_name)
+        self.emit(
+            "handoff",
+            {
+                "from": old.name,
+                "to": new.name,
+                "tool": tool_name,
+                "message": handoff.message,
+                "cancelled_tools": cancelled,
+            },
+        )
+
+    async def _enter_after_handoff(self, agent: Agent, handoff: Handoff) -> None:
+        replies = self._replies_asked
+        try:
+            await agent.on_enter()
+        except Exception as exc:
+            logger.exception("%s.on_enter() failed", agent.name)
+            self.emit("error", {"message": f"on_enter failed: {exc}", "code": None, "fatal": False})
+        if self.closed or agent is not self.agent:
+            return
+        try:
+            if handoff.message is not None:
+                await self.say(handoff.message)
+            elif self._replies_asked == replies and self.user_state != "speaking":
+                # Nobody asked for a reply and the user is not speaking (the server answers the
+                # user's turn by itself, and that reply sees the output): the new agent answers.
+                await self.reply()
+        except NotConnectedError:  # closed meanwhile
+            pass
+
+    async def _start_mcp(self, agent: Agent) -> None:
+        for server in agent.mcp_servers:
+            server.on_tools_changed = self._mcp_tools_changed
+            server.on_error = self._mcp_failed
+            try:
+                await server.start()
+            except Exception as exc:
+                logger.exception("MCP server %s did not start", server.name)
+                self.emit(
+                    "error",
+                    {"message": f"MCP server {server.name}: {exc}", "code": "mcp", "fatal": False},
+                )
+
+    async def _stop_mcp(self, agent: Agent, keep: list[Any] | None = None) -> None:
+        for server in agent.mcp_servers:
+            if keep and server in keep:  # the next agent uses it too: it stays connected
+                continue
+            server.on_tools_changed = None
+            server.on_error = None
+            try:
+                await server.aclose()
+            except Exception:
+                logger.exception("closing MCP server %s failed", server.name)
+
+    def _mcp_failed(self, server: Any, message: str) -> None:
+        payload = {"message": f"MCP server {server.name}: {message}", "code": "mcp", "fatal": False}
+        self.emit("error", payload)
+
+    def _mcp_tools_changed(self, server: Any) -> None:
+        if server in self.agent.mcp_servers and self._connected and not self.closed:
+            self._spawn(self._on_agent_updated(self.agent))
 
     def _check_live(self, what: str) -> None:
         if self.closed:
@@ -300,6 +462,7 @@ class AgentSession(EventEmitter[str]):
             raise NotConnectedError(f"{what}() before AgentSession.start() connected the model")
 
     def _expect_response(self) -> None:
+        self._replies_asked += 1
         self._awaiting_response = True
         self._update_agent_state()
 
@@ -360,6 +523,11 @@ class AgentSession(EventEmitter[str]):
         )
 
     def _on_function_call(self, payload: dict[str, Any]) -> None:
+        pending = self._pending_enter
+        if pending is not None and payload.get("name") == pending[0]:
+            # The handoff's output is in the conversation: the new agent may speak now.
+            self._pending_enter = None
+            self._spawn(self._enter_after_handoff(pending[1], pending[2]))
         self.emit(
             "function_call",
             {
@@ -375,6 +543,7 @@ class AgentSession(EventEmitter[str]):
         # follow-up included) and its audio played, or cut short by the user speaking.
         self._turn_open = False
         self.metrics.append(metrics)
+        self.metrics_by_agent.setdefault(self.agent.name, []).append(metrics)
         self.emit("metrics", metrics.to_dict())
         self._update_agent_state()
 

@@ -42,7 +42,7 @@ import logging
 import re
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, overload
 
@@ -85,6 +85,11 @@ class ToolResult:
     output: str
     is_error: bool = False
     error: str | None = None
+    #: The tool handed the conversation to another agent (a :class:`realtalk.handoff.Handoff`).
+    handoff: Any = None
+    #: False: send the output but ask for no follow-up reply; whoever set it (the session, after
+    #: a handoff) asks for the next reply itself.
+    reply: bool = True
 
     @classmethod
     def failure(cls, message: str) -> ToolResult:
@@ -103,6 +108,9 @@ class _Signature:
     accepts_extra: bool  # the function has **kwargs
     is_method: bool  # first parameter is ``self``: bind before calling
     is_async: bool
+    #: A tool made from a given schema (:meth:`FunctionTool.from_schema`): the function gets
+    #: the argument object as it came, and the schema's owner validates it.
+    passthrough: bool = False
 
 
 class FunctionTool:
@@ -141,6 +149,44 @@ class FunctionTool:
         self._max_output_chars = max_output_chars
         self._instance: object | None = None
         self._attr_name: str | None = None
+        self._invoker: Callable[[str], Awaitable[ToolResult]] | None = None
+
+    @classmethod
+    def from_schema(
+        cls,
+        call: Callable[[dict[str, Any]], Awaitable[Any]],
+        *,
+        name: str,
+        description: str,
+        parameters: dict[str, Any],
+        timeout: float | None = DEFAULT_TIMEOUT_S,
+        max_output_chars: int = DEFAULT_MAX_OUTPUT_CHARS,
+    ) -> FunctionTool:
+        """A tool whose schema comes from elsewhere (an MCP server), cleaned like ours.
+
+        ``call`` receives the model's argument object unvalidated (its owner validates it) and
+        may return a :class:`ToolResult` to report an error itself.
+
+        Raises:
+            ValueError: an invalid name.
+            TypeError: a schema that cannot be cleaned (a recursive ``$ref``).
+        """
+        tool = cls(call, name=name, timeout=timeout, max_output_chars=max_output_chars)
+        cleaned = _clean_schema(copy.deepcopy(parameters), name)
+        cleaned.setdefault("type", "object")
+        cleaned.setdefault("properties", {})
+        tool._sig = _Signature(
+            description=description,
+            model=BaseModel,
+            parameters=cleaned,
+            field_to_param={},
+            positional_only=(),
+            accepts_extra=True,
+            is_method=False,
+            is_async=True,
+            passthrough=True,
+        )
+        return tool
 
     # -- what the model sees ------------------------------------------------------------------
 
@@ -201,6 +247,8 @@ class FunctionTool:
         awaiting task cancels an async tool. A sync tool runs in a worker thread; when it times
         out the thread cannot be stopped and finishes in the background.
         """
+        if self._invoker is not None:
+            return await self._invoker(arguments_json)
         if not self.is_bound:
             raise TypeError(
                 f"tool {self._name!r} is an unbound method; use the tool from an instance "
@@ -223,6 +271,13 @@ class FunctionTool:
             logger.exception("tool %s raised", self._name)
             return self._failure(f"{type(exc).__name__}: {exc}")
 
+        if isinstance(result, ToolResult):  # the tool reported its own outcome
+            return result
+        handoff = _as_handoff(result)
+        if handoff is not None:  # the session performs the switch (realtalk.handoff)
+            return ToolResult(
+                output=_truncate(handoff.output_text(), self._max_output_chars), handoff=handoff
+            )
         try:
             output = serialize_result(result)
         except Exception as exc:
@@ -250,6 +305,8 @@ class FunctionTool:
             raise _ArgumentsError(
                 f"arguments for {self._name} must be a JSON object, got {type(raw).__name__}"
             )
+        if self._sig.passthrough:
+            return [raw], {}
         try:
             validated = self._sig.model.model_validate(raw)
         except ValidationError as exc:
@@ -290,6 +347,17 @@ class FunctionTool:
             except TypeError:  # no __dict__ (slots): skip the cache
                 pass
         return bound
+
+    def with_invoker(self, invoker: Callable[[str], Awaitable[ToolResult]]) -> FunctionTool:
+        """A copy (same name, schema and timeout) whose :meth:`invoke` is ``invoker``.
+
+        The session hands the model such copies, so that each call goes through it (it tells
+        calls apart by agent and performs handoffs); ``invoker`` usually calls this tool's own
+        :meth:`invoke`.
+        """
+        wrapped = copy.copy(self)
+        wrapped._invoker = invoker
+        return wrapped
 
     def bind(self, instance: object) -> FunctionTool:
         """This method tool bound to ``instance`` (a new tool; the schema is shared)."""
@@ -383,6 +451,12 @@ def serialize_result(value: object) -> str:
         # reach (inside a dataclass) are base64 too, without the prefix.
         readable = _describe_binary(value)
         return pydantic_core.to_json(readable, fallback=str, bytes_mode="base64").decode()
+
+
+def _as_handoff(value: object) -> Any:
+    from realtalk.handoff import as_handoff  # handoff imports Agent, which imports this module
+
+    return as_handoff(value)
 
 
 def _describe_binary(value: object) -> object:

@@ -12,6 +12,7 @@ PROMISED = {
     "realtalk": ["Agent", "AgentSession", "function_tool", "JobContext", "RealtalkError"],
     "realtalk.plugins.openai": ["OpenAIRealtime", "OpenAIRealtimeConfig", "OpenAISession"],
     "realtalk.server": ["LocalServer"],
+    "realtalk.testing": ["AgentTest", "ExpectationFailed", "Judge", "TurnResult", "WavInputError"],
     "realtalk.transports.webrtc": ["serve", "WebRTCServer"],
 }
 

@@ -9,6 +9,12 @@ Also why: the seed kept playing stale audio after the second barge-in (a flag wa
 and played audio of cancelled responses. `flush()` empties everything every time, and audio that
 arrives later for a flushed or discarded item is dropped.
 
+Remote playout: a consumer that hands frames to a far end with its own buffer (a phone call's
+media stream) is not where the audio is heard. It turns on :meth:`AudioOutput.confirm_playout`,
+tags what it sends with :meth:`AudioOutput.playout_mark` and reports each mark the far end
+confirms with :meth:`AudioOutput.confirm_played`; the positions of an interrupted item (flush,
+discard, the finished callback) are then what was confirmed, not what was handed out.
+
 Threading: all methods may be called from any thread (a lock guards the state), but callbacks run
 in the thread that caused them, outside the lock; a speaker thread using `read_frame` must hop to
 its event loop itself (`loop.call_soon_threadsafe`).
@@ -47,7 +53,7 @@ class FlushResult:
 
 
 class _Item:
-    __slots__ = ("buf", "ended", "item_id", "played", "started")
+    __slots__ = ("buf", "ended", "item_id", "played", "start_mark", "started")
 
     def __init__(self, item_id: str) -> None:
         self.item_id = item_id
@@ -55,6 +61,7 @@ class _Item:
         self.played = 0  # samples handed out
         self.started = False
         self.ended = False
+        self.start_mark = 0  # samples handed out by the output before this item's first one
 
     def available(self) -> int:
         """Unplayed bytes that form whole samples."""
@@ -117,6 +124,9 @@ class AudioOutput:
         self._active = False  # an item has started since the last idle
         self._t0: float | None = None
         self._n = 0
+        self._confirming = False
+        self._handed = 0  # samples of audio (not silence) handed out since the start
+        self._confirmed = 0  # of those, how many the far end confirmed it played
 
     # -- producer side -----------------------------------------------------------------------
 
@@ -167,8 +177,8 @@ class AudioOutput:
                 return self._ms(self._history.get(item_id, 0))
             if self._queue and self._queue[0] is item:
                 self._starved = True
+            played = self._heard(item)
             self._remove(item, interrupted=True, events=events)
-            played = item.played
         self._emit(events)
         return self._ms(played)
 
@@ -184,7 +194,7 @@ class AudioOutput:
                 self._mark_dead(it.item_id)
                 self._remove(it, interrupted=True, events=events)
             self._starved = True
-            result = FlushResult(head.item_id, self._ms(head.played), dropped)
+            result = FlushResult(head.item_id, self._ms(self._heard(head)), dropped)
         self._emit(events)
         return result
 
@@ -248,7 +258,10 @@ class AudioOutput:
         return self._silence
 
     def _hand_out(self, item: _Item, samples: int, events: list[_Event]) -> None:
+        if not item.started:
+            item.start_mark = self._handed
         item.played += samples
+        self._handed += samples
         if not item.started:
             item.started = True
             self._active = True
@@ -258,17 +271,22 @@ class AudioOutput:
     def _remove(self, item: _Item, *, interrupted: bool, events: list[_Event]) -> None:
         self._queue.remove(item)
         del self._items[item.item_id]
-        self._remember(self._history, item.item_id, item.played)
+        played = self._heard(item) if interrupted else item.played
+        self._remember(self._history, item.item_id, played)
         if item.started and self.on_item_finished is not None:
-            events.append(
-                (self.on_item_finished, (item.item_id, self._ms(item.played), interrupted))
-            )
+            events.append((self.on_item_finished, (item.item_id, self._ms(played), interrupted)))
         if not self._queue:
             self._starved = True
             if self._active:
                 self._active = False
                 if self.on_idle is not None:
                     events.append((self.on_idle, ()))
+
+    def _heard(self, item: _Item) -> int:
+        """Samples of ``item`` the listener got: handed out, or confirmed by the far end."""
+        if not self._confirming or not item.started:
+            return item.played
+        return max(0, min(item.played, self._confirmed - item.start_mark))
 
     def _mark_dead(self, item_id: str) -> None:
         self._remember(self._dead, item_id, None)
@@ -291,13 +309,47 @@ class AudioOutput:
     def _ms(self, samples: int) -> int:
         return samples * 1000 // self.sample_rate
 
+    # -- remote playout --------------------------------------------------------------------------
+
+    def confirm_playout(self) -> None:
+        """From now on an interrupted item counts as played only up to the last confirmed mark.
+
+        For consumers whose far end buffers what they send (a phone call's media stream).
+        """
+        with self._lock:
+            self._confirming = True
+            self._confirmed = self._handed
+
+    def playout_mark(self) -> int:
+        """A mark for everything handed out so far (samples since the start; it only grows)."""
+        with self._lock:
+            return self._handed
+
+    def confirm_played(self, mark: int) -> None:
+        """The far end has played everything up to ``mark`` (from :meth:`playout_mark`).
+
+        Marks from the past or the future (a far end that echoes stale or made-up marks) never
+        move the position backwards nor past what was handed out.
+        """
+        with self._lock:
+            self._confirmed = max(self._confirmed, min(int(mark), self._handed))
+
+    @property
+    def unconfirmed_ms(self) -> int:
+        """Milliseconds handed out that the far end has not confirmed yet."""
+        with self._lock:
+            return self._ms(self._handed - self._confirmed) if self._confirming else 0
+
     # -- queries -------------------------------------------------------------------------------
 
     def played_ms(self, item_id: str) -> int:
-        """Milliseconds of `item_id` handed out so far (0 for unknown items)."""
+        """Milliseconds of `item_id` handed out so far (0 for unknown items); with
+        :meth:`confirm_playout`, an item still playing counts what the far end confirmed."""
         with self._lock:
             item = self._items.get(item_id)
-            return self._ms(item.played if item is not None else self._history.get(item_id, 0))
+            if item is not None:
+                return self._ms(self._heard(item))
+            return self._ms(self._history.get(item_id, 0))
 
     @property
     def buffered_ms(self) -> int:

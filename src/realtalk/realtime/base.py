@@ -157,3 +157,13 @@ class RealtimeBaseModel(EventEmitter[str], ABC):
         """Push changed instructions and tools to a live session (an agent handoff: the new
         agent's instructions and tools go in one ``session.update``)."""
         self.set_agent(agent)
+
+    def history(self) -> list[dict[str, Any]]:
+        """The conversation items the server holds, oldest first (copies; GA item shapes).
+
+        A model that keeps no such record returns ``[]`` (then a handoff cannot trim it)."""
+        return []
+
+    async def delete_items(self, item_ids: list[str]) -> None:
+        """Remove items from the server's conversation (``conversation.item.delete``)."""
+        return None

@@ -188,6 +188,11 @@ class LocalServer:
         return port
 
     @property
+    def open_sessions(self) -> int:
+        """Connections being served now (each is one Realtime session)."""
+        return sum(self._per_client.values())
+
+    @property
     def base_url(self) -> str:
         """What to give ``AsyncOpenAI(base_url=...)`` or ``OpenAIRealtime(base_url=...)``."""
         return f"http://{self._url_host}:{self.port}/v1"

@@ -44,7 +44,7 @@ from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSession
 from realtalk.job import JobContext
 from realtalk.transports.webrtc_transport import WebRTCTransport
 
-__all__ = ["WebRTCServer", "WebRTCTransport", "serve"]
+__all__ = ["OfferError", "ServerFullError", "WebRTCServer", "WebRTCTransport", "serve"]
 
 logger = logging.getLogger("realtalk.transport")
 
@@ -73,6 +73,10 @@ _SECURITY_HEADERS = {
 
 class OfferError(ValueError):
     """A malformed offer: the reason goes back to the browser with HTTP 400."""
+
+
+class ServerFullError(RuntimeError):
+    """Every connection slot is taken: HTTP 503."""
 
 
 @dataclass
@@ -258,14 +262,31 @@ class WebRTCServer:
         except RecursionError:  # json.loads on [[[[... deeper than the interpreter's stack
             return _bad_request("the body is nested too deeply to be an offer")
         try:
-            offer = parse_offer(body)
+            answer = await self.accept_offer(body)
         except OfferError as exc:
             return _bad_request(str(exc))
+        except ServerFullError as exc:
+            return web.json_response({"error": str(exc)}, status=503)
+        return web.json_response(answer)
+
+    async def accept_offer(self, body: Any, *, connection_id: str | None = None) -> dict[str, Any]:
+        """Answer an offer (the JSON body of ``POST /api/offer``) and start its session.
+
+        Returns ``{"sdp", "type": "answer", "connection_id"}``. A process that receives offers
+        some other way (a worker behind a gateway) calls this directly; ``connection_id`` names
+        the connection (it must not be in use), else one is made.
+
+        Raises:
+            OfferError: the offer is malformed or unusable (HTTP 400).
+            ServerFullError: ``max_connections`` are open (HTTP 503).
+        """
+        offer = parse_offer(body)
         if len(self.connections) >= self.max_connections:
-            return web.json_response(
-                {"error": f"too many connections (at most {self.max_connections})"}, status=503
-            )
-        connection_id = f"c{next(self._ids)}-{secrets.token_hex(3)}"
+            raise ServerFullError(f"too many connections (at most {self.max_connections})")
+        if connection_id is None:
+            connection_id = f"c{next(self._ids)}-{secrets.token_hex(3)}"
+        elif connection_id in self.connections:
+            raise OfferError(f"connection {connection_id!r} is already open")
         pc = RTCPeerConnection(RTCConfiguration(iceServers=self._rtc_ice_servers))
         transport = WebRTCTransport(pc, connection_id=connection_id)
         try:
@@ -275,12 +296,10 @@ class WebRTCServer:
         except Exception as exc:  # aiortc raises ValueError and friends for bad SDP
             await transport.aclose()
             logger.info("offer rejected: %s", exc)
-            return _bad_request(f"the offer could not be used: {exc or type(exc).__name__}")
+            raise OfferError(f"the offer could not be used: {exc or type(exc).__name__}") from exc
         self._register(transport)
         answer = pc.localDescription
-        return web.json_response(
-            {"sdp": answer.sdp, "type": answer.type, "connection_id": connection_id}
-        )
+        return {"sdp": answer.sdp, "type": answer.type, "connection_id": connection_id}
 
     # -- connections --------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import inspect
 import json
 import logging
 import math
@@ -82,6 +83,7 @@ class WebRTCTransport(Transport):
         self._tasks: set[asyncio.Task[Any]] = set()
         self._handlers: list[tuple[str, Callable[..., None]]] = []
         self._on_close: list[Callable[[], Any]] = []
+        self._on_attach: list[Callable[[AgentSession], Any]] = []
         self._closing = False
         self._page_left = False  # the page said "bye" or its connection dropped
         self._closed = asyncio.Event()
@@ -103,6 +105,10 @@ class WebRTCTransport(Transport):
             handler = self._forwarder(name)
             session.on(name, handler)
             self._handlers.append((name, handler))
+        for callback in self._on_attach:
+            result = callback(session)
+            if inspect.isawaitable(result):
+                await result
         logger.debug("connection %s attached to a session", self.connection_id)
 
     async def aclose(self) -> None:
@@ -160,6 +166,11 @@ class WebRTCTransport(Transport):
     def add_close_callback(self, callback: Callable[[], Any]) -> None:
         """Run ``callback()`` once the connection is fully released."""
         self._on_close.append(callback)
+
+    def add_attach_callback(self, callback: Callable[[AgentSession], Any]) -> None:
+        """Run ``callback(session)`` (awaited when it returns an awaitable) when a session
+        attaches: after the model connected, before the agent's ``on_enter``."""
+        self._on_attach.append(callback)
 
     def send_event(self, event_type: str, payload: Mapping[str, Any] | None = None) -> None:
         """Send ``{"type": event_type, **payload}`` to the page (queued until the channel opens)."""

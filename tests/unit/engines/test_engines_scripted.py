@@ -154,3 +154,14 @@ def test_scripted_transcriber_injected_then_describes_duration() -> None:
     assert transcriber.transcribe(audio).duration_s == pytest.approx(1.5)
     with pytest.raises(ValueError, match="int16"):
         transcriber.transcribe(np.zeros(10, np.int16))
+
+
+def test_what_did_i_say_before_is_answered_from_the_conversation() -> None:
+    said = [
+        ChatMessage("user", "my name is Ada."),
+        ChatMessage("assistant", "You said: my name is Ada."),
+        ChatMessage("user", "What did I say before?"),
+    ]
+    assert ScriptedLLM.reply_text(said) == "Before that you said: my name is Ada."
+    alone = [ChatMessage("user", "what did I say before")]
+    assert ScriptedLLM.reply_text(alone) == "You said nothing before."

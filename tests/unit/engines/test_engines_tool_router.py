@@ -65,3 +65,16 @@ def test_tool_choice_none_required_and_named() -> None:
 def test_no_tools_means_no_call() -> None:
     assert pick_tool("What's the weather?", []) is None
     assert pick_tool("What's the weather?", [], "required") is None
+
+
+@pytest.mark.parametrize(
+    "request_text",
+    ["what is seventeen times three", "what is two plus two", "ten minus four",
+     "what is one divided by zero", "multiply six by seven"],
+)  # fmt: skip
+def test_spoken_arithmetic_picks_the_calculator_not_the_clock(request_text: str) -> None:
+    calculate = tool("calculate", "Evaluate an arithmetic expression exactly.", expression="sum")
+    get_time = tool("get_time", "The current date and time.")
+    picked = pick_tool(request_text, [get_time, calculate])
+    assert picked is not None and picked["name"] == "calculate"
+    assert pick_tool("what time is it", [get_time, calculate]) == get_time

@@ -598,7 +598,10 @@ class OpenAIRealtimeClient:
         if self.link.state is LinkState.CLOSED:
             return
         item_id = self.create_item(events.function_call_output_item(call.call_id, result.output))
-        self.follow_up.output_sent(item_id)
+        if result.reply:
+            self.follow_up.output_sent(item_id)
+        else:  # a handoff: the session asks for the new agent's first reply itself
+            self.follow_up.covered()
         self.metrics.tool_called(call.name)
         self.emit(
             "function_call",

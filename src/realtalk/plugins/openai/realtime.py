@@ -171,6 +171,22 @@ class OpenAIRealtime(RealtimeBaseModel):
         """New instructions and tools, sent to a live session at once."""
         self.set_agent(agent)
 
+    # -- conversation history (a handoff's trimming) -------------------------------------------
+
+    def history(self) -> list[dict[str, Any]]:
+        """The acknowledged items of the server conversation, oldest first (copies)."""
+        mirror = self.core.mirror
+        items = (mirror.item(item_id) for item_id in mirror.item_ids())
+        return [item for item in items if item is not None]
+
+    async def delete_items(self, item_ids: list[str]) -> None:
+        """``conversation.item.delete`` for each; the mirror follows the server's answers."""
+        for item_id in item_ids:
+            self.core.send(
+                events.conversation_item_delete(item_id, event_id=self.core.ids("event"))
+            )
+        self._flush()
+
     # -- connection -----------------------------------------------------------------------------
 
     def process_base_url(self, url: str, model: str) -> str:
@@ -504,6 +520,21 @@ class OpenAIRealtime(RealtimeBaseModel):
         """A user text message, then a reply."""
         self._require_session()
         self.core.send_text_message(message)
+        self._flush()
+
+    async def restore_conversation(self, items: list[dict[str, Any]]) -> None:
+        """Create ``items`` in the live session, in order, without asking for a reply.
+
+        For resuming a conversation that lived elsewhere (another process, a stored copy):
+        ``items`` are what ``conversation.replay_items()`` returned there — text, function calls
+        and their outputs, transcripts cut to what was heard. They enter this model's
+        conversation mirror as any created item does, so a later reconnect replays them too.
+        """
+        self._require_session()
+        for item in items:
+            if not isinstance(item, dict) or not isinstance(item.get("type"), str):
+                raise ValueError(f"a conversation item must be a dict with a 'type', got {item!r}")
+            self.core.create_item(dict(item))
         self._flush()
 
     async def send_message(self, message: str, *, interruptible: bool = True) -> None:

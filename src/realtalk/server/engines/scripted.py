@@ -1,7 +1,8 @@
 """Deterministic engines for tests: exact replies, exact audio durations, no model packages.
 
 - `ScriptedLLM` follows three rules on the last message (see its docstring), so a test can make the
-  server call a tool by saying "call get_weather {"city": "Paris"}".
+  server call a tool by saying "call get_weather {"city": "Paris"}". A test may add its own rules
+  (`ScriptRule`): "when the user says something matching X, call tool Y with Z, then say W".
 - `ToneVoice` "speaks" each word as a 200 ms harmonic tone burst plus a 50 ms gap at 24 kHz, so the
   audio length of any reply is known in advance.
 - `ScriptedTranscriber` returns injected text, or "(speech 1.2 s)" describing what it heard.
@@ -15,6 +16,7 @@ import re
 import threading
 from collections import deque
 from collections.abc import AsyncIterator, Iterable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -33,10 +35,60 @@ from realtalk.server.engines.base import (
 )
 from realtalk.server.engines.sentences import split_sentences
 
-__all__ = ["EMPTY_INPUT_REPLY", "ScriptedLLM", "ScriptedTranscriber", "ToneVoice"]
+__all__ = ["EMPTY_INPUT_REPLY", "ScriptRule", "ScriptedLLM", "ScriptedTranscriber", "ToneVoice"]
 
 EMPTY_INPUT_REPLY = "I did not hear anything."
+_RECALL = re.compile(r"\bwhat did i say before\b", re.IGNORECASE)
 _CALL = re.compile(r"\bcall\s+([A-Za-z_][A-Za-z0-9_.-]*)")
+_TOOL_ERROR_PREFIX = "Error:"  # how realtalk.tools.ToolResult.failure words a failed call
+
+
+@dataclass(frozen=True)
+class ScriptRule:
+    """A test's own rule: when the last user message matches ``pattern``, do this instead.
+
+    - ``say`` alone: reply with that text.
+    - ``call`` (with ``arguments``, a dict or raw JSON text): say ``say`` first if given, then
+      call the tool. When its result comes back, reply with ``then_say`` (``{output}`` stands for
+      the tool's output), or ``on_error`` if the tool failed (``{error}`` stands for the error
+      text); without them the default rule 1 reply ("Tool <name> returned <output>.").
+
+    ``pattern`` is a regular expression searched case-insensitively in the user's words.
+    """
+
+    pattern: str
+    say: str | None = None
+    call: str | None = None
+    arguments: dict[str, Any] | str = field(default_factory=dict)
+    then_say: str | None = None
+    on_error: str | None = None
+
+    def __post_init__(self) -> None:
+        try:
+            re.compile(self.pattern)
+        except re.error as exc:
+            raise ValueError(f"ScriptRule pattern {self.pattern!r} is not a regex: {exc}") from None
+        if self.say is None and self.call is None:
+            raise ValueError("a ScriptRule needs `say`, `call`, or both")
+        if self.call is None and (self.then_say is not None or self.on_error is not None):
+            raise ValueError("`then_say` and `on_error` need a `call`")
+
+    def matches(self, text: str) -> bool:
+        return re.search(self.pattern, text, re.IGNORECASE) is not None
+
+    @property
+    def arguments_json(self) -> str:
+        args = self.arguments
+        return args if isinstance(args, str) else json.dumps(args)
+
+    def after_result(self, output: str) -> str | None:
+        """The reply to this rule's tool result, or None for the default."""
+        if output.startswith(_TOOL_ERROR_PREFIX) and self.on_error is not None:
+            error = output[len(_TOOL_ERROR_PREFIX) :].strip()
+            return self.on_error.replace("{error}", error).replace("{output}", output)
+        if self.then_say is not None:
+            return self.then_say.replace("{output}", output)
+        return None
 
 
 class ScriptedLLM(LLM):
@@ -49,15 +101,40 @@ class ScriptedLLM(LLM):
        need not be among `tools` (tests of unknown tools need that); `tool_choice="none"` disables
        the rule. `tool_choice="required"` or a named function forces a call (to the named or the
        first tool) even without the phrase.
-    3. Otherwise → "You said: <text>." (or `EMPTY_INPUT_REPLY` for empty text).
+    3. The last user message asks "what did I say before" → "Before that you said: <the previous
+       user message>." ("You said nothing before." when there is none): an answer only the
+       conversation so far can give (tests of resumed conversations use it).
+    4. Otherwise → "You said: <text>." (or `EMPTY_INPUT_REPLY` for empty text).
+
+    `rules` (:class:`ScriptRule`) come first: the first one whose pattern matches the last user
+    message decides the reply, and the reply to the result of a call it made. With none matching,
+    the three rules above apply, so an LLM without rules behaves exactly as before.
 
     `max_output_tokens` cuts the reply after that many words. Usage counts words: every message's
     words as input, the emitted words (or the call's name and arguments) as output. `word_delay_s`
     spaces the words out in time, for tests that interrupt a reply mid-stream.
     """
 
-    def __init__(self, word_delay_s: float = 0.0) -> None:
+    def __init__(self, word_delay_s: float = 0.0, rules: Iterable[ScriptRule] = ()) -> None:
         self.word_delay_s = word_delay_s
+        self._rules: list[ScriptRule] = list(rules)
+        self._lock = threading.Lock()
+
+    @property
+    def rules(self) -> list[ScriptRule]:
+        with self._lock:
+            return list(self._rules)
+
+    def add_rule(self, rule: ScriptRule) -> None:
+        """Add a rule after the existing ones (earlier rules win)."""
+        if not isinstance(rule, ScriptRule):
+            raise TypeError(f"expected a ScriptRule, got {type(rule).__name__}")
+        with self._lock:
+            self._rules.append(rule)
+
+    def clear_rules(self) -> None:
+        with self._lock:
+            self._rules.clear()
 
     async def stream(
         self,
@@ -68,20 +145,44 @@ class ScriptedLLM(LLM):
         max_output_tokens: int | None = None,
     ) -> AsyncIterator[LLMChunk]:
         input_tokens = sum(len(m.content.split()) for m in messages)
-        call = self._decide_call(messages, tools, tool_choice)
-        if call is not None:
-            await asyncio.sleep(self.word_delay_s)
-            yield call
-            output = len(call.name.split()) + len(call.arguments.split())
-            yield LLMUsage(input_tokens=input_tokens, output_tokens=output)
-            return
-        words = self.reply_text(messages).split()
-        if max_output_tokens is not None:
-            words = words[: max(max_output_tokens, 0)]
+        preface, call = self._by_rule(messages, tool_choice)
+        if preface is None and call is None:
+            call = self._decide_call(messages, tools, tool_choice)
+        words: list[str] = []
+        if call is None or preface is not None:
+            words = (preface if preface is not None else self.reply_text(messages)).split()
+            if max_output_tokens is not None:
+                words = words[: max(max_output_tokens, 0)]
         for i, word in enumerate(words):
             await asyncio.sleep(self.word_delay_s)  # also a cancellation point between words
             yield TextDelta(word if i == 0 else " " + word)
-        yield LLMUsage(input_tokens=input_tokens, output_tokens=len(words))
+        output = len(words)
+        if call is not None:
+            await asyncio.sleep(self.word_delay_s)
+            yield call
+            output += len(call.name.split()) + len(call.arguments.split())
+        yield LLMUsage(input_tokens=input_tokens, output_tokens=output)
+
+    def _by_rule(
+        self, messages: list[ChatMessage], tool_choice: str | dict[str, Any]
+    ) -> tuple[str | None, ToolCall | None]:
+        """(text to say, call to make) by the first matching ScriptRule; (None, None) if none."""
+        rules = self.rules
+        if not rules or not messages:
+            return None, None
+        last = messages[-1]
+        if last.role == "tool":  # the rule that asked for this call, by what the user said then
+            name = _tool_name(messages, last)
+            asked = _user_text_before_call(messages, last)
+            rule = next((r for r in rules if r.call == name and r.matches(asked)), None)
+            return (rule.after_result(last.content) if rule else None), None
+        text = _last_user_text(messages)
+        rule = next((r for r in rules if r.matches(text)), None)
+        if rule is None:
+            return None, None
+        if rule.call is None or tool_choice == "none":
+            return rule.say or "", None
+        return rule.say, ToolCall(rule.call, rule.arguments_json, f"call_scripted_{len(messages)}")
 
     @staticmethod
     def reply_text(messages: list[ChatMessage]) -> str:
@@ -90,6 +191,11 @@ class ScriptedLLM(LLM):
         if last is not None and last.role == "tool":
             return f"Tool {_tool_name(messages, last)} returned {last.content}."
         text = _last_user_text(messages).strip().rstrip(".!?…").strip()
+        if _RECALL.search(text):
+            earlier = [m.content for m in messages if m.role == "user"][:-1]
+            if not earlier:
+                return "You said nothing before."
+            return f"Before that you said: {earlier[-1].strip().rstrip('.!?…').strip()}."
         return f"You said: {text}." if text else EMPTY_INPUT_REPLY
 
     def _decide_call(
@@ -117,6 +223,17 @@ def _last_user_text(messages: list[ChatMessage]) -> str:
         if message.role == "user":
             return message.content
     return ""
+
+
+def _user_text_before_call(messages: list[ChatMessage], result: ChatMessage) -> str:
+    """What the user had said when the model made the call that `result` answers."""
+    for i in range(len(messages) - 1, -1, -1):
+        if any(
+            c.call_id is not None and c.call_id == result.tool_call_id
+            for c in messages[i].tool_calls
+        ):
+            return _last_user_text(messages[:i])
+    return _last_user_text(messages)
 
 
 def _tool_name(messages: list[ChatMessage], result: ChatMessage) -> str:
@@ -193,6 +310,11 @@ class ScriptedTranscriber(Transcriber):
         """Queue the text the next `transcribe` call returns (calls consume the queue in order)."""
         with self._lock:
             self._queue.append(text)
+
+    def clear(self) -> None:
+        """Forget queued texts (a turn that was never heard must not answer for the next one)."""
+        with self._lock:
+            self._queue.clear()
 
     def transcribe(self, pcm16k: np.ndarray) -> Transcript:
         pcm = check_pcm16k(pcm16k, "ScriptedTranscriber.transcribe")

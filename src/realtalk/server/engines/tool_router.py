@@ -98,6 +98,14 @@ _RELATED: dict[str, tuple[str, ...]] = {
     "clock": ("time",),
     "song": ("music", "play"),
     "music": ("song", "play"),
+    # Spoken arithmetic ("seventeen times three": "times" stems to "tim", never "time").
+    "tim": ("calculate", "arithmetic"),
+    "plu": ("calculate", "arithmetic"),  # plus
+    "minu": ("calculate", "arithmetic"),  # minus
+    "multiply": ("calculate", "arithmetic"),
+    "multipli": ("calculate", "arithmetic"),
+    "divid": ("calculate", "arithmetic"),
+    "sum": ("calculate", "arithmetic"),
 }
 
 

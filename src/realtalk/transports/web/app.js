@@ -26,7 +26,14 @@
   const state = {
     connected: false, agentState: "idle", userState: null, transcripts: [], metrics: [],
     events: [], errors: [], connectionId: null, remotePeak: 0,
+    // Behind a gateway (docs/scaling.md) the answer names a session; if its worker goes away
+    // the page offers again with it and the conversation resumes on another worker.
+    sessionId: null, resumes: 0,
   };
+  const STALL_MS = 4000; // no audio from the agent this long: its worker is gone
+  const MAX_RESUME_TRIES = 5;
+  let resuming = false;
+  let stallTimer = null;
 
   let pc = null;
   let dc = null;
@@ -249,6 +256,7 @@
         break;
       case "reconnecting": showBanner("Connection to the model lost — reconnecting…", "info"); break;
       case "reconnected": showBanner(null); break;
+      case "migrate": resume("the agent's server is shutting down"); break;
       case "closed":
         if (!state.errors.some((e) => e.fatal)) {
           showBanner(`The agent ended the session${ev.reason ? ` (${ev.reason})` : ""}.`, "info");
@@ -408,7 +416,8 @@
       dc = pc.createDataChannel("events", { ordered: true });
       dc.onopen = () => { logEvent("channel", "open"); };
       dc.onclose = () => { logEvent("channel", "closed"); };
-      dc.onmessage = (e) => onMessage(e.data);
+      const channel = dc;
+      dc.onmessage = (e) => { if (dc === channel) onMessage(e.data); };
 
       pc.ontrack = (e) => {
         if (e.track.kind !== "audio") return;
@@ -423,6 +432,8 @@
         logEvent("connection", s);
         if (s === "connected") {
           setStatus("connected", "Connected");
+        } else if (s === "failed" && state.sessionId && !resuming) {
+          resume("the connection to the agent failed");
         } else if (s === "failed") {
           if (!state.errors.some((e) => e.fatal)) showBanner("The connection to the agent failed.");
           disconnect("error");
@@ -436,16 +447,23 @@
       const resp = await fetch("api/offer", {
         method: "POST",
         headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ sdp: pc.localDescription.sdp, type: pc.localDescription.type }),
+        body: JSON.stringify({
+          sdp: pc.localDescription.sdp, type: pc.localDescription.type,
+          ...(resuming && state.sessionId ? { session_id: state.sessionId } : {}),
+        }),
       });
       const answer = await resp.json().catch(() => ({}));
       if (!resp.ok) throw new Error(answer.error || `The server answered ${resp.status}`);
       state.connectionId = answer.connection_id || null;
+      state.sessionId = answer.session_id || null;
+      if (answer.resumed) logEvent("resumed", `conversation resumed on ${answer.worker || "another worker"}`);
+      if (state.sessionId) watchStall(peer);
       await pc.setRemoteDescription({ sdp: answer.sdp, type: answer.type });
       setControls(true);
       logEvent("offer", `answered (connection ${state.connectionId})`);
     } catch (err) {
       logEvent("error", String(err.message || err), true);
+      if (resuming) throw err; // resume() tries again
       showBanner(`Could not connect: ${err.message || err}`);
       disconnect("error");
     } finally {
@@ -453,7 +471,58 @@
     }
   }
 
+  // ---- resuming on another worker (behind a gateway) -------------------------------------
+
+  function watchStall(peer) {
+    if (stallTimer) clearInterval(stallTimer);
+    let last = -1;
+    let since = Date.now();
+    let tick = Date.now();
+    stallTimer = setInterval(async () => {
+      const now = Date.now();
+      if (now - tick > 2000) since = now; // the page itself was paused (background tab)
+      tick = now;
+      if (pc !== peer || resuming) return;
+      const stats = await peer.getStats().catch(() => null);
+      let packets = 0;
+      stats?.forEach((r) => { if (r.type === "inbound-rtp" && r.kind === "audio") packets = r.packetsReceived || 0; });
+      if (packets !== last) { last = packets; since = Date.now(); return; }
+      if (Date.now() - since > STALL_MS && peer.connectionState === "connected") {
+        resume("no audio from the agent");
+      }
+    }, 500);
+  }
+
+  async function resume(reason) {
+    if (resuming || !state.sessionId) return;
+    resuming = true;
+    state.resumes += 1;
+    logEvent("resume", reason);
+    showBanner(`Reconnecting: ${reason}…`, "info");
+    const sessionId = state.sessionId;
+    try {
+      for (let attempt = 1; attempt <= MAX_RESUME_TRIES; attempt += 1) {
+        disconnect("idle");
+        state.sessionId = sessionId;
+        try {
+          await connect();
+          showBanner(null);
+          return;
+        } catch (err) {
+          await new Promise((r) => setTimeout(r, 500 * attempt));
+        }
+      }
+      showBanner("Could not resume the conversation; press Connect to start again.");
+      disconnect("error");
+    } finally {
+      resuming = false;
+    }
+  }
+
   function disconnect(status = "idle") {
+    if (stallTimer) clearInterval(stallTimer);
+    stallTimer = null;
+    if (!resuming) state.sessionId = null; // the user hung up: the next call is a new one
     if (dc && dc.readyState === "open") {
       try { dc.send(JSON.stringify({ type: "bye" })); } catch { /* closing anyway */ }
     }
