@@ -41,6 +41,7 @@ FIGURES: dict[str, tuple[str, str]] = {
     "phone": ("bench.bench_phone", "Twilio/SIP CPU per call vs WebRTC, phone turn latency"),
     "isolation": ("bench.bench_isolation", "one session's round trip while another attacks"),
     "scale": ("bench.bench_scale", "sessions per machine with workers; gateway dispatch"),
+    "peers": ("bench.bench_peers", "uplink end to end vs LiveKit's OpenAI plugin and the seed"),
 }
 #: The figures that need no models and take seconds in --quick mode (the smoke test runs them).
 CHEAP = ("uplink", "downlink")

@@ -22,9 +22,9 @@ from realtalk.errors import (
 )
 from realtalk.events import EventEmitter
 from realtalk.handoff import Handoff
+from realtalk.job import JobContext
 from realtalk.metrics import PriceTable, SessionMetrics, TurnMetrics, Usage
 from realtalk.realtime.base import ModelError, RealtimeBaseModel, RealtimeCapabilities
-from realtalk.runner import JobContext
 from realtalk.session import AgentSession
 from realtalk.tools import FunctionTool, ToolResult, function_tool
 from realtalk.transports import ConsoleTransport, FilesTransport, Transport

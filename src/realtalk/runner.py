@@ -26,47 +26,22 @@ import re
 import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from realtalk.errors import ConfigurationError
+from realtalk.job import JobContext
 
 if TYPE_CHECKING:
     from realtalk.session import AgentSession
     from realtalk.transports.base import Transport
-    from realtalk.transports.telephony.phone import CallInfo
 
 __all__ = ["JobContext", "add_arguments", "load_entrypoint", "main", "run"]
 
 logger = logging.getLogger("realtalk.session")
 
 Entrypoint = Callable[["JobContext"], Awaitable[None]]
-
-
-@dataclass(frozen=True, slots=True)
-class JobContext:
-    """What an agent file's ``entrypoint`` gets for one conversation.
-
-    Attributes:
-        transport: the media for this conversation; pass it to ``session.start``.
-        base_url: the local realtalk server's http base URL when the runner started one, else None.
-        api_key: ``OPENAI_API_KEY`` as the runner found it (None when unset).
-        session_id: behind a gateway (``realtalk worker``), the id that names this conversation
-            across workers; None otherwise.
-        resumed: True when this conversation started on another worker and its history was
-            restored here (an agent may skip its greeting then).
-        call: on a phone transport (twilio, sip), who called whom: From, To, the call id and
-            the custom parameters (None elsewhere).
-    """
-
-    transport: Transport
-    base_url: str | None = None
-    api_key: str | None = None
-    session_id: str | None = None
-    resumed: bool = False
-    call: CallInfo | None = None
 
 
 class RunnerError(ConfigurationError):

@@ -185,13 +185,14 @@ def record_sent(session: AgentSession[Any]) -> list[dict[str, Any]]:
     model = session.model
     assert isinstance(model, OpenAIRealtime)
     sent: list[dict[str, Any]] = []
-    send = model._send
+    take = model.core.events_to_send  # every client event but audio appends goes through it
 
-    def recording(event: dict[str, Any]) -> None:
-        sent.append(event)
-        send(event)
+    def recording() -> list[dict[str, Any]]:
+        out = take()
+        sent.extend(out)
+        return out
 
-    model._send = recording  # type: ignore[method-assign]
+    model.core.events_to_send = recording  # type: ignore[method-assign]
     return sent
 
 

@@ -122,7 +122,7 @@ class Rig:
 
         This reads the model, not ``session.agent_state``: the state shown to the user is
         checked separately (see test_agent_state_recovers_after_a_cut_mid_reply)."""
-        await self.events.wait(lambda: self.model._idle(audio=True), timeout)
+        await self.events.wait(lambda: self.model.idle(), timeout)
 
     def replayable_texts(self) -> list[str]:
         """The text copy of the conversation the client would replay (roles and words)."""

@@ -48,7 +48,7 @@ class Talker:
         model = self.session.model
         assert isinstance(model, OpenAIRealtime)
         await self.events.wait(
-            lambda: len(self.events.finals("agent")) > before and model._idle(audio=True),
+            lambda: len(self.events.finals("agent")) > before and model.idle(),
             timeout,
         )
         assert self.events.finals("agent")[before] == f"You said: {text}."

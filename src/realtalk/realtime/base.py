@@ -4,7 +4,8 @@
 :class:`RealtimeCapabilities` rather than type checks. A model is also an event emitter; the event
 names and payloads below are the contract (the seed's names, plus what it lacked).
 
-Events (name → payload):
+Events (name → payload; the same events typed: :mod:`realtalk.realtime.events`, and
+:meth:`RealtimeBaseModel.on_event`):
 
 - ``error`` → :class:`ModelError` (code, message, event_id, fatal)
 - ``user_speech_started`` → ``{}``;  ``user_speech_ended`` → ``{}``
@@ -23,17 +24,33 @@ Events (name → payload):
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from realtalk.events import EventEmitter
 
+from .events import from_payload
+
 if TYPE_CHECKING:
-    from realtalk.agent import Agent
     from realtalk.media.frame import AudioFrame
     from realtalk.media.playout import AudioOutput
+    from realtalk.tools import FunctionTool
 
-__all__ = ["ModelError", "RealtimeBaseModel", "RealtimeCapabilities"]
+E = TypeVar("E")
+
+__all__ = ["AgentSpec", "ModelError", "RealtimeBaseModel", "RealtimeCapabilities"]
+
+
+class AgentSpec(Protocol):
+    """What a model reads from an agent (:class:`realtalk.agent.Agent` is one); the model
+    interface names no agent class, so models and agents do not import each other."""
+
+    @property
+    def instructions(self) -> str: ...
+
+    @property
+    def tools(self) -> Sequence[FunctionTool]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,9 +93,26 @@ class RealtimeBaseModel(EventEmitter[str], ABC):
     #: (AgentSession) before :meth:`connect`, or created by the model when left ``None``.
     audio_output: AudioOutput | None = None
 
-    @abstractmethod
-    def set_agent(self, agent: Agent) -> None:
+    def on_event(self, kind: type[E]) -> Callable[[Callable[[E], Any]], Callable[[E], Any]]:
+        """Register a typed handler: ``@model.on_event(ResponseDone)`` gets a
+        :class:`realtalk.realtime.events.ResponseDone` instead of the seed's dict."""
+
+        def register(handler: Callable[[E], Any]) -> Callable[[E], Any]:
+            self.on(getattr(kind, "name"), lambda payload: handler(from_payload(kind, payload)))  # noqa: B009
+            return handler
+
+        return register
+
+    def configure(self, instructions: str | None, tools: Sequence[FunctionTool]) -> None:
+        """Take instructions and tools (before connect, or live: a connected model sends them
+        at once). A model overrides this, or :meth:`set_agent` as the seed's models did."""
+        raise NotImplementedError(
+            f"{type(self).__name__} implements neither configure nor set_agent"
+        )
+
+    def set_agent(self, agent: AgentSpec) -> None:
         """Take the agent's instructions and tools (before connect, or live)."""
+        self.configure(agent.instructions, agent.tools)
 
     @abstractmethod
     async def connect(self) -> None:
@@ -119,8 +153,9 @@ class RealtimeBaseModel(EventEmitter[str], ABC):
     async def interrupt(self) -> None:
         """Stop the agent talking: silence the output and cancel an active response."""
 
-    async def update_agent(self, agent: Agent) -> None:
-        """Push changed instructions and tools to a live session."""
+    async def update_agent(self, agent: AgentSpec) -> None:
+        """Push changed instructions and tools to a live session (an agent handoff: the new
+        agent's instructions and tools go in one ``session.update``)."""
         self.set_agent(agent)
 
     def history(self) -> list[dict[str, Any]]:

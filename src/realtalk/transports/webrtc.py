@@ -46,6 +46,7 @@ from typing import Any
 from aiohttp import web
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 
+from realtalk.job import JobContext
 from realtalk.transports.webrtc_transport import WebRTCTransport
 from realtalk.web_guard import (
     TOKEN_HEADER,
@@ -111,16 +112,8 @@ class WebJobContext:
 
 
 def _default_context(transport: WebRTCTransport) -> Any:
-    """A ``realtalk.runner.JobContext`` for this connection when the runner is installed."""
-    base_url = os.environ.get("OPENAI_BASE_URL")
-    try:
-        from realtalk.runner import JobContext
-    except ImportError:
-        return WebJobContext(transport=transport, base_url=base_url)
-    try:
-        return JobContext(transport=transport, base_url=base_url)
-    except TypeError:
-        return JobContext(transport=transport)
+    """A :class:`realtalk.job.JobContext` for this connection."""
+    return JobContext(transport=transport, base_url=os.environ.get("OPENAI_BASE_URL"))
 
 
 def parse_offer(body: Any) -> RTCSessionDescription:

@@ -16,7 +16,8 @@ import numpy as np
 
 from realtalk.agent import Agent
 from realtalk.media.playout import AudioOutput
-from realtalk.plugins.openai import OpenAIRealtime, OpenAIRealtimeConfig, OpenAISession
+from realtalk.plugins.openai import OpenAIRealtime, OpenAIRealtimeClient, OpenAIRealtimeConfig
+from realtalk.plugins.openai.link import Action, ArmTimer, CancelTimer, Emit, RunTool
 from realtalk.protocol import IdGenerator, events, validate_client_event
 from realtalk.tools import FunctionTool
 from tests.conformance import check_client_event, check_server_event
@@ -74,8 +75,6 @@ class Harness:
         self.output = AudioOutput(sample_rate=output_rate, realtime=False, jitter_ms=0)
         self.model.audio_output = self.output
         self.model.set_agent(Agent(instructions="Be brief.", tools=list(tools)))
-        self.session = OpenAISession(ws=FakeWebSocket(), msg_queue=asyncio.Queue(), tasks=[])  # type: ignore[arg-type]
-        self.model._attach(self.session)
         self.ids = IdGenerator(deterministic=True)
         self.emitted: list[tuple[str, Any]] = []
         for name in EVENT_NAMES:
@@ -83,6 +82,15 @@ class Harness:
                 name, lambda *args, _n=name: self.emitted.append((_n, args[0] if args else None))
             )
         self._outbox: list[dict[str, Any]] = []
+        self.open_link()
+
+    def open_link(self) -> None:
+        """A new link: the model sends its settings and the server confirms them."""
+        self.session = self.model.adopt_link(FakeWebSocket())  # type: ignore[arg-type]
+        (update,) = self.sent()
+        assert update["type"] == "session.update"
+        self.model.feed(events.session_updated(self.eid(), update["session"]))
+        self.updates = [update]
 
     # -- what the model sent -------------------------------------------------------------------
 
@@ -279,3 +287,108 @@ async def settle(model: OpenAIRealtime, rounds: int = 20) -> None:
     for _ in range(rounds):
         await asyncio.sleep(0)
     await model.wait_idle()
+
+
+class CoreHarness(Harness):
+    """The sans-I/O core alone: no event loop, no socket, a clock the test moves.
+
+    Server events go in through ``receive_event``; the test reads the client events
+    (``sent``), the model events (``of``), the armed timers (``timers``, fired with ``fire``)
+    and every other action (``actions``), and plays the driver's part by hand: ``open_link``
+    after a ``Reconnect``, ``core.connect_failed`` for a failed attempt.
+    """
+
+    def __init__(
+        self,
+        config: OpenAIRealtimeConfig | None = None,
+        *,
+        tools: Iterable[FunctionTool] = (),
+        output_rate: int = 24000,
+    ) -> None:
+        self.now = 0.0
+        self.core = OpenAIRealtimeClient(
+            config or OpenAIRealtimeConfig(),
+            model="gpt-realtime",
+            ids=IdGenerator(deterministic=True),
+            now=lambda: self.now,
+        )
+        self.output = AudioOutput(sample_rate=output_rate, realtime=False, jitter_ms=0)
+        core = self.core
+        self.output.on_item_started = lambda item_id: core.audio_started(item_id, self.now)
+        self.output.on_item_finished = core.audio_played
+        self.output.on_idle = core.playout_idle
+        core.set_audio_output(self.output)
+        self.tools = list(tools)
+        core.configure("Be brief.", [tool.to_openai() for tool in self.tools])
+        self.ids = IdGenerator(deterministic=True)
+        self.emitted: list[tuple[str, Any]] = []
+        self.actions: list[Action] = []
+        self.timers: dict[str, float] = {}
+        self.wire: list[dict[str, Any]] = []
+        core.connect()
+        self.open_link()
+
+    def open_link(self) -> None:
+        """The driver opened a socket; the server confirms the settings."""
+        self.core.connection_opened()
+        update = self.sent()[0]
+        assert update["type"] == "session.update", update
+        self.feed(events.session_updated(self.eid(), update["session"]))
+
+    def collect(self) -> None:
+        for action in self.core.actions():
+            if isinstance(action, Emit):
+                self.emitted.append((action.name, action.payload))
+                continue
+            self.actions.append(action)
+            if isinstance(action, ArmTimer):
+                self.timers[action.name] = action.delay_s
+            elif isinstance(action, CancelTimer):
+                self.timers.pop(action.name, None)
+        self.wire += self.core.events_to_send()
+
+    def of_type(self, kind: type) -> list[Any]:
+        self.collect()
+        return [a for a in self.actions if isinstance(a, kind)]
+
+    def fire(self, name: str) -> None:
+        self.collect()
+        assert name in self.timers, (name, self.timers)
+        del self.timers[name]
+        self.core.timer_fired(name)
+        self.collect()
+
+    def feed(self, *server_events: dict[str, Any], validate: bool = True) -> None:
+        for event in server_events:
+            if validate:
+                check_server_event(event)
+            self.core.receive_event(event)
+            self.collect()
+
+    def sent(self) -> list[dict[str, Any]]:
+        self.collect()
+        out, self.wire = self.wire, []
+        for event in out:
+            check_client_event(event)
+            problem = validate_client_event(event)
+            assert problem is None, (event["type"], problem)
+        return out
+
+    def play(self, ms: int) -> list[bytes]:
+        frames = super().play(ms)
+        self.collect()
+        return frames
+
+    def run_tools(self) -> None:
+        """Run every requested tool call to completion, as the driver's tasks would."""
+        import asyncio
+
+        from realtalk.plugins.openai.tools_runner import ToolRunner
+
+        runner = ToolRunner(lambda call, result: None)
+        runner.set_tools(self.tools)
+        for action in self.of_type(RunTool):
+            self.actions.remove(action)
+            result = asyncio.run(runner.invoke(action.call))
+            self.core.tool_finished(action.call, result)
+            self.collect()

@@ -187,10 +187,10 @@ async def test_the_agent_transcript_follows_the_voice_and_keeps_only_what_was_he
 
     assert agent() == []  # all of it has arrived, none of it has played
     h.play(100)
-    h.model._pace()
+    h.model._timer_fired("pace")  # the pacing timer fires
     assert agent() == [("First part.", False, False)]
     h.play(300)  # 400 ms played: the second part's audio (from 500 ms) has not
-    h.model._pace()
+    h.model._timer_fired("pace")  # the pacing timer fires
     assert agent() == [("First part.", False, False)]
     h.feed(h.speech_started())  # the user cuts in
     assert agent() == [("First part.", False, False), ("First part.", True, True)]

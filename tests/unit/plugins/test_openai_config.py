@@ -205,3 +205,17 @@ def test_reconnect_policy_backoff_is_exponential_with_jitter() -> None:
     assert policy.delay_s(3, rand=lambda: 0.0) == 1.0  # jitter never below half
     with pytest.raises(ConfigurationError):
         ReconnectPolicy(backoff_base_s=5, backoff_max_s=1)
+
+
+@pytest.mark.parametrize(
+    "turn_detection",
+    [{"idle_timeout_ms": 100}, {"prefix_padding_ms": 20_000}, {"silence_duration_ms": -1}],
+)
+def test_turn_detection_limits_are_the_protocols(turn_detection: dict[str, Any]) -> None:
+    """One source of rules: what the local server would refuse fails here, at construction."""
+    from realtalk.protocol import validate_session
+
+    session = {"type": "realtime", "audio": {"input": {"turn_detection": turn_detection}}}
+    assert validate_session(session) is not None
+    with pytest.raises(ConfigurationError, match=next(iter(turn_detection))):
+        OpenAIRealtimeConfig(turn_detection=turn_detection)

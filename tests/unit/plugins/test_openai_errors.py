@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 from collections.abc import AsyncIterator
 
 import pytest
 
-from realtalk.errors import FatalServerError, ServerError
-from realtalk.plugins.openai import OpenAIRealtimeConfig, ReconnectPolicy
+from realtalk.errors import ConnectionLostError, FatalServerError, ServerError
+from realtalk.plugins.openai import (
+    LinkState,
+    OpenAIRealtimeClient,
+    OpenAIRealtimeConfig,
+    ReconnectPolicy,
+)
+from realtalk.plugins.openai.link import ArmTimer, HandshakeFailed, Ready
 from realtalk.protocol import BENIGN_CODES, events, parse_event
 from tests.unit.plugins.harness import Harness, settle, tone
 
@@ -40,8 +45,6 @@ async def test_other_recoverable_errors_keep_the_session() -> None:
 )
 async def test_auth_and_quota_errors_are_fatal_and_close(code: str, error_type: str) -> None:
     h = Harness()
-    h.session.ready = asyncio.get_running_loop().create_future()
-    h.session.ready.set_result({})
     h.feed(h.error(code, "go away", type=error_type))
     (error,) = h.of("error")
     assert error.fatal is True
@@ -50,23 +53,48 @@ async def test_auth_and_quota_errors_are_fatal_and_close(code: str, error_type: 
     assert h.of("closed") == [{"reason": "go away"}]
 
 
-async def test_a_rejected_first_session_update_fails_connect_with_the_reason() -> None:
-    h = Harness()
-    h.session.ready = asyncio.get_running_loop().create_future()
-    h.session.update_event_id = "evt_update"
-    h.feed(h.error("invalid_value", "Invalid value: 'x'.", client_event_id="evt_update"))
-    with pytest.raises(ServerError, match="rejected the session settings") as info:
-        await h.session.ready
-    assert not isinstance(info.value, FatalServerError)
+def _handshake() -> tuple[OpenAIRealtimeClient, dict]:
+    core = OpenAIRealtimeClient(OpenAIRealtimeConfig(), model="gpt-realtime")
+    core.connect()
+    core.connection_opened()
+    (update,) = core.events_to_send()
+    assert update["type"] == "session.update" and core.state is LinkState.HANDSHAKE
+    return core, update
 
 
-async def test_session_updated_confirms_the_connection() -> None:
-    h = Harness()
-    h.session.ready = asyncio.get_running_loop().create_future()
+def test_a_rejected_first_session_update_fails_connect_with_the_reason() -> None:
+    core, update = _handshake()
+    core.receive_event(
+        events.error(
+            "e1",
+            message="Invalid value: 'x'.",
+            code="invalid_value",
+            type="invalid_request_error",
+            client_event_id=update["event_id"],
+        )
+    )
+    (failed,) = [a for a in core.actions() if isinstance(a, HandshakeFailed)]
+    assert isinstance(failed.error, ServerError)
+    assert not isinstance(failed.error, FatalServerError)
+    assert "rejected the session settings" in str(failed.error)
+    assert core.state is LinkState.IDLE  # the first connect is not retried: connect() raises
+
+
+def test_session_updated_confirms_the_connection() -> None:
+    core, _ = _handshake()
     session = {"type": "realtime", "model": "gpt-realtime", "output_modalities": ["audio"]}
-    h.feed(events.session_updated(h.eid(), session))
-    assert (await h.session.ready)["model"] == "gpt-realtime"
-    assert h.model.session_settings == session
+    core.receive_event(events.session_updated("e1", session))
+    (ready,) = [a for a in core.actions() if isinstance(a, Ready)]
+    assert ready.session["model"] == "gpt-realtime"
+    assert core.effective_session == session and core.state is LinkState.OPEN
+
+
+def test_no_session_updated_in_time_fails_the_first_connect() -> None:
+    core, _ = _handshake()
+    assert any(isinstance(a, ArmTimer) and a.name == "handshake" for a in core.actions())
+    core.timer_fired("handshake")
+    (failed,) = [a for a in core.actions() if isinstance(a, HandshakeFailed)]
+    assert isinstance(failed.error, ConnectionLostError) and "session.updated" in str(failed.error)
 
 
 async def test_failed_response_and_failed_transcription_become_errors() -> None:
@@ -164,7 +192,7 @@ async def test_beta_event_names_are_understood() -> None:
     assert texts == [("typed", False)]  # the spoken transcript waits for its audio to play
     for _ in range(10):
         h.output.read_frame()
-    h.model._pace()
+    h.model._timer_fired("pace")  # the pacing timer fires
     texts = [(t["text"], t["is_final"]) for t in h.of("realtime_model_transcription")]
     assert texts == [("typed", False), ("hi", False), ("hi", True)]
     assert h.of("error") == []

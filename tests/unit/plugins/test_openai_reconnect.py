@@ -1,35 +1,19 @@
-"""Reconnection and recycling without sockets: what is replayed, what waits, what is fatal."""
+"""Reconnection and recycling on the sans-I/O core: no loop, no socket; events in, actions out."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 
 import numpy as np
 import pytest
 
 from realtalk.errors import ConnectionLostError, FatalServerError
-from realtalk.plugins.openai import OpenAIRealtimeConfig, OpenAISession, ReconnectPolicy, reconnect
+from realtalk.media.frame import AudioFrame
+from realtalk.plugins.openai import LinkState, OpenAIRealtimeConfig, ReconnectPolicy
+from realtalk.plugins.openai.link import Close, DropLink, Reconnect
+from realtalk.plugins.openai.recovery import MAX_HELD_AUDIO_MS
 from realtalk.protocol import events
-from tests.unit.plugins.harness import FakeWebSocket, Harness, settle
-
-
-class Reopener:
-    """Replaces OpenAIRealtime._open: fails ``failures`` times, then attaches a fake session."""
-
-    def __init__(self, h: Harness, failures: list[Exception] | None = None) -> None:
-        self.h = h
-        self.failures = list(failures or [])
-        self.sessions: list[OpenAISession] = []
-
-    async def __call__(self) -> OpenAISession:
-        if self.failures:
-            raise self.failures.pop(0)
-        session = OpenAISession(ws=FakeWebSocket(), msg_queue=asyncio.Queue(), tasks=[])  # type: ignore[arg-type]
-        self.h.model._attach(session)
-        self.h.session = session
-        self.sessions.append(session)
-        return session
+from tests.unit.plugins.harness import CoreHarness
 
 
 def fast(**kwargs: object) -> OpenAIRealtimeConfig:
@@ -37,8 +21,15 @@ def fast(**kwargs: object) -> OpenAIRealtimeConfig:
     return OpenAIRealtimeConfig(reconnect=policy, **kwargs)  # type: ignore[arg-type]
 
 
-async def drop_mid_reply(h: Harness, *, say_more: bool) -> list[dict]:
-    await h.model.send_text_message("tell me a story")
+def reconnect(h: CoreHarness) -> None:
+    """The backoff timer fires, the driver opens a socket, the server confirms."""
+    h.fire("reconnect")
+    assert h.of_type(Reconnect)
+    h.open_link()
+
+
+def drop_mid_reply(h: CoreHarness, *, say_more: bool) -> list[dict]:
+    h.core.send_text_message("tell me a story")
     user_create, reply = h.sent()
     h.feed(*h.ack(user_create))
     seq = h.audio_response(
@@ -50,10 +41,12 @@ async def drop_mid_reply(h: Harness, *, say_more: bool) -> list[dict]:
             h.eid(), "resp_1", "item_a", 0, 0, "Once upon"
         )
     )
-    h.model._connection_lost(h.session, "connection lost (test)")
+    h.core.connection_lost("connection lost (test)")
+    h.collect()
+    assert h.core.state is LinkState.BACKOFF and h.of_type(DropLink)
     if say_more:
-        await h.model.send_text_message("are you there?")  # while reconnecting: kept
-    await settle(h.model, rounds=50)
+        h.core.send_text_message("are you there?")  # while reconnecting: kept
+    reconnect(h)
     assert [e["attempt"] for e in h.of("reconnecting")] == [1]
     assert [e["attempt"] for e in h.of("reconnected")] == [1]
     return h.sent()
@@ -67,12 +60,9 @@ def texts(sent: list[dict]) -> list[tuple[str, str]]:
     ]
 
 
-async def test_drop_mid_reply_replays_the_conversation_and_resumes(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    h = Harness(fast())
-    monkeypatch.setattr(h.model, "_open", Reopener(h))
-    sent = await drop_mid_reply(h, say_more=False)
+def test_drop_mid_reply_replays_the_conversation_and_resumes() -> None:
+    h = CoreHarness(fast())
+    sent = drop_mid_reply(h, say_more=False)
     assert texts(sent) == [("user", "tell me a story"), ("assistant", "Once upon")]
     creates = [e for e in sent if e["type"] == "conversation.item.create"]
     assert creates[1]["previous_item_id"] == creates[0]["item"]["id"]
@@ -83,12 +73,9 @@ async def test_drop_mid_reply_replays_the_conversation_and_resumes(
     assert h.of("agent_speech_ended")[-1]["played_ms"] == 600
 
 
-async def test_a_message_sent_while_reconnecting_is_delivered_after_the_replay(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    h = Harness(fast())
-    monkeypatch.setattr(h.model, "_open", Reopener(h))
-    sent = await drop_mid_reply(h, say_more=True)
+def test_a_message_sent_while_reconnecting_is_delivered_after_the_replay() -> None:
+    h = CoreHarness(fast())
+    sent = drop_mid_reply(h, say_more=True)
     assert texts(sent) == [
         ("user", "tell me a story"),
         ("assistant", "Once upon"),
@@ -100,49 +87,73 @@ async def test_a_message_sent_while_reconnecting_is_delivered_after_the_replay(
     assert h.sent() == []
 
 
-async def test_transient_failures_back_off_then_fatal_stops(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    h = Harness(fast())
-    monkeypatch.setattr(
-        h.model,
-        "_open",
-        Reopener(
-            h, [ConnectionLostError("refused"), FatalServerError("bad key", code="invalid_api_key")]
-        ),
-    )
-    h.model._connection_lost(h.session, "gone")
-    await settle(h.model, rounds=50)
+def test_transient_failures_back_off_then_fatal_stops() -> None:
+    h = CoreHarness(fast())
+    h.core.connection_lost("gone")
+    h.fire("reconnect")
+    h.core.connect_failed(ConnectionLostError("refused"))
+    h.fire("reconnect")
+    h.core.connect_failed(FatalServerError("bad key", code="invalid_api_key"))
+    h.collect()
     assert [e["attempt"] for e in h.of("reconnecting")] == [1, 2]
     assert h.of("reconnected") == []
     assert h.of("error")[-1].fatal is True and h.of("error")[-1].code == "invalid_api_key"
-    assert h.of("closed")
+    assert h.of_type(Close) and h.core.state is LinkState.CLOSED
 
 
-async def test_giving_up_after_max_attempts_is_fatal(monkeypatch: pytest.MonkeyPatch) -> None:
-    h = Harness(fast())
-    monkeypatch.setattr(h.model, "_open", Reopener(h, [ConnectionLostError("no")] * 3))
-    h.model._connection_lost(h.session, "gone")
-    await settle(h.model, rounds=50)
+def test_giving_up_after_max_attempts_is_fatal() -> None:
+    h = CoreHarness(fast())
+    h.core.connection_lost("gone")
+    for _ in range(3):
+        h.fire("reconnect")
+        h.core.connect_failed(ConnectionLostError("no"))
+    h.collect()
     assert len(h.of("reconnecting")) == 3
     error = h.of("error")[-1]
     assert error.fatal and error.code == "connection_lost" and "3 attempts" in error.message
+    assert "reconnect" not in h.timers and h.of_type(Close)
 
 
-async def test_tool_output_of_a_dropped_session_is_replayed(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_a_flapping_server_cannot_reset_the_attempt_count() -> None:
+    """Regression: a server that confirms the session and closes at once got 466 reconnects in
+    20 s with max_attempts=4 (the count reset on every successful connect)."""
+    policy = ReconnectPolicy(max_attempts=4, backoff_base_s=0.0, backoff_max_s=0.0)
+    h = CoreHarness(OpenAIRealtimeConfig(reconnect=policy))
+    for _ in range(20):
+        if h.core.state is LinkState.CLOSED:
+            break
+        h.core.connection_lost("closed by the server (code 1000)")
+        h.collect()
+        if "reconnect" in h.timers:
+            reconnect(h)
+    assert h.core.state is LinkState.CLOSED
+    assert len(h.of_type(Reconnect)) == 4
+    assert h.of("error")[-1].fatal and h.of("error")[-1].code == "connection_lost"
+
+
+def test_a_link_that_stayed_up_starts_the_count_again() -> None:
+    policy = ReconnectPolicy(max_attempts=2, backoff_base_s=0.0, backoff_max_s=0.0, stable_s=30)
+    h = CoreHarness(OpenAIRealtimeConfig(reconnect=policy))
+    for _ in range(5):
+        assert h.timers["stable"] == 30
+        h.fire("stable")  # 30 s of a working link
+        h.core.connection_lost("network blip")
+        reconnect(h)
+    assert h.core.state is LinkState.OPEN
+    assert [e["attempt"] for e in h.of("reconnecting")] == [1] * 5
+
+
+def test_tool_output_of_a_dropped_session_is_replayed() -> None:
     from tests.unit.plugins.test_openai_tools import TOOLS
 
-    h = Harness(fast(), tools=TOOLS)
-    monkeypatch.setattr(h.model, "_open", Reopener(h))
+    h = CoreHarness(fast(), tools=TOOLS)
     h.feed(h.created("resp_fc"), *h.function_call("resp_fc", "call_1", "lookup", '{"query": "q"}'))
     h.feed(h.done("resp_fc"))
-    await settle(h.model)
+    h.run_tools()
     first = h.sent()
     assert [e["type"] for e in first] == ["conversation.item.create", "response.create"]
-    h.model._connection_lost(h.session, "gone")  # before the output was acknowledged
-    await settle(h.model, rounds=50)
+    h.core.connection_lost("gone")  # before the output was acknowledged
+    reconnect(h)
     sent = h.sent()
     types = [(e["type"], e.get("item", {}).get("type")) for e in sent]
     assert ("conversation.item.create", "function_call") in types
@@ -150,46 +161,36 @@ async def test_tool_output_of_a_dropped_session_is_replayed(
     assert [t for t, _ in types].count("response.create") == 1  # the unanswered request, once
 
 
-async def test_session_expired_then_close_reconnects(monkeypatch: pytest.MonkeyPatch) -> None:
-    h = Harness(fast())
-    monkeypatch.setattr(h.model, "_open", Reopener(h))
+def test_session_expired_then_close_reconnects() -> None:
+    h = CoreHarness(fast())
     h.feed(h.error("session_expired", "Your session hit the maximum duration of 60 minutes."))
     assert h.of("error")[0].fatal is False
-    h.model._connection_lost(h.session, "closed by the server (code 1001)")
-    await settle(h.model, rounds=50)
+    h.core.connection_lost("closed by the server (code 1001)")
+    reconnect(h)
     assert [e["attempt"] for e in h.of("reconnected")] == [1]
 
 
-async def test_recycle_waits_for_the_reply_to_finish(monkeypatch: pytest.MonkeyPatch) -> None:
-    h = Harness(fast())
-    reopen = Reopener(h)
-    monkeypatch.setattr(h.model, "_open", reopen)
+def test_recycle_waits_for_the_reply_to_finish() -> None:
+    h = CoreHarness(fast())
     h.feed(*h.audio_response("resp_1", "item_a", 200, done=False))
-    reconnect.on_recycle_due(h.model)
-    await settle(h.model)
-    assert reopen.sessions == []  # a reply is active
+    h.fire("recycle")
+    assert h.of_type(Reconnect) == []  # a reply is active
     h.feed(h.done("resp_1"))
-    await settle(h.model)
-    assert reopen.sessions == []  # its audio still plays
+    assert h.of_type(Reconnect) == []  # its audio still plays
     h.play(200)
-    await settle(h.model, rounds=50)
-    assert len(reopen.sessions) == 1
+    assert len(h.of_type(Reconnect)) == 1 and h.of_type(DropLink)
     assert h.of("reconnecting")[0]["reason"].startswith("session recycle")
+    h.open_link()
+    assert [e["attempt"] for e in h.of("reconnected")] == [1]
 
 
-async def test_user_audio_of_an_outage_reaches_the_new_session(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    from realtalk.media.frame import AudioFrame
-
-    h = Harness(fast())
-    monkeypatch.setattr(h.model, "_open", Reopener(h))
+def test_user_audio_of_an_outage_reaches_the_new_session() -> None:
+    h = CoreHarness(fast())
     frame = AudioFrame.from_array(np.full(960, 3000, dtype=np.int16), 48000)
-    old = h.session
-    h.model._connection_lost(old, "gone")
+    h.core.connection_lost("gone")
     for _ in range(50):  # one second of speech while the link is down
-        await h.model.handle_audio_input(frame)
-    await settle(h.model, rounds=50)
+        assert h.core.append_audio(frame) is None
+    reconnect(h)
     appended = [e for e in h.sent() if e["type"] == "input_audio_buffer.append"]
     appended_ms = sum(len(base64.b64decode(e["audio"])) for e in appended) / 48
     (reconnected,) = h.of("reconnected")
@@ -199,26 +200,13 @@ async def test_user_audio_of_an_outage_reaches_the_new_session(
     assert reconnected["dropped_audio_ms"] == 0
 
 
-async def test_audio_beyond_the_outage_limit_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
-    from realtalk.media.frame import AudioFrame
-    from realtalk.plugins.openai.reconnect import MAX_HELD_AUDIO_MS
-
-    h = Harness(fast())
-    release = asyncio.Event()
-    reopen = Reopener(h)
-
-    async def slow_open() -> OpenAISession:
-        await release.wait()
-        return await reopen()
-
-    monkeypatch.setattr(h.model, "_open", slow_open)
-    h.model._connection_lost(h.session, "gone")
-    await settle(h.model)
+def test_audio_beyond_the_outage_limit_is_reported() -> None:
+    h = CoreHarness(fast())
+    h.core.connection_lost("gone")
     frame = AudioFrame(bytes(4800), 24000)  # 100 ms at the wire rate: passes through as is
     for _ in range(MAX_HELD_AUDIO_MS // 100 + 20):
-        await h.model.handle_audio_input(frame)
-    release.set()
-    await settle(h.model, rounds=50)
+        h.core.append_audio(frame)
+    reconnect(h)
     (reconnected,) = h.of("reconnected")
     assert reconnected["replayed_audio_ms"] <= MAX_HELD_AUDIO_MS
     assert reconnected["dropped_audio_ms"] >= 1900
@@ -226,12 +214,11 @@ async def test_audio_beyond_the_outage_limit_is_reported(monkeypatch: pytest.Mon
     assert not error.fatal and "audio" in error.message
 
 
-async def test_a_reply_cut_by_the_network_is_reported_done(monkeypatch: pytest.MonkeyPatch) -> None:
-    h = Harness(fast())
-    monkeypatch.setattr(h.model, "_open", Reopener(h))
+def test_a_reply_cut_by_the_network_is_reported_done() -> None:
+    h = CoreHarness(fast())
     h.feed(*h.audio_response("resp_1", "item_a", 200, done=False))
-    h.model._connection_lost(h.session, "gone")
-    await settle(h.model, rounds=50)
+    h.core.connection_lost("gone")
+    reconnect(h)
     (done,) = h.of("response_done")
     assert done["response_id"] == "resp_1" and done["reason"] == "connection_lost"
     (resume,) = [e for e in h.sent() if e["type"] == "response.create"]

@@ -162,10 +162,10 @@ def test_a_local_server_has_no_prices_and_openai_has() -> None:
     from realtalk.plugins.openai import OpenAIRealtime
 
     local = OpenAIRealtime(model="gpt-realtime", base_url="http://127.0.0.1:8765/v1")
-    assert local._metrics.prices.known is False
-    assert local._metrics.current_turn is None
-    local._metrics.user_speech_started()
-    assert local._metrics.current_turn is not None
-    assert local._metrics.current_turn.to_dict()["priced"] is False
+    assert local.core.metrics.prices.known is False
+    assert local.core.metrics.current_turn is None
+    local.core.metrics.user_speech_started()
+    assert local.core.metrics.current_turn is not None
+    assert local.core.metrics.current_turn.to_dict()["priced"] is False
     remote = OpenAIRealtime(model="gpt-realtime", api_key="sk-test")
-    assert remote._metrics.prices.known is True
+    assert remote.core.metrics.prices.known is True

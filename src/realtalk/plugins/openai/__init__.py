@@ -6,12 +6,16 @@
 
     model = OpenAIRealtime(model="gpt-realtime", config=OpenAIRealtimeConfig(voice="alloy"))
 
-Modules: ``config`` (settings → GA session), ``url`` (endpoint, Azure, headers), ``connection``
-(handshake and fatal/retryable errors), ``audio`` (input batching, output, barge-in cuts),
+Modules: ``client`` (the sans-I/O core, :class:`OpenAIRealtimeClient`), ``link`` (its
+``LinkState`` machine and actions), ``handlers`` (one per server event), ``barge_in`` (cuts),
 ``responses`` (active response and reply requests), ``tools_runner`` (function calls),
-``conversation`` (the mirror replayed after a reconnect), ``realtime`` (the model itself).
+``conversation`` (the mirror replayed after a reconnect), ``audio`` (input batching, output),
+``config`` (settings → GA session), ``url`` (endpoint, Azure, headers), ``connection``
+(handshake and fatal/retryable errors), ``redact`` (no credential in a log line), and
+``realtime`` (the asyncio driver: the model itself).
 """
 
+from .client import OpenAIRealtimeClient
 from .config import (
     OpenAIRealtimeConfig,
     ReconnectPolicy,
@@ -20,6 +24,7 @@ from .config import (
     server_vad,
 )
 from .conversation import ConversationMirror
+from .link import LinkState
 from .realtime import SAY_INSTRUCTIONS, OpenAIRealtime, OpenAISession
 from .url import OPENAI_BASE_URL, process_base_url
 
@@ -27,7 +32,9 @@ __all__ = [
     "OPENAI_BASE_URL",
     "SAY_INSTRUCTIONS",
     "ConversationMirror",
+    "LinkState",
     "OpenAIRealtime",
+    "OpenAIRealtimeClient",
     "OpenAIRealtimeConfig",
     "OpenAISession",
     "ReconnectPolicy",

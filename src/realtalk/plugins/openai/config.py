@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from realtalk.errors import ConfigurationError
 from realtalk.media.frame import check_format
 from realtalk.protocol import AudioFormat
+from realtalk.protocol.session import validate_session
 
 if TYPE_CHECKING:
     from realtalk.metrics import PriceTable
@@ -111,12 +112,15 @@ class ReconnectPolicy:
 
     Attempt ``n`` (from 1) waits a random time in ``[d/2, d]`` with
     ``d = min(backoff_max_s, backoff_base_s * 2 ** (n - 1))``; ``max_attempts=0`` turns
-    reconnection off.
+    reconnection off. The attempt count starts again only once a link stayed open
+    ``stable_s`` seconds: a server that confirms the session and drops at once uses up the
+    attempts instead of being retried forever.
     """
 
     max_attempts: int = 6
     backoff_base_s: float = 0.25
     backoff_max_s: float = 8.0
+    stable_s: float = 30.0
 
     def __post_init__(self) -> None:
         if self.max_attempts < 0:
@@ -128,6 +132,8 @@ class ReconnectPolicy:
                 "reconnect needs 0 <= backoff_base_s <= backoff_max_s, got "
                 f"{self.backoff_base_s} and {self.backoff_max_s}"
             )
+        if not self.stable_s >= 0:
+            raise ConfigurationError(f"reconnect.stable_s must be >= 0, got {self.stable_s}")
 
     def delay_s(self, attempt: int, rand: Callable[[], float] = random.random) -> float:
         cap = min(self.backoff_max_s, self.backoff_base_s * 2 ** max(0, attempt - 1))
@@ -186,6 +192,10 @@ class OpenAIRealtimeConfig:
         session_recycle_s: open a fresh session (replaying the conversation) after this long,
             once the current reply is done, before OpenAI's 60-minute limit; None disables.
         connect_timeout_s: limit for the handshake plus the server's ``session.updated``.
+        response_timeout_s: a ``response.create`` unanswered, or a response with no event,
+            for this long is reported (``response_timeout``) and the queue moves on.
+        max_output_buffer_s: agent audio queued ahead of playout at most; deltas beyond it are
+            dropped and reported (``audio_overflow``).
         prices: a :class:`realtalk.metrics.PriceTable` overriding the built-in prices.
     """
 
@@ -211,6 +221,8 @@ class OpenAIRealtimeConfig:
     reconnect: ReconnectPolicy = field(default_factory=ReconnectPolicy)
     session_recycle_s: float | None = 55 * 60.0
     connect_timeout_s: float = 15.0
+    response_timeout_s: float = 45.0
+    max_output_buffer_s: float = 300.0
     prices: PriceTable | None = None
 
     def __post_init__(self) -> None:
@@ -235,6 +247,9 @@ class OpenAIRealtimeConfig:
             value = getattr(self, name)
             if value is not None and not value > 0:
                 raise ConfigurationError(f"{name} must be > 0 or None, got {value}")
+        for name in ("response_timeout_s", "max_output_buffer_s"):
+            if not getattr(self, name) > 0:
+                raise ConfigurationError(f"{name} must be > 0, got {getattr(self, name)}")
         if not self.connect_timeout_s > 0:
             raise ConfigurationError(f"connect_timeout_s must be > 0, got {self.connect_timeout_s}")
         if not isinstance(self.reconnect, ReconnectPolicy):
@@ -296,14 +311,6 @@ def normalize_turn_detection(value: Any) -> dict[str, Any] | None:
     kind = td.setdefault("type", "server_vad")
     if kind == "server_vad":
         _check_keys(td, _SERVER_VAD_KEYS, "turn_detection (server_vad)")
-        threshold = td.get("threshold", 0.5)
-        if not 0.0 <= float(threshold) <= 1.0:
-            raise ConfigurationError(f"turn_detection.threshold must be in 0..1, got {threshold}")
-        for key in ("prefix_padding_ms", "silence_duration_ms"):
-            if key in td and (not isinstance(td[key], int) or td[key] < 0):
-                raise ConfigurationError(
-                    f"turn_detection.{key} must be an int >= 0, got {td[key]!r}"
-                )
     elif kind == "semantic_vad":
         _check_keys(td, _SEMANTIC_VAD_KEYS, "turn_detection (semantic_vad)")
         if td.get("eagerness", "auto") not in _EAGERNESS:
@@ -314,7 +321,17 @@ def normalize_turn_detection(value: Any) -> dict[str, Any] | None:
         raise ConfigurationError(
             f"turn_detection.type must be 'server_vad' or 'semantic_vad', got {kind!r}"
         )
+    _check_session({"audio": {"input": {"turn_detection": td}}}, "turn_detection")
     return td
+
+
+def _check_session(session: dict[str, Any], name: str) -> None:
+    """The protocol's own rules (:mod:`realtalk.protocol.session`): one source of limits for
+    what we send and what the local server accepts."""
+    problem = validate_session({"type": "realtime", **session})
+    if problem is not None:
+        where = (problem.param or "").removeprefix("session.audio.input.").removeprefix("session.")
+        raise ConfigurationError(f"{name}: {problem.message} ({where or 'session'})")
 
 
 def normalize_transcription(value: Any) -> dict[str, Any] | None:
@@ -444,4 +461,5 @@ def build_session(
     truncation = _normalize_choice_or_dict(config.truncation, "truncation", ("auto", "disabled"))
     if truncation is not None:
         session["truncation"] = truncation
+    _check_session(session, "session settings")
     return session

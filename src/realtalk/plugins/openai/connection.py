@@ -11,6 +11,7 @@ retried with backoff.
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -20,6 +21,7 @@ from realtalk.errors import ConnectionLostError, FatalServerError, RealtalkError
 from realtalk.protocol.errors import FATAL_CODES, FATAL_TYPES
 from realtalk.realtime.base import ModelError
 
+from .redact import install_redaction
 from .url import redact_url
 
 __all__ = ["MAX_MESSAGE_BYTES", "handshake_error", "is_fatal", "model_error", "open_websocket"]
@@ -28,6 +30,9 @@ __all__ = ["MAX_MESSAGE_BYTES", "handshake_error", "is_fatal", "model_error", "o
 MAX_MESSAGE_BYTES = 32 * 1024 * 1024
 PING_INTERVAL_S = 20.0
 USER_AGENT = "realtalk (OpenAI Realtime GA client)"
+#: websockets logs each handshake header at DEBUG, the key included: redacted.
+WS_LOGGER = logging.getLogger("websockets.client")
+install_redaction(WS_LOGGER)
 
 
 def is_fatal(code: str | None, error_type: str | None) -> bool:
@@ -51,6 +56,7 @@ async def open_websocket(
             open_timeout=timeout_s,
             # Base64 audio barely compresses: deflate would only cost CPU (the SDK disables it too).
             compression=None,
+            logger=WS_LOGGER,
         )
     except InvalidStatus as exc:
         response = exc.response

@@ -131,6 +131,10 @@ class ConversationMirror:
     def __contains__(self, item_id: object) -> bool:
         return item_id in self._entries
 
+    def item_ids(self) -> list[str]:
+        """The acknowledged items' ids, oldest first."""
+        return list(self._order)
+
     def item(self, item_id: str) -> dict[str, Any] | None:
         entry = self._entries.get(item_id)
         return copy.deepcopy(entry.item) if entry else None

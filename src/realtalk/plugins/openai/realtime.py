@@ -1,31 +1,10 @@
-"""OpenAIRealtime: the OpenAI Realtime (GA) model behind the seed's public surface.
+"""OpenAIRealtime: the asyncio driver around :class:`~.client.OpenAIRealtimeClient`.
 
-Structure: :meth:`OpenAIRealtime.feed` is the sans-I/O heart — it takes one decoded server event
-and hands it to its handler (:mod:`.handlers`), which updates the state, emits events and queues
-client events; nothing there awaits, so the receive loop never blocks and tests feed event
-sequences without a socket. This module holds the public API and the I/O around it: a send loop
-(one queue per connection), a receive loop that survives bad frames, and the connect handshake
-that waits for ``session.updated``.
-
-Decisions (each fixes a seed defect or a pain users report):
-
-- Barge-in (:mod:`.barge_in`): speech flushes the AudioOutput *every time* (when turn detection
-  has ``interrupt_response``) and the cut item is truncated at the played position, clamped to the
-  audio received, or deleted when nothing of it was played. :meth:`interrupt` does the same and
-  sends ``response.cancel`` only while a response is active.
-- Non-interruptible replies (``say(..., interruptible=False)``): just before such a
-  ``response.create`` a ``session.update`` turns the server's ``interrupt_response`` off, and it
-  is restored when that response is done; locally, speech does not flush its audio.
-- ``say`` asks the model to speak the text verbatim through per-response ``instructions`` and an
-  empty ``input``: nothing is added on the user's side of the conversation, and the spoken reply
-  is recorded as the assistant's words. OpenAI has no exact-text voice (``exact_say`` is False).
-- Tools run as tasks (:mod:`.tools_runner`); one ``response.create`` follows once the calling
-  response is done and every tool finished.
-- G.711 (``g711_ulaw``/``g711_alaw``): encoded and decoded at the edges (:mod:`.audio`); callers
-  always hand in and receive PCM, at 8 kHz in an AudioOutput the plugin creates itself.
-- Reconnection and recycling (:mod:`.reconnect`): settings, tools, a text copy of the conversation
-  (:mod:`.conversation`) and the user's audio of the outage go to the new session; authentication
-  and quota errors are fatal.
+Every decision is the core's; this module only moves data and performs the core's actions: it
+opens sockets, runs one send loop and one receive loop per socket, arms timers, runs tools as
+tasks, marshals playout callbacks from the consumer's thread onto the loop, and turns ``Emit``
+actions into the model's events. The public surface is the seed's (``connect``, ``send_event``,
+``handle_audio_input``, ...), unchanged.
 """
 
 from __future__ import annotations
@@ -37,49 +16,50 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from websockets.exceptions import ConnectionClosed
 
-from realtalk.errors import (
-    ConfigurationError,
-    ConnectionLostError,
-    FatalServerError,
-    NotConnectedError,
-    RealtalkError,
-)
+from realtalk.errors import ConfigurationError, NotConnectedError, RealtalkError
 from realtalk.media.frame import AudioFrame
 from realtalk.media.image import FrameThrottler, data_url, encode_jpeg_async
 from realtalk.media.playout import AudioOutput
-from realtalk.metrics import PriceTable, SessionMetrics
-from realtalk.protocol import SAY_PREFIX, IdGenerator, events, parse_event, say_instructions
-from realtalk.realtime.base import ModelError, RealtimeBaseModel, RealtimeCapabilities
+from realtalk.metrics import SessionMetrics
+from realtalk.protocol import SAY_PREFIX, events, parse_event
+from realtalk.realtime.base import AgentSpec, ModelError, RealtimeBaseModel, RealtimeCapabilities
 
-from . import barge_in, reconnect
-from .audio import AudioInput, HeldAudio, OutputAudio, b64_size
-from .audio_clock import AudioClock
-from .config import OpenAIRealtimeConfig, build_session, normalize_transcription
-from .connection import model_error, open_websocket
+from .client import OpenAIRealtimeClient
+from .config import OpenAIRealtimeConfig
+from .connection import open_websocket
 from .conversation import ConversationMirror
-from .handlers import HANDLERS
-from .reconnect import MAX_HELD_AUDIO_MS, NOT_REPLAYED
-from .responses import ResponseRequest, ResponseTracker
-from .tools_runner import FollowUp, ToolCall, ToolRunner
-from .transcript_pacer import TranscriptPacer
+from .link import (
+    ArmTimer,
+    CancelTimer,
+    Close,
+    DropLink,
+    Emit,
+    HandshakeFailed,
+    LinkState,
+    Ready,
+    Reconnect,
+    RunTool,
+)
+from .redact import install_redaction
+from .tools_runner import ToolRunner
 from .url import OPENAI_BASE_URL, auth_headers, needs_api_key, redact_url
 from .url import process_base_url as _process_base_url
 
 if TYPE_CHECKING:
     from websockets.asyncio.client import ClientConnection
 
-    from realtalk.agent import Agent
-    from realtalk.tools import FunctionTool, ToolResult
+    from realtalk.tools import FunctionTool
 
 __all__ = ["SAY_INSTRUCTIONS", "OpenAIRealtime", "OpenAISession"]
 
 logger = logging.getLogger("realtalk.client")
+install_redaction(logger)
 
 #: The wording of a say (kept under its old name; the protocol package owns it).
 SAY_INSTRUCTIONS = SAY_PREFIX
@@ -91,13 +71,7 @@ class OpenAISession:
 
     ws: ClientConnection
     msg_queue: asyncio.Queue[dict[str, Any]]
-    tasks: list[asyncio.Task[Any]]
-    #: Resolved by the ``session.updated`` that answers the first ``session.update``.
-    ready: asyncio.Future[dict[str, Any]] | None = None
-    update_event_id: str | None = None
-    #: Items whose audio arrived on this connection (only those can be truncated here).
-    audio_items: set[str] = field(default_factory=set)
-    expired: bool = False
+    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
 
 class OpenAIRealtime(RealtimeBaseModel):
@@ -140,107 +114,79 @@ class OpenAIRealtime(RealtimeBaseModel):
                 "OPENAI_API_KEY environment variable. To run without a key, start the local "
                 "server (`realtalk serve`) and pass base_url='http://127.0.0.1:<port>/v1'."
             )
-        self._ids = IdGenerator()
-        self._instructions: str | None = None
+        #: The sans-I/O core: every decision lives there.
+        self.core = OpenAIRealtimeClient(self.config, model=model, base_url=self.base_url)
         self._tools: list[FunctionTool] = []
-        self._formatted_tools: list[dict[str, Any]] = []
+        self._runner = ToolRunner(self._tool_done, timeout_s=self.config.tool_timeout_s)
         self._session: OpenAISession | None = None
-        self._closing = False
-        self._fatal: ModelError | None = None
+        self._ready: asyncio.Future[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
-        self._reconnect_task: asyncio.Task[None] | None = None
-        self._reconnecting = False
+        self._timers: dict[str, asyncio.TimerHandle] = {}
         self._background: set[asyncio.Task[Any]] = set()
-        self._deferred: list[dict[str, Any]] = []  # sent while reconnecting
-        self._recycle_handle: asyncio.TimerHandle | None = None
-        self._recycle_due = False
-        self._user_turn_handle: asyncio.TimerHandle | None = None
-
-        self._mirror = ConversationMirror()
-        self._responses = ResponseTracker()
-        self._runner = ToolRunner(self._on_tool_result, timeout_s=self.config.tool_timeout_s)
-        self._follow_up = FollowUp()
-        self._pending_calls: dict[str, ToolCall] = {}
-        self._audio_in = AudioInput(
-            self.config.input_format,
-            raw_rate=self.config.input_sample_rate,
-            raw_channels=self.config.input_channels,
-            batch_ms=self.config.append_batch_ms,
-        )
-        self._held_audio = HeldAudio(self.config.input_format, MAX_HELD_AUDIO_MS)
-        #: maps the server's audio_end_ms to when the user really stopped speaking
-        self._audio_clock = AudioClock()
-        #: the agent's transcript, released as its audio plays
-        self._pacer = TranscriptPacer(self._paced_transcript)
-        self._pacer_timer: asyncio.TimerHandle | None = None
-        self._own_output: AudioOutput | None = None
-        self._audio_out: OutputAudio | None = None
+        self._closers: set[asyncio.Task[None]] = set()
+        self._closing = False
         self._hooked_output: AudioOutput | None = None
-        self._playing: set[str] = set()  # items pushed to the AudioOutput, not yet finished
-        self._user_turn_open = False
-        self._vad_relaxed = False
-        self._text: dict[str, str] = {}  # interim transcripts by item id ("u:"/"a:" prefixed)
+        self._own_output: AudioOutput | None = None
         self._throttle = FrameThrottler(self.config.max_image_fps)
         self._encoding_image = False
-        self._effective_session: dict[str, Any] = {}
-        transcription = normalize_transcription(self.config.input_audio_transcription)
-        if self.config.prices is not None:
-            prices = self.config.prices
-        elif needs_api_key(self.base_url):  # OpenAI or Azure: billed per token
-            prices = PriceTable.for_model(
-                model, transcription_model=transcription["model"] if transcription else None
-            )
-        else:  # a local or self-hosted server (realtalk serve) bills nothing: no dollar figures
-            prices = PriceTable(known=False)
-        self._metrics = SessionMetrics(prices)
 
     # -- public state ---------------------------------------------------------------------------
 
     @property
     def connected(self) -> bool:
-        return self._session is not None and not self._closing
+        return self.core.state is LinkState.OPEN and not self._closing
 
     @property
     def conversation(self) -> ConversationMirror:
         """The client's mirror of the server conversation (what a reconnect replays)."""
-        return self._mirror
+        return self.core.mirror
 
     @property
     def metrics(self) -> SessionMetrics:
         """Per-turn latency, tokens and cost of this model instance."""
-        return self._metrics
+        return self.core.metrics
 
     @property
     def session_settings(self) -> dict[str, Any]:
         """The effective session the server last confirmed (``session.updated``)."""
-        return self._effective_session
+        return self.core.effective_session
+
+    def idle(self) -> bool:
+        """No reply generated, queued or playing, and no tool running."""
+        return self.core.idle()
 
     # -- agent ----------------------------------------------------------------------------------
 
-    def set_agent(self, agent: Agent) -> None:
-        self._instructions = agent.instructions
-        self._tools = list(agent.tools)
-        self._formatted_tools = [tool.to_openai() for tool in self._tools]
+    def configure(self, instructions: str | None, tools: Sequence[FunctionTool]) -> None:
+        """New instructions and tools (sent at once to a live session)."""
+        self._tools = list(tools)
         self._runner.set_tools(self._tools)
+        self.core.configure(instructions, [tool.to_openai() for tool in self._tools])
+        self._flush()
 
-    async def update_agent(self, agent: Agent) -> None:
+    def set_agent(self, agent: AgentSpec) -> None:
+        self.configure(agent.instructions, agent.tools)
+
+    async def update_agent(self, agent: AgentSpec) -> None:
         """New instructions and tools, sent to a live session at once."""
         self.set_agent(agent)
-        if self._session is not None:
-            await self.send_first_session_update()
 
     # -- conversation history (a handoff's trimming) -------------------------------------------
 
     def history(self) -> list[dict[str, Any]]:
         """The acknowledged items of the server conversation, oldest first (copies)."""
-        items = (self._mirror.item(item_id) for item_id in list(self._mirror._order))
+        mirror = self.core.mirror
+        items = (mirror.item(item_id) for item_id in mirror.item_ids())
         return [item for item in items if item is not None]
 
     async def delete_items(self, item_ids: list[str]) -> None:
         """``conversation.item.delete`` for each; the mirror follows the server's answers."""
         for item_id in item_ids:
-            self._send(events.conversation_item_delete(item_id, event_id=self._ids("event")))
+            self.core.send(
+                events.conversation_item_delete(item_id, event_id=self.core.ids("event"))
+            )
+        self._flush()
 
     # -- connection -----------------------------------------------------------------------------
 
@@ -255,162 +201,207 @@ class OpenAIRealtime(RealtimeBaseModel):
             FatalServerError: the key was refused, or the server rejected the settings for good.
             ConnectionLostError: the server could not be reached or did not confirm in time.
         """
-        if self._session is not None:
+        if self.core.state not in (LinkState.IDLE, LinkState.CLOSED):
             return
         self._closing = False
-        self._fatal = None
-        try:
-            await self._open()
-        except FatalServerError as exc:
-            if self._fatal is None:  # not yet reported by an error event
-                self._fatal = model_error(exc, fatal=True)
-                self._emit_error(self._fatal)
-            raise
-        reconnect.schedule_recycle(self)
-
-    async def _open(self) -> OpenAISession:
-        url = self.process_base_url(self.base_url, self.model)
-        headers = auth_headers(self.api_key, url)
-        ws = await open_websocket(url, headers, timeout_s=self.config.connect_timeout_s)
-        loop = asyncio.get_running_loop()
-        session = OpenAISession(ws=ws, msg_queue=asyncio.Queue(), tasks=[])
-        session.ready = loop.create_future()
-        self._attach(session)
-        session.tasks.append(loop.create_task(self._send_loop(session), name="realtime-send"))
-        session.tasks.append(loop.create_task(self._receive_loop(session), name="realtime-recv"))
-        update = self._session_update_event()
-        session.update_event_id = update["event_id"]
-        session.msg_queue.put_nowait(update)
-        try:
-            await asyncio.wait_for(asyncio.shield(session.ready), self.config.connect_timeout_s)
-        except (TimeoutError, RealtalkError) as exc:
-            self._session = None
-            await self._close_session(session)
-            if isinstance(exc, TimeoutError):
-                raise ConnectionLostError(
-                    f"{redact_url(url)} did not confirm the session settings (no session.updated "
-                    f"within {self.config.connect_timeout_s:g} s)"
-                ) from None
-            raise
-        logger.info("connected to %s (model %s)", redact_url(url), self.model)
-        return session
-
-    def _attach(self, session: OpenAISession) -> None:
-        """Make ``session`` the live connection (unit tests attach one with a fake socket)."""
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
         self._ensure_audio_output()
-        self._session = session
+        self._ready = self._loop.create_future()
+        self.core.connect()
+        await self._open_link()
+        await self._ready
+        url = redact_url(self.process_base_url(self.base_url, self.model))
+        logger.info("connected to %s (model %s)", url, self.model)
 
-    def _session_update_event(self) -> dict[str, Any]:
-        session = build_session(
-            self.config, instructions=self._instructions, tools=self._formatted_tools
-        )
-        if self._responses.waiting_protected() and self._vad_relaxed:
-            td = session["audio"]["input"]["turn_detection"]
-            if td is not None:
-                td["interrupt_response"] = False
-        return events.session_update(session, event_id=self._ids("event"))
+    async def _open_link(self) -> None:
+        url = self.process_base_url(self.base_url, self.model)
+        try:
+            ws = await open_websocket(
+                url, auth_headers(self.api_key, url), timeout_s=self.config.connect_timeout_s
+            )
+        except RealtalkError as exc:
+            self.core.connect_failed(exc)
+            self._flush()
+            return
+        if self.core.state is not LinkState.CONNECTING:  # closed meanwhile
+            with contextlib.suppress(Exception):
+                await ws.close()
+            return
+        session = OpenAISession(ws=ws, msg_queue=asyncio.Queue())
+        self._session = session
+        loop = asyncio.get_running_loop()
+        session.tasks.append(loop.create_task(self._send_loop(session), name="realtime-send"))
+        session.tasks.append(loop.create_task(self._receive_loop(session), name="realtime-recv"))
+        self.core.connection_opened()
+        self._flush()
+
+    def adopt_link(self, ws: ClientConnection) -> OpenAISession:
+        """Take an already-open socket whose frames the caller moves itself: client events go to
+        the returned session's ``msg_queue``, server events come in through :meth:`feed`, and
+        the loss through :meth:`link_lost`. Tests drive the model this way without a server;
+        the settings still wait for the server's ``session.updated``.
+        """
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        self._closing = False
+        self._ensure_audio_output()
+        self._ready = self._loop.create_future()
+        self.core.connect()
+        session = OpenAISession(ws=ws, msg_queue=asyncio.Queue())
+        self._session = session
+        self.core.connection_opened()
+        self._flush()
+        return session
+
+    def link_lost(self, reason: str) -> None:
+        """The adopted socket closed (what the receive loop reports for its own sockets)."""
+        session = self._session
+        self.core.connection_lost(reason)
+        self._flush()
+        if session is not None and self._session is session:
+            self._drop_link()  # the core had no use for it any more: release it all the same
 
     async def send_first_session_update(self) -> None:
         """Send the full session settings (instructions, tools, audio, turn detection)."""
-        if self._session is None:
-            return
-        self._send(self._session_update_event())
+        self.core.update_session()
+        self._flush()
 
     async def aclose(self) -> None:
         """Close the session and release everything; safe to call twice."""
         if self._closing:
             return
         self._closing = True
-        for handle in (self._recycle_handle, self._user_turn_handle):
-            if handle is not None:
-                handle.cancel()
-        task = self._reconnect_task
-        if task is not None and task is not asyncio.current_task():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        self.core.close()
+        self._flush()
+        for handle in self._timers.values():
+            handle.cancel()
+        self._timers.clear()
         await self._runner.cancel_all()
         session, self._session = self._session, None
         if session is not None:
-            await self._close_session(session)
-        if self._audio_out is not None:
-            self._audio_out.output.flush()
+            await _close_session(session)
+        if self._ready is not None and not self._ready.done():
+            self._ready.cancel()
         for bg in list(self._background):
             if bg is not asyncio.current_task():
                 bg.cancel()
-        self.emit("closed", {"reason": self._fatal.message if self._fatal else "closed"})
+        session, self._session = self._session, None  # opened by a reconnect meanwhile
+        if session is not None:
+            await _close_session(session)
+        if self._closers:
+            await asyncio.gather(*self._closers, return_exceptions=True)
+        fatal = self.core.fatal
+        self.emit("closed", {"reason": fatal.message if fatal else "closed"})
 
-    async def _close_session(self, session: OpenAISession) -> None:
-        current = asyncio.current_task()
-        for task in session.tasks:
-            if task is not current and not task.done():
-                task.cancel()
-        for task in session.tasks:
-            if task is not current:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(session.ws.close(), 2.0)
-        if session.ready is not None and not session.ready.done():
-            session.ready.cancel()
+    # -- the core's outputs ---------------------------------------------------------------------
+
+    def _flush(self) -> None:
+        """Hand the core's client events to the socket and perform its actions."""
+        core = self.core
+        out = core.events_to_send()
+        if out:
+            session = self._session
+            if session is not None:
+                put = session.msg_queue.put_nowait
+                for event in out:
+                    put(event)
+            else:
+                core.requeue_unsent(out)
+        for action in core.actions():
+            if type(action) is Emit:
+                self.emit(action.name, action.payload)
+            else:
+                self._act(action)
+
+    def _act(self, action: Any) -> None:
+        if isinstance(action, ArmTimer):
+            self._arm(action.name, action.delay_s)
+        elif isinstance(action, CancelTimer):
+            handle = self._timers.pop(action.name, None)
+            if handle is not None:
+                handle.cancel()
+        elif isinstance(action, RunTool):
+            self._runner.start(action.call)
+        elif isinstance(action, DropLink):
+            self._drop_link()
+        elif isinstance(action, Reconnect):
+            self._spawn(self._open_link())
+        elif isinstance(action, Ready):
+            if self._ready is not None and not self._ready.done():
+                self._ready.set_result(None)
+        elif isinstance(action, HandshakeFailed):
+            self._drop_link()
+            if self._ready is not None and not self._ready.done():
+                self._ready.set_exception(action.error)
+        elif isinstance(action, Close):
+            self._spawn(self.aclose())
+
+    def _arm(self, name: str, delay_s: float) -> None:
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        old = self._timers.pop(name, None)
+        if old is not None:
+            old.cancel()
+        self._timers[name] = loop.call_later(delay_s, self._timer_fired, name)
+
+    def _timer_fired(self, name: str) -> None:
+        self._timers.pop(name, None)
+        self.core.timer_fired(name)
+        self._flush()
+
+    def _drop_link(self) -> None:
+        session, self._session = self._session, None
+        if session is None:
+            return
+        unsent = []
+        while not session.msg_queue.empty():
+            unsent.append(session.msg_queue.get_nowait())
+        self.core.requeue_unsent(unsent)
+        closer = asyncio.get_running_loop().create_task(_close_session(session))
+        self._closers.add(closer)  # awaited, never cancelled: its socket tasks must end
+        closer.add_done_callback(self._closers.discard)
 
     # -- I/O loops ------------------------------------------------------------------------------
 
     async def send_event(self, event: dict[str, Any]) -> None:
         """Queue a client event for the live connection."""
-        self._send(event)
-
-    def _send(self, event: dict[str, Any]) -> None:
-        kind = event.get("type")
-        if kind == "conversation.item.create":
-            self._mirror.created(event["item"])
-        session = self._session
-        if session is None or self._reconnecting:
-            if kind not in NOT_REPLAYED:
-                self._deferred.append(event)
-            return
-        session.msg_queue.put_nowait(event)
+        self.core.send(event)
+        self._flush()
 
     async def _send_loop(self, session: OpenAISession) -> None:
         ws = session.ws
         queue = session.msg_queue
+        dumps = json.dumps
         try:
             while True:
                 event = await queue.get()
                 try:
-                    frame = json.dumps(event, separators=(",", ":"))
+                    frame = dumps(event, separators=(",", ":"))
                 except (TypeError, ValueError) as exc:  # e.g. a bad event given to send_event
-                    self._emit_error(
+                    self._report(
                         ModelError(f"cannot send {event.get('type')}: {exc}", code="client_error")
                     )
                     continue
                 await ws.send(frame)
         except ConnectionClosed:
-            return  # the receive loop sees the close and decides what happens next
+            return  # the receive loop sees the close and reports it
 
     async def _receive_loop(self, session: OpenAISession) -> None:
         reason = "the connection closed"
         try:
             async for raw in session.ws:
+                if self._session is not session:
+                    return  # dropped (recycle, handshake timeout): its late frames are not news
                 try:
                     event = parse_event(raw)
                 except Exception as exc:  # ValueError, or RecursionError for absurd nesting
-                    self._emit_error(
+                    self._report(
                         ModelError(f"unreadable server event: {exc}", code="invalid_event")
                     )
                     continue
-                try:
-                    self.feed(event)
-                except Exception as exc:
-                    logger.exception("handling %s failed", event.get("type"))
-                    self._emit_error(
-                        ModelError(
-                            f"the client failed handling {event.get('type')}: {exc}",
-                            code="client_error",
-                        )
-                    )
+                self.feed(event)
         except ConnectionClosed as exc:
             reason = f"connection lost ({exc})"
         except Exception as exc:  # the socket library failed: treat it as a lost connection
@@ -421,39 +412,25 @@ class OpenAIRealtime(RealtimeBaseModel):
             reason = (
                 f"closed by the server (code {ws.close_code}, {ws.close_reason or 'no reason'})"
             )
-        self._connection_lost(session, reason)
-
-    def _connection_lost(self, session: OpenAISession, reason: str) -> None:
-        if session.ready is not None and not session.ready.done():
-            # Still in the handshake: _open() raises this, and connect() or the reconnect
-            # loop decides what happens next.
-            session.ready.set_exception(ConnectionLostError(reason))
-            return
-        if self._closing or self._session is not session:
-            return
-        logger.warning("realtime connection lost: %s", reason)
-        if self._fatal is not None:
-            self._spawn(self.aclose())
-            return
-        reconnect.start_reconnect(self, reason, session)
-
-    # -- the sans-I/O heart -------------------------------------------------------------------
+        if self._session is session:  # a socket we dropped on purpose is not news
+            self.link_lost(reason)
 
     def feed(self, event: dict[str, Any]) -> None:
-        """Handle one decoded server event (GA names; ``parse_event`` maps beta ones).
+        """Handle one decoded server event: the core decides, this performs."""
+        try:
+            self.core.receive_event(event)
+        except Exception as exc:
+            logger.exception("handling %s failed", event.get("type"))
+            self.core.report(
+                ModelError(
+                    f"the client failed handling {event.get('type')}: {exc}", code="client_error"
+                )
+            )
+        self._flush()
 
-        Never awaits: it updates the state, emits events and queues client events to send.
-        """
-        handler = HANDLERS.get(event.get("type", ""))
-        if handler is None:
-            logger.debug("ignoring server event %s", event.get("type"))
-            return
-        handler(self, event)
-
-    def _emit_error(self, error: ModelError) -> None:
-        log = logger.error if error.fatal else logger.warning
-        log("realtime error: %s", error)
-        self.emit("error", error)
+    def _report(self, error: ModelError) -> None:
+        self.core.report(error)
+        self._flush()
 
     # -- audio in -------------------------------------------------------------------------------
 
@@ -461,62 +438,55 @@ class OpenAIRealtime(RealtimeBaseModel):
         """User audio: an AudioFrame (its own rate/channels) or raw int16 bytes in the declared
         input format (``input_sample_rate``/``input_channels``). Dropped while not connected;
         while reconnecting, the last seconds are kept and sent to the new session."""
-        if self._closing or (self._session is None and not self._reconnecting):
-            return
-        payload = self._audio_in.push(audio)
-        if payload is None:
-            return
-        if self._reconnecting:  # kept for the new session (see HeldAudio)
-            self._held_audio.add(payload)
-        else:
-            self._send(events.input_audio_buffer_append(payload))
-            self._audio_clock.sent(self.config.input_format.ms_for_bytes(b64_size(payload)))
+        event = self.core.append_audio(audio)
+        if event is not None:
+            session = self._session
+            if session is not None:
+                session.msg_queue.put_nowait(event)
 
     async def commit_audio_input(self) -> None:
         """Push-to-talk (``turn_detection=None``): send what is buffered and commit it."""
-        payload = self._audio_in.flush()
-        if payload is not None:
-            self._send(events.input_audio_buffer_append(payload))
-            self._audio_clock.sent(self.config.input_format.ms_for_bytes(b64_size(payload)))
-        self._send(events.input_audio_buffer_commit(event_id=self._ids("event")))
+        self.core.commit_audio()
+        self._flush()
 
     async def clear_audio_input(self) -> None:
         """Drop the user audio buffered here and on the server."""
-        self._audio_in.reset()
-        self._send(events.input_audio_buffer_clear(event_id=self._ids("event")))
+        self.core.clear_audio()
+        self._flush()
 
-    # -- audio out and barge-in -----------------------------------------------------------------
+    # -- audio out -------------------------------------------------------------------------------
 
     def _ensure_audio_output(self) -> None:
         output = self.audio_output
-        wire = self.config.output_format
         if output is None:
-            output = AudioOutput(sample_rate=wire.rate)
+            output = AudioOutput(sample_rate=self.config.output_format.rate)
             self.audio_output = output
             self._own_output = output  # nobody may be playing it: transcripts are not paced
         if self._hooked_output is not output:
             self._hook(output)
             self._hooked_output = output
-            self._audio_out = OutputAudio(output, wire)
+        self.core.set_audio_output(output)
+        self.core.paces_transcripts = output is not self._own_output
 
     def _hook(self, output: AudioOutput) -> None:
         """Chain our callbacks in front of any the owner set."""
         prev_started, prev_finished = output.on_item_started, output.on_item_finished
         prev_idle = output.on_idle
+        core = self.core
 
         def started(item_id: str) -> None:
             # The time is taken here, in the consumer's thread, when the frame really goes out.
-            self._threadsafe(self._on_item_started, item_id, time.monotonic())
+            self._threadsafe(core.audio_started, item_id, time.monotonic())
             if prev_started is not None:
                 prev_started(item_id)
 
         def finished(item_id: str, played_ms: int, interrupted: bool) -> None:
-            self._threadsafe(self._on_item_finished, item_id, played_ms, interrupted)
+            self._threadsafe(core.audio_played, item_id, played_ms, interrupted)
             if prev_finished is not None:
                 prev_finished(item_id, played_ms, interrupted)
 
         def idle() -> None:
-            self._threadsafe(self._on_playout_idle)
+            self._threadsafe(core.playout_idle)
             if prev_idle is not None:
                 prev_idle()
 
@@ -524,61 +494,36 @@ class OpenAIRealtime(RealtimeBaseModel):
         output.on_item_finished = finished
         output.on_idle = idle
 
-    def _threadsafe(self, func: Any, *args: Any) -> None:
+    def _threadsafe(self, func: Callable[..., None], *args: Any) -> None:
         loop = self._loop
         if loop is None or threading.get_ident() == self._loop_thread:
             func(*args)
+            self._flush()
         elif not loop.is_closed():
-            loop.call_soon_threadsafe(func, *args)
+            loop.call_soon_threadsafe(self._call_and_flush, func, args)
 
-    def _on_item_started(self, item_id: str, t: float) -> None:
-        self._metrics.first_audio_played(t)
-        self.emit("agent_speech_started", {"item_id": item_id})
-        self._pacer.started(item_id)
-        self._pace()
-
-    def _on_item_finished(self, item_id: str, played_ms: int, interrupted: bool) -> None:
-        self._pacer.finished(item_id, interrupted=interrupted)
-        self._playing.discard(item_id)
-        self._responses.item_finished(item_id)
-        self.emit(
-            "agent_speech_ended",
-            {"item_id": item_id, "played_ms": played_ms, "interrupted": interrupted},
-        )
-
-    def _on_playout_idle(self) -> None:
-        self._maybe_complete_turn()
-        reconnect.maybe_recycle(self)
-
-    def _interrupt_on_speech(self) -> bool:
-        td = self._turn_detection()
-        return td is not None and bool(td.get("interrupt_response", True))
-
-    def _turn_detection(self) -> dict[str, Any] | None:
-        return self.config.turn_detection_dict
+    def _call_and_flush(self, func: Callable[..., None], args: tuple[Any, ...]) -> None:
+        func(*args)
+        self._flush()
 
     async def interrupt(self) -> None:
         """Stop the agent now: silence the output (every time), cancel an active response,
         and truncate what the user did not hear. Also cuts non-interruptible replies."""
-        barge_in.barge_in(self, explicit=True)
+        self.core.interrupt()
+        self._flush()
 
     # -- text, say, replies ---------------------------------------------------------------------
 
     def _require_session(self) -> None:
-        if self._session is None and not self._reconnecting:
-            self._emit_error(ModelError("No active WebSocket session", code="not_connected"))
+        if not self.core.link.usable or self._closing:
+            self._report(ModelError("No active WebSocket session", code="not_connected"))
             raise NotConnectedError("No active WebSocket session: call connect() first")
-
-    def _create_item(self, item: dict[str, Any]) -> str:
-        item.setdefault("id", self._ids("item"))
-        self._send(events.conversation_item_create(item, event_id=self._ids("event")))
-        return str(item["id"])
 
     async def send_text_message(self, message: str) -> None:
         """A user text message, then a reply."""
         self._require_session()
-        self._create_item(events.user_text_item(message))
-        self._enqueue_request("reply", {})
+        self.core.send_text_message(message)
+        self._flush()
 
     async def restore_conversation(self, items: list[dict[str, Any]]) -> None:
         """Create ``items`` in the live session, in order, without asking for a reply.
@@ -592,7 +537,8 @@ class OpenAIRealtime(RealtimeBaseModel):
         for item in items:
             if not isinstance(item, dict) or not isinstance(item.get("type"), str):
                 raise ValueError(f"a conversation item must be a dict with a 'type', got {item!r}")
-            self._create_item(dict(item))
+            self.core.create_item(dict(item))
+        self._flush()
 
     async def send_message(self, message: str, *, interruptible: bool = True) -> None:
         """Make the agent say ``message`` verbatim; it is recorded as the agent's words.
@@ -603,8 +549,8 @@ class OpenAIRealtime(RealtimeBaseModel):
         user's side of the conversation.
         """
         self._require_session()
-        body = {"instructions": say_instructions(message), "input": []}
-        self._enqueue_request("say", body, interruptible=interruptible)
+        self.core.say(message, interruptible=interruptible)
+        self._flush()
 
     say = send_message
 
@@ -619,14 +565,9 @@ class OpenAIRealtime(RealtimeBaseModel):
         ``frames`` are sent first as a user message of images."""
         self._require_session()
         if frames:
-            content = await self._encode_frames(frames)
-            if content:
-                self._create_item(events.message_item("user", content))
-        body: dict[str, Any] = {}
-        if instructions:
-            base = self._instructions or ""
-            body["instructions"] = f"{base}\n\n{instructions}" if base else instructions
-        self._enqueue_request("reply", body, interruptible=interruptible)
+            self.core.user_content(await self._encode_frames(frames), reply=False)
+        self.core.create_response(instructions, interruptible=interruptible)
+        self._flush()
 
     async def send_message_with_frames(self, message: str | None, frames: list[Any]) -> None:
         """A user message of text and images, then a reply."""
@@ -638,23 +579,22 @@ class OpenAIRealtime(RealtimeBaseModel):
         if not content:
             logger.warning("send_message_with_frames: no text and no usable frame; nothing sent")
             return
-        self._create_item(events.message_item("user", content))
-        self._enqueue_request("reply", {})
+        self.core.user_content(content, reply=True)
+        self._flush()
 
     async def handle_video_input(self, frame: Any) -> None:
         """A camera frame; at most ``max_image_fps`` per second are encoded (off the event loop,
         aspect ratio kept) and added to the conversation as user images. No reply is asked."""
-        if self._session is None or self._closing or self._encoding_image:
-            return
-        if not self._throttle.ready():
+        if not self.connected or self._encoding_image or not self._throttle.ready():
             return
         self._encoding_image = True
         try:
             content = await self._encode_frames([frame], report=True)
         finally:
             self._encoding_image = False
-        if content and self._session is not None:
-            self._create_item(events.message_item("user", content))
+        if content and self.connected:
+            self.core.user_content(content, reply=False)
+            self._flush()
 
     async def _encode_frames(
         self, frames: Sequence[Any], *, report: bool = False
@@ -668,9 +608,7 @@ class OpenAIRealtime(RealtimeBaseModel):
                 # A frame that cannot be encoded, whatever the reason (PIL raises more than
                 # ValueError), is skipped and reported: never raised into the transport's loop.
                 if report:
-                    self._emit_error(
-                        ModelError(f"video frame skipped: {exc}", code="invalid_image")
-                    )
+                    self._report(ModelError(f"video frame skipped: {exc}", code="invalid_image"))
                 else:
                     logger.warning("frame skipped: %s", exc)
                 continue
@@ -680,110 +618,26 @@ class OpenAIRealtime(RealtimeBaseModel):
     def bytes_to_base64_url(self, image_bytes: bytes, fmt: str = "jpeg") -> str:
         return data_url(image_bytes, f"image/{fmt.lower()}")
 
-    # -- requests and follow-ups ----------------------------------------------------------------
+    # -- tools ----------------------------------------------------------------------------------
 
-    def _enqueue_request(
-        self, kind: str, body: dict[str, Any], *, interruptible: bool = True
-    ) -> ResponseRequest:
-        request_id = self._ids("req")
-        body = {**body, "metadata": {"client_request_id": request_id, "kind": kind}}
-        request = ResponseRequest(request_id, kind, body, interruptible)
-        self._responses.enqueue(request)
-        self._pump()
-        return request
-
-    def _pump(self) -> None:
-        """Send the next reply request, or the tool follow-up, when the conversation is free."""
-        if self._session is None or self._reconnecting or self._closing:
-            return
-        if self._responses.busy:
-            return
-        if not self._responses.queued and self._follow_up.wanted:
-            if self._runner.running or self._user_turn_open:
-                return
-            self._enqueue_request("tool_followup", {})
-            return
-        request = self._responses.next_to_send()
-        if request is None:
-            return
-        if not request.interruptible:
-            barge_in.set_vad_relaxed(self, True)
-        request.event_id = self._ids("event")
-        self._follow_up.covered()  # queued after every output sent so far: it sees them all
-        self._send(events.response_create(request.body, event_id=request.event_id))
-
-    def _on_tool_result(self, call: ToolCall, result: ToolResult) -> None:
-        item_id = self._create_item(events.function_call_output_item(call.call_id, result.output))
-        if result.reply:
-            self._follow_up.output_sent(item_id)
-        else:  # a handoff: the session asks for the new agent's first reply itself
-            self._follow_up.covered()
-        self._metrics.tool_called(call.name)
-        self.emit(
-            "function_call",
-            {
-                "name": call.name,
-                "call_id": call.call_id,
-                "arguments": call.arguments,
-                "output": result.output,
-                "is_error": result.is_error,
-            },
-        )
-        self._pump()
-
-    # -- turns ----------------------------------------------------------------------------------
-
-    def _idle(self, *, audio: bool) -> bool:
-        if self._responses.busy or self._responses.queued or self._runner.running:
-            return False
-        if self._follow_up.wanted or self._user_turn_open:
-            return False
-        if audio and self.audio_output is not None:
-            output = self.audio_output
-            if output.playing_item_id is not None or output.buffered_ms > 0:
-                return False
-        return True
-
-    def _maybe_complete_turn(self) -> None:
-        turn = self._metrics.current_turn
-        if turn is None or not turn.responses or any(r.status is None for r in turn.responses):
-            return
-        if self._idle(audio=True):
-            self.emit("turn_metrics", self._metrics.turn_completed())
-
-    def _transcription(
-        self, role: str, text: str, item_id: str, *, final: bool, interrupted: bool = False
-    ) -> None:
-        payload: dict[str, Any] = {"role": role, "text": text, "is_final": final}
-        payload["item_id"] = item_id
-        if interrupted:
-            payload["interrupted"] = True
-        self.emit("realtime_model_transcription", payload)
-
-    def _paced_transcript(self, item_id: str, text: str, final: bool, interrupted: bool) -> None:
-        self._transcription("agent", text, item_id, final=final, interrupted=interrupted)
-        if final:
-            self.emit("text_response", {"text": text, "type": "done"})
-
-    @property
-    def _paces_transcripts(self) -> bool:
-        """The agent's transcript follows its voice where the owner plays the audio (an
-        AudioOutput they set, as AgentSession does); with none, it is shown as it arrives."""
-        out = self._audio_out
-        return out is not None and out.output is not self._own_output
-
-    def _pace(self) -> None:
-        """Release the agent transcript the played audio has reached; again soon while held."""
-        out = self._audio_out
-        if out is not None:
-            self._pacer.tick(lambda item_id: out.output.played_ms(item_id))
-        if self._pacer_timer is not None:
-            self._pacer_timer.cancel()
-            self._pacer_timer = None
-        if self._pacer.holding and self._loop is not None and not self._closing:
-            self._pacer_timer = self._loop.call_later(0.04, self._pace)
+    def _tool_done(self, call: Any, result: Any) -> None:
+        self.core.tool_finished(call, result)
+        self._flush()
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+
+async def _close_session(session: OpenAISession) -> None:
+    current = asyncio.current_task()
+    for task in session.tasks:
+        if task is not current and not task.done():
+            task.cancel()
+    for task in session.tasks:
+        if task is not current:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(session.ws.close(), 2.0)

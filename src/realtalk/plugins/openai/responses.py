@@ -8,7 +8,11 @@ Sans-I/O bookkeeping for :class:`~realtalk.plugins.openai.OpenAIRealtime`. Why i
 - Each request carries ``metadata.client_request_id`` and its own ``event_id``: the
   ``response.created`` that answers it is recognised by the metadata (so a reply that arrives
   late is never mistaken for another one), and an error is matched by the event id (a refused
-  request is queued again rather than lost).
+  request is queued again rather than lost). A server that does not echo metadata is matched by
+  order: the ``response.created`` that follows a request in flight answers it (only until the
+  server is seen echoing metadata, after which an unmarked response is the server's own).
+- A request or response that never completes must not wedge the queue: :meth:`stalled` lets
+  the client's watchdog give up on it.
 - A response created with ``interruptible=False`` and the audio items it produced are
   *protected*: the user's speech does not flush them.
 """
@@ -65,12 +69,22 @@ class ResponseTracker:
         self._by_request: dict[str, ResponseRequest] = {}
         self._responses: OrderedDict[str, ResponseState] = OrderedDict()
         self.protected_items: set[str] = set()
+        #: Seen a response.created carrying our request id: unmarked ones are the server's own.
+        self.echoes_metadata = False
+        #: Responses matched to a request by order, by the request's event id.
+        self._by_order: dict[str, ResponseState] = {}
 
     # -- requests -------------------------------------------------------------------------------
 
     def enqueue(self, request: ResponseRequest) -> None:
         self._by_request[request.request_id] = request
         self._queue.append(request)
+
+    def drop_queued(self, kind: str) -> None:
+        """Forget queued (unsent) requests of ``kind``."""
+        for request in [r for r in self._queue if r.kind == kind]:
+            self._queue.remove(request)
+            self._by_request.pop(request.request_id, None)
 
     @property
     def queued(self) -> int:
@@ -92,6 +106,15 @@ class ResponseTracker:
 
     def refused(self, event_id: str | None, *, retry: bool) -> ResponseRequest | None:
         """The server refused the request sent with ``event_id``; queue it again if ``retry``."""
+        if event_id is not None and event_id in self._by_order:
+            # The response we took for this request's answer was the server's own after all.
+            state = self._by_order.pop(event_id)
+            request = state.request
+            state.request, state.interruptible = None, True
+            if request is not None and retry and request.attempts < 5:
+                self._by_request[request.request_id] = request
+                self._queue.appendleft(request)
+            return request
         request = self.in_flight
         if request is None or event_id is None or request.event_id != event_id:
             return None
@@ -104,12 +127,22 @@ class ResponseTracker:
 
     # -- server responses -----------------------------------------------------------------------
 
-    def created(self, response: dict[str, Any]) -> ResponseState:
-        response_id = str(response.get("id") or "")
-        metadata = response.get("metadata") or {}
+    def created(self, response: dict[str, Any], event_id: str | None = None) -> ResponseState:
+        response_id = response.get("id")
+        if not isinstance(response_id, str) or not response_id:
+            # No id (or "response": null): still the active response, under a name of our own.
+            response_id = f"unnamed_{event_id or len(self._responses)}"
+        metadata = response.get("metadata")
         request = None
-        if isinstance(metadata, dict):
-            request = self._by_request.pop(str(metadata.get("client_request_id")), None)
+        if isinstance(metadata, dict) and isinstance(metadata.get("client_request_id"), str):
+            request = self._by_request.pop(metadata["client_request_id"], None)
+            if request is not None:
+                self.echoes_metadata = True
+        by_order = False
+        if request is None and self.in_flight is not None and not self.echoes_metadata:
+            request = self.in_flight  # matched by order (an error naming it may undo this)
+            self._by_request.pop(request.request_id, None)
+            by_order = True
         if request is not None and self.in_flight is request:
             self.in_flight = None
         state = ResponseState(
@@ -117,6 +150,10 @@ class ResponseTracker:
             request=request,
             interruptible=request.interruptible if request else True,
         )
+        if by_order and request is not None and request.event_id is not None:
+            self._by_order[request.event_id] = state
+            while len(self._by_order) > _KEEP_RESPONSES:
+                del self._by_order[next(iter(self._by_order))]
         self._responses[response_id] = state
         if len(self._responses) > _KEEP_RESPONSES:
             self._responses.popitem(last=False)
@@ -134,7 +171,10 @@ class ResponseTracker:
         return state
 
     def done(self, response: dict[str, Any]) -> ResponseState:
-        state = self.get_or_create(str(response.get("id") or ""))
+        response_id = response.get("id")
+        if (not isinstance(response_id, str) or not response_id) and self.active is not None:
+            response_id = self.active.response_id  # an unnamed done ends the active response
+        state = self.get_or_create(str(response_id or ""))
         state.done = True
         status = response.get("status")
         state.status = status if isinstance(status, str) else None
@@ -167,6 +207,20 @@ class ResponseTracker:
         if self.in_flight is not None and not self.in_flight.interruptible:
             return True
         return any(not r.interruptible for r in self._queue)
+
+    def stalled(self) -> ResponseState | None:
+        """Give up on what the conversation waits for: the active response (returned, marked
+        failed) or else the request in flight (dropped)."""
+        active = self.active
+        if active is not None:
+            self.active = None
+            active.done = True
+            active.status = "failed"
+            return active
+        if self.in_flight is not None:
+            self._by_request.pop(self.in_flight.request_id, None)
+            self.in_flight = None
+        return None
 
     def connection_lost(self) -> ResponseState | None:
         """The socket dropped: the active response is gone and an unanswered request is resent.

@@ -89,7 +89,7 @@ class ToolRunner:
 
     async def _run(self, call: ToolCall) -> None:
         try:
-            result = await self._invoke(call)
+            result = await self.invoke(call)
         except asyncio.CancelledError:
             self._tasks.pop(call.call_id, None)
             raise
@@ -99,7 +99,8 @@ class ToolRunner:
         except Exception:
             logger.exception("handling the result of tool %s failed", call.name)
 
-    async def _invoke(self, call: ToolCall) -> ToolResult:
+    async def invoke(self, call: ToolCall) -> ToolResult:
+        """Run one call to its result; never raises (failures become error outputs)."""
         tool = self._tools.get(call.name)
         if tool is None:
             known = ", ".join(sorted(self._tools)) or "none"
