@@ -39,13 +39,12 @@ from realtalk.scale.registry import (
     valid_session_id,
 )
 from realtalk.scale.worker import CLUSTER_SECRET_ENV, CLUSTER_SECRET_HEADER
-from realtalk.transports.webrtc import _SECURITY_HEADERS, _STATIC, WEB_DIR, OfferError, parse_offer
+from realtalk.transports.web_page import PageRoutes, read_page_files
+from realtalk.transports.webrtc import OfferError, parse_offer
 from realtalk.web_guard import (
-    TOKEN_HEADER,
     OriginPolicy,
     PageTokens,
     aiohttp_middleware,
-    page_with_token,
 )
 
 __all__ = ["Gateway"]
@@ -55,7 +54,7 @@ logger = logging.getLogger("realtalk.scale")
 _MAX_BODY = 256 * 1024
 
 
-class Gateway:
+class Gateway(PageRoutes):
     """Serves the page and dispatches offers to workers registered in Redis.
 
     Args:
@@ -98,7 +97,7 @@ class Gateway:
         secret = cluster_secret or os.environ.get(CLUSTER_SECRET_ENV) or ""
         self._worker_headers = {CLUSTER_SECRET_HEADER: secret} if secret else {}
         self._suspects: dict[str, float] = {}  # worker id -> monotonic time it may be tried again
-        self._files = {name: (WEB_DIR / name).read_bytes() for name in (*_STATIC, "index.html")}
+        self._files = read_page_files()
         self._client: aiohttp.ClientSession | None = None
         self._runner: web.AppRunner | None = None
 
@@ -112,9 +111,7 @@ class Gateway:
             client_max_size=_MAX_BODY,
             middlewares=[aiohttp_middleware(self.origin_policy, tokens=self.tokens)],
         )
-        app.router.add_get("/", self._index)
-        app.router.add_get("/static/{name}", self._static)
-        app.router.add_get("/api/config", self._config)
+        self.add_page_routes(app)
         app.router.add_get("/api/health", self._health)
         app.router.add_get("/metrics", self._metrics)
         app.router.add_post("/api/offer", self._offer)
@@ -146,37 +143,6 @@ class Gateway:
         await self.registry.aclose()
 
     # -- page -----------------------------------------------------------------------------------
-
-    def offer_headers(self, origin: str | None = None) -> dict[str, str]:
-        """The headers the page sends with an offer (for clients that are not the page)."""
-        return {
-            "Content-Type": "application/json",
-            "Origin": (origin or self.url).rstrip("/"),
-            TOKEN_HEADER: self.tokens.issue(),
-        }
-
-    async def _index(self, request: web.Request) -> web.Response:
-        return web.Response(
-            body=page_with_token(self._files["index.html"], self.tokens.issue()),
-            content_type="text/html",
-            charset="utf-8",
-            headers=_SECURITY_HEADERS,
-        )
-
-    async def _static(self, request: web.Request) -> web.Response:
-        name = request.match_info["name"]
-        content_type = _STATIC.get(name)
-        if content_type is None:
-            raise web.HTTPNotFound(text=f"no static file {name!r}")
-        return web.Response(
-            body=self._files[name],
-            content_type=content_type,
-            charset="utf-8",
-            headers=_SECURITY_HEADERS,
-        )
-
-    async def _config(self, request: web.Request) -> web.Response:
-        return web.json_response({"iceServers": self.ice_servers}, headers=_SECURITY_HEADERS)
 
     async def _health(self, request: web.Request) -> web.Response:
         try:

@@ -40,20 +40,18 @@ import secrets
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 
 from realtalk.job import JobContext
+from realtalk.transports.web_page import PageRoutes, read_page_files
 from realtalk.transports.webrtc_transport import WebRTCTransport
 from realtalk.web_guard import (
-    TOKEN_HEADER,
     OriginPolicy,
     PageTokens,
     aiohttp_middleware,
-    page_with_token,
 )
 
 __all__ = [
@@ -69,25 +67,9 @@ logger = logging.getLogger("realtalk.transport")
 
 Entrypoint = Callable[[Any], Awaitable[Any] | Any]
 
-WEB_DIR = Path(__file__).with_name("web")
-_STATIC = {
-    "app.js": "text/javascript",
-    "style.css": "text/css",
-}
 _MAX_BODY = 256 * 1024  # a browser offer is a few kB; refuse anything absurd before parsing
 _CONNECT_TIMEOUT_S = 30.0  # an answered offer that never connects is dropped after this
 _REPORT_WAIT_S = 5.0  # how long a failed start waits for the page's channel to say why
-_CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "media-src 'self' blob: mediastream:; connect-src 'self'; object-src 'none'; "
-    "base-uri 'none'; frame-ancestors 'none'; form-action 'none'"
-)
-_SECURITY_HEADERS = {
-    "Content-Security-Policy": _CSP,
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    "Cache-Control": "no-store",
-}
 
 
 class OfferError(ValueError):
@@ -147,7 +129,7 @@ def _ice_servers(servers: list[dict[str, Any]] | None) -> list[RTCIceServer]:
     return result
 
 
-class WebRTCServer:
+class WebRTCServer(PageRoutes):
     """Serves the page and one agent session per browser connection, in this process.
 
     ``entrypoint(ctx)`` is called once per connection with a context whose ``.transport`` is that
@@ -193,7 +175,7 @@ class WebRTCServer:
         self.connections: dict[str, WebRTCTransport] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._runner: web.AppRunner | None = None
-        self._files = {name: (WEB_DIR / name).read_bytes() for name in (*_STATIC, "index.html")}
+        self._files = read_page_files()
         self._ids = itertools.count(1)
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -205,9 +187,7 @@ class WebRTCServer:
             middlewares=[aiohttp_middleware(self.origin_policy, tokens=self.tokens)],
         )
         app[SERVER_KEY] = self
-        app.router.add_get("/", self._index)
-        app.router.add_get("/static/{name}", self._static)
-        app.router.add_get("/api/config", self._config)
+        self.add_page_routes(app)
         app.router.add_get("/api/health", self._health)
         app.router.add_post("/api/offer", self._offer)
         app.on_shutdown.append(self._on_shutdown)
@@ -262,37 +242,6 @@ class WebRTCServer:
         await self.close_connections()
 
     # -- HTTP handlers ------------------------------------------------------------------------
-
-    def offer_headers(self, origin: str | None = None) -> dict[str, str]:
-        """The headers the page sends with an offer (for clients that are not the page)."""
-        return {
-            "Content-Type": "application/json",
-            "Origin": (origin or self.url).rstrip("/"),
-            TOKEN_HEADER: self.tokens.issue(),
-        }
-
-    async def _index(self, request: web.Request) -> web.Response:
-        return web.Response(
-            body=page_with_token(self._files["index.html"], self.tokens.issue()),
-            content_type="text/html",
-            charset="utf-8",
-            headers=_SECURITY_HEADERS,
-        )
-
-    async def _static(self, request: web.Request) -> web.Response:
-        name = request.match_info["name"]
-        content_type = _STATIC.get(name)
-        if content_type is None:
-            raise web.HTTPNotFound(text=f"no static file {name!r}")
-        return web.Response(
-            body=self._files[name],
-            content_type=content_type,
-            charset="utf-8",
-            headers=_SECURITY_HEADERS,
-        )
-
-    async def _config(self, request: web.Request) -> web.Response:
-        return web.json_response({"iceServers": self.ice_servers}, headers=_SECURITY_HEADERS)
 
     async def _health(self, request: web.Request) -> web.Response:
         return web.json_response({"ok": True, "connections": len(self.connections)})
