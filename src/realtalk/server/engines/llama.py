@@ -26,9 +26,10 @@ import logging
 import re
 import threading
 import uuid
+from abc import abstractmethod
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from realtalk.server.engines.base import (
     LLM,
@@ -90,8 +91,45 @@ def chatml(turns: list[tuple[str, str]]) -> str:
     return body + "<|im_start|>assistant\n"
 
 
-class LlamaLLM(LLM):
+class ThreadedLLM(LLM):
+    """An LLM on the in-process llama.cpp runtime: ``_generate`` runs in a thread of its own."""
+
+    thread_name: ClassVar[str] = "realtalk-llm"
+
+    async def stream(
+        self,
+        messages: list[ChatMessage],
+        *,
+        tools: list[dict[str, Any]],
+        tool_choice: str | dict[str, Any] = "auto",
+        max_output_tokens: int | None = None,
+    ) -> AsyncIterator[LLMChunk]:
+        def produce(stop: threading.Event) -> Iterator[LLMChunk]:
+            return self._generate(messages, tools, tool_choice, max_output_tokens, stop)
+
+        # Closed explicitly, so closing this generator stops the thread (and waits for it). A few
+        # tokens of lookahead: a consumer that stops reading (the voice is busy) pauses the model.
+        chunks = iterate_in_thread(produce, name=self.thread_name, lookahead=_LOOKAHEAD_TOKENS)
+        async with contextlib.aclosing(chunks) as items:
+            async for chunk in items:
+                yield chunk
+
+    @abstractmethod
+    def _generate(
+        self,
+        messages: list[ChatMessage],
+        tools: list[dict[str, Any]],
+        tool_choice: str | dict[str, Any],
+        max_output_tokens: int | None,
+        stop: threading.Event,
+    ) -> Iterator[LLMChunk]:
+        """The reply's chunks, computed in the calling thread; stop early once ``stop`` is set."""
+
+
+class LlamaLLM(ThreadedLLM):
     """SmolLM2-135M; see the module docstring for how replies and calls are made."""
+
+    thread_name = "realtalk-llama"
 
     def __init__(
         self,
@@ -115,24 +153,6 @@ class LlamaLLM(LLM):
         # The first evaluation pays for paging in the weights and allocating buffers (seconds on
         # a loaded machine); pay it now rather than in the first user's turn.
         self.runtime.prefill(chatml([("system", system_prompt), ("user", "Hi")]))
-
-    async def stream(
-        self,
-        messages: list[ChatMessage],
-        *,
-        tools: list[dict[str, Any]],
-        tool_choice: str | dict[str, Any] = "auto",
-        max_output_tokens: int | None = None,
-    ) -> AsyncIterator[LLMChunk]:
-        def produce(stop: threading.Event) -> Iterator[LLMChunk]:
-            return self._generate(messages, tools, tool_choice, max_output_tokens, stop)
-
-        # Closed explicitly, so closing this generator stops the thread (and waits for it). A few
-        # tokens of lookahead: a consumer that stops reading (the voice is busy) pauses the model.
-        tokens = iterate_in_thread(produce, name="realtalk-llama", lookahead=_LOOKAHEAD_TOKENS)
-        async with contextlib.aclosing(tokens) as items:
-            async for chunk in items:
-                yield chunk
 
     def _generate(
         self,

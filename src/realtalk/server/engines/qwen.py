@@ -23,23 +23,22 @@ import contextlib
 import logging
 import threading
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from realtalk.server.engines.base import (
-    LLM,
     ChatMessage,
     EngineError,
     LLMChunk,
     LLMUsage,
     TextDelta,
 )
-from realtalk.server.engines.llama import QWEN_SYSTEM_PROMPT, SENTENCE_END
+from realtalk.server.engines.llama import QWEN_SYSTEM_PROMPT, SENTENCE_END, ThreadedLLM
 from realtalk.server.engines.models import DEFAULT_MODEL, model_path
 from realtalk.server.engines.runtime import Completion, LlamaRuntime
-from realtalk.server.engines.threads import iterate_in_thread, run_in_thread
+from realtalk.server.engines.threads import run_in_thread
 from realtalk.server.engines.toolcalls import (
     call_grammar,
     function_tools,
@@ -53,13 +52,14 @@ __all__ = ["QwenLLM"]
 
 logger = logging.getLogger("realtalk.server")
 
-_LOOKAHEAD_TOKENS = 4
 _MAX_CALL_TOKENS = 160
 _CHARS_PER_TOKEN = 3  # English and JSON run 3-4 characters a token for Qwen's tokenizer
 
 
-class QwenLLM(LLM):
+class QwenLLM(ThreadedLLM):
     """A local Qwen2.5 GGUF that speaks or calls the session's tools; see the module docstring."""
+
+    thread_name = "realtalk-qwen"
 
     def __init__(
         self,
@@ -87,22 +87,6 @@ class QwenLLM(LLM):
     async def prefill(self, instructions: str, tools: list[dict[str, Any]]) -> None:
         prefix = system_block(self._system(instructions), function_tools(tools))
         await run_in_thread(lambda: self.runtime.prefill(prefix), name="realtalk-prefill")
-
-    async def stream(
-        self,
-        messages: list[ChatMessage],
-        *,
-        tools: list[dict[str, Any]],
-        tool_choice: str | dict[str, Any] = "auto",
-        max_output_tokens: int | None = None,
-    ) -> AsyncIterator[LLMChunk]:
-        def produce(stop: threading.Event) -> Iterator[LLMChunk]:
-            return self._generate(messages, tools, tool_choice, max_output_tokens, stop)
-
-        chunks = iterate_in_thread(produce, name="realtalk-qwen", lookahead=_LOOKAHEAD_TOKENS)
-        async with contextlib.aclosing(chunks) as items:
-            async for chunk in items:
-                yield chunk
 
     def _generate(
         self,
