@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, get_args
 
 import numpy as np
 import pytest
@@ -22,6 +22,7 @@ from realtalk.media.playout import AudioOutput
 from realtalk.media.resample import resample_oneshot
 from realtalk.media.wav import iter_frames, read_wav
 from realtalk.plugins.openai import OpenAIRealtime, OpenAIRealtimeConfig
+from realtalk.realtime.events import ModelEventName
 from realtalk.server import LocalServer, app
 from realtalk.server.connection import Connection
 from tests.conftest import make_engines, make_speech_wav
@@ -29,22 +30,7 @@ from tests.conftest import make_engines, make_speech_wav
 TIMEOUT_S = 15.0
 FRAME_MS = 20
 
-MODEL_EVENTS = (
-    "error",
-    "user_speech_started",
-    "user_speech_ended",
-    "agent_speech_started",
-    "agent_speech_ended",
-    "realtime_model_transcription",
-    "text_response",
-    "function_call",
-    "response_created",
-    "response_done",
-    "turn_metrics",
-    "reconnecting",
-    "reconnected",
-    "closed",
-)
+MODEL_EVENTS = get_args(ModelEventName)  # every event the model may emit
 
 
 class RecordingConnection(Connection):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 
@@ -19,25 +19,11 @@ from realtalk.media.playout import AudioOutput
 from realtalk.plugins.openai import OpenAIRealtime, OpenAIRealtimeClient, OpenAIRealtimeConfig
 from realtalk.plugins.openai.link import Action, ArmTimer, CancelTimer, Emit, RunTool
 from realtalk.protocol import IdGenerator, events, validate_client_event
+from realtalk.realtime.events import ModelEventName
 from realtalk.tools import FunctionTool
 from tests.conformance import check_client_event, check_server_event
 
-EVENT_NAMES = (
-    "error",
-    "user_speech_started",
-    "user_speech_ended",
-    "agent_speech_started",
-    "agent_speech_ended",
-    "realtime_model_transcription",
-    "text_response",
-    "function_call",
-    "response_created",
-    "response_done",
-    "turn_metrics",
-    "reconnecting",
-    "reconnected",
-    "closed",
-)
+EVENT_NAMES = get_args(ModelEventName)  # every event the model may emit
 
 FRAME_MS = 20
 
