@@ -23,10 +23,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from realtalk import Agent, AgentSession, JobContext, function_tool
 from realtalk.plugins.openai import OpenAIRealtime, OpenAIRealtimeConfig
 
-INSTRUCTIONS = """\
-You are a friendly, concise voice assistant. Answer in one or two short sentences.
-Use your tools: get_time for the current time or date, calculate for any arithmetic (never do
-sums in your head), convert_units for unit conversions. Say numbers the way a person would."""
+INSTRUCTIONS = (
+    "You are a friendly, concise voice assistant. Answer in one or two short sentences.\n"
+    "You do not know what time, day, date or month it is now: call get_time for any of them.\n"
+    "For a quantity with units (miles, kilograms, degrees, liters...) call convert_units, "
+    "never calculate.\n"
+    "For arithmetic on plain numbers call calculate; never do sums in your head.\n"
+    "Say numbers the way a person would."
+)
 
 
 class Assistant(Agent):
@@ -38,17 +42,20 @@ class Assistant(Agent):
 
     @function_tool
     async def get_time(self, timezone: str | None = None) -> dict[str, str]:
-        """The current date and time.
+        """The current time and date: weekday, day, month and year. You cannot know these
+        yourself, so call this for any question about the time, today, the date, the day or
+        the month.
 
         Args:
-            timezone: An IANA time zone such as "Europe/Paris" or "America/New_York";
-                the computer's own time zone when left out.
+            timezone: The IANA time zone ("Continent/City") of a place the user names;
+                leave it out for the user's own time.
         """
         return current_time(timezone)
 
     @function_tool
     async def calculate(self, expression: str) -> str:
-        """Evaluate an arithmetic expression exactly.
+        """Evaluate an arithmetic expression on plain numbers exactly. Not for quantities
+        with units: use convert_units for those.
 
         Args:
             expression: Numbers with + - * / // % ** and parentheses, and sqrt(), abs(),
@@ -58,7 +65,9 @@ class Assistant(Agent):
 
     @function_tool
     async def convert_units(self, value: float, from_unit: str, to_unit: str) -> str:
-        """Convert a quantity between units of length, mass, volume, speed or temperature.
+        """Convert a quantity from one unit to another: length, mass, volume, speed or
+        temperature (miles, kilometers, pounds, kilograms, liters, gallons, degrees...).
+        Always use this, never calculate, when the question names units.
 
         Args:
             value: The amount to convert, e.g. 5.
