@@ -31,7 +31,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .frame import AudioFrame, check_format
+from .frame import AudioFrame, check_format, frame_unchecked
 
 logger = logging.getLogger("realtalk.media")
 
@@ -221,8 +221,22 @@ class AudioOutput:
 
     def read_frame(self) -> AudioFrame:
         """The next frame right away (no pacing): for consumers with their own clock."""
-        events: list[_Event] = []
         with self._lock:
+            # The common case, 50 times a second per session: the head item is playing and has
+            # a whole frame left after this one is cut. No callback can fire, nothing to check.
+            queue = self._queue
+            if queue and not self._starved:
+                item = queue[0]
+                buf = item.buf
+                fb = self._frame_bytes
+                size = len(buf)
+                if item.started and (size > fb or (size == fb and not item.ended)):
+                    data = bytes(buf[:fb])
+                    del buf[:fb]
+                    item.played += self._frame_samples
+                    self._handed += self._frame_samples
+                    return frame_unchecked(data, self.sample_rate)
+            events: list[_Event] = []
             frame = self._take(events)
         if events:
             self._emit(events)
@@ -243,7 +257,7 @@ class AudioOutput:
                 self._hand_out(item, self._frame_samples, events)
                 if item.ended and not item.buf:
                     self._remove(item, interrupted=False, events=events)
-                return AudioFrame(data, self.sample_rate, 1)
+                return frame_unchecked(data, self.sample_rate)
             if item.ended:
                 if not avail:  # never had audio
                     self._remove(item, interrupted=False, events=events)
@@ -252,7 +266,7 @@ class AudioOutput:
                 item.buf.clear()
                 self._hand_out(item, avail // 2, events)
                 self._remove(item, interrupted=False, events=events)
-                return AudioFrame(data, self.sample_rate, 1)
+                return frame_unchecked(data, self.sample_rate)
             self._starved = True  # underrun inside an item: refill the jitter buffer
             return self._silence
         return self._silence

@@ -46,7 +46,7 @@ from realtalk.realtime.base import ModelError
 from realtalk.tools import ToolResult
 
 from . import barge_in
-from .audio import AudioInput, OutputAudio, b64_size
+from .audio import AudioAppend, AudioInput, OutputAudio, append_event, b64_size
 from .audio_clock import AudioClock
 from .config import OpenAIRealtimeConfig, build_session, normalize_transcription
 from .connection import model_error
@@ -587,7 +587,7 @@ class OpenAIRealtimeClient:
 
     # -- the user's calls -------------------------------------------------------------------------
 
-    def append_audio(self, audio: bytes | AudioFrame) -> dict[str, Any] | None:
+    def append_audio(self, audio: bytes | AudioFrame) -> AudioAppend | None:
         """User audio; dropped while not connected, held while the link is rebuilt.
 
         The hot path: the ``input_audio_buffer.append`` to send (once a batch is full) is
@@ -596,8 +596,8 @@ class OpenAIRealtimeClient:
         if self.link.state is LinkState.OPEN:
             payload = self.audio_in.push(audio)
             if payload is not None:
-                self.audio_clock.sent(self.config.input_format.ms_for_bytes(b64_size(payload)))
-                return events.input_audio_buffer_append(payload)
+                self.audio_clock.sent(self.audio_in.wire.ms_for_bytes(b64_size(payload)))
+                return append_event(payload)
         elif self.link.reconnecting:
             payload = self.audio_in.push(audio)
             if payload is not None:
@@ -607,8 +607,8 @@ class OpenAIRealtimeClient:
     def commit_audio(self) -> None:
         payload = self.audio_in.flush()
         if payload is not None:
-            self.send(events.input_audio_buffer_append(payload))
-            self.audio_clock.sent(self.config.input_format.ms_for_bytes(b64_size(payload)))
+            self.send(append_event(payload))
+            self.audio_clock.sent(self.audio_in.wire.ms_for_bytes(b64_size(payload)))
         self.send(events.input_audio_buffer_commit(event_id=self.ids("event")))
 
     def clear_audio(self) -> None:

@@ -30,6 +30,7 @@ from realtalk.metrics import SessionMetrics
 from realtalk.protocol import SAY_PREFIX, events, parse_event
 from realtalk.realtime.base import AgentSpec, ModelError, RealtimeBaseModel, RealtimeCapabilities
 
+from .audio import AudioAppend, join_appends
 from .client import OpenAIRealtimeClient
 from .config import OpenAIRealtimeConfig
 from .connection import open_websocket
@@ -60,6 +61,9 @@ __all__ = ["SAY_INSTRUCTIONS", "OpenAIRealtime", "OpenAISession"]
 
 logger = logging.getLogger("realtalk.client")
 install_redaction(logger)
+
+# One encoder for every event: json.dumps with options builds a new encoder per call.
+_encode_json = json.JSONEncoder(separators=(",", ":")).encode
 
 #: The wording of a say (kept under its old name; the protocol package owns it).
 SAY_INSTRUCTIONS = SAY_PREFIX
@@ -373,20 +377,36 @@ class OpenAIRealtime(RealtimeBaseModel):
     async def _send_loop(self, session: OpenAISession) -> None:
         ws = session.ws
         queue = session.msg_queue
-        dumps = json.dumps
+        held: dict[str, Any] | None = None  # taken while joining appends, sent next
         try:
             while True:
-                event = await queue.get()
-                try:
-                    frame = dumps(event, separators=(",", ":"))
-                except (TypeError, ValueError) as exc:  # e.g. a bad event given to send_event
-                    self._report(
-                        ModelError(f"cannot send {event.get('type')}: {exc}", code="client_error")
-                    )
-                    continue
+                if held is not None:
+                    event, held = held, None
+                else:
+                    event = await queue.get()
+                if type(event) is AudioAppend:
+                    # Appends that queued while the socket was busy go out as one message.
+                    frame, held = join_appends(event, queue)
+                else:
+                    try:
+                        frame = _encode_json(event)
+                    except (TypeError, ValueError) as exc:  # e.g. a bad event given to send_event
+                        self._report(
+                            ModelError(
+                                f"cannot send {event.get('type')}: {exc}", code="client_error"
+                            )
+                        )
+                        continue
                 await ws.send(frame)
         except ConnectionClosed:
             return  # the receive loop sees the close and reports it
+        finally:
+            if held is not None:  # back in front, where the unsent events are collected from
+                rest = [held]
+                while not queue.empty():
+                    rest.append(queue.get_nowait())
+                for event in rest:
+                    queue.put_nowait(event)
 
     async def _receive_loop(self, session: OpenAISession) -> None:
         reason = "the connection closed"
