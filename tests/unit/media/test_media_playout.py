@@ -309,3 +309,35 @@ def test_buffered_ms_and_bad_construction() -> None:
         AudioOutput(11025, 20)  # 220.5 samples per frame
     with pytest.raises(ValueError):
         AudioOutput(RATE, 20, -1)
+
+
+def test_queued_ms_follows_every_change_of_the_queue() -> None:
+    out = AudioOutput(sample_rate=24000, realtime=False, jitter_ms=0)
+    checks = []
+
+    def check() -> None:
+        checks.append((out.queued_ms, out.buffered_ms))
+        assert abs(out.queued_ms - out.buffered_ms) <= 1  # O(1) count vs the exact sum
+
+    out.push("a", bytes(4801))  # ~100 ms and half a sample
+    check()
+    out.push("a", bytes(479))
+    check()
+    for _ in range(3):
+        out.read_frame()
+        check()
+    out.push("b", bytes(2400))
+    out.end_item("a")
+    check()
+    out.push("c", bytes(960 * 3 + 1))
+    out.end_item("c")  # drops the half sample
+    out.discard("b")
+    check()
+    while out.buffered_ms:
+        out.read_frame()
+        check()
+    assert out.queued_ms == 0
+    out.push("d", bytes(9600))
+    out.flush()
+    assert out.queued_ms == out.buffered_ms == 0
+    assert checks[0][0] == 100

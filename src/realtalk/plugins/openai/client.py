@@ -162,6 +162,11 @@ class OpenAIRealtimeClient:
         out, self._outbox = self._outbox, []
         return out
 
+    def has_output(self) -> bool:
+        """Whether :meth:`events_to_send` or :meth:`actions` has anything (most audio deltas
+        leave both empty: the driver skips them cheaply)."""
+        return bool(self._outbox or self._actions)
+
     def actions(self) -> list[Action]:
         """What the driver must do now, in order (and forget them)."""
         out, self._actions = self._actions, []

@@ -303,6 +303,8 @@ class OpenAIRealtime(RealtimeBaseModel):
     def _flush(self) -> None:
         """Hand the core's client events to the socket and perform its actions."""
         core = self.core
+        if not core.has_output():
+            return
         out = core.events_to_send()
         if out:
             session = self._session
