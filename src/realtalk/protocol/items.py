@@ -41,13 +41,7 @@ def message_item(
 ) -> dict[str, Any]:
     """A ``message`` item (``system``, ``user`` or ``assistant``)."""
     item: dict[str, Any] = {"type": "message", "role": role, "content": content}
-    if item_id is not None:
-        item["id"] = item_id
-    if with_object:
-        item["object"] = "realtime.item"
-    if status is not None:
-        item["status"] = status
-    return item
+    return _identified(item, item_id, status, with_object)
 
 
 def user_text_item(text: str, *, item_id: str | None = None) -> dict[str, Any]:
@@ -78,13 +72,7 @@ def function_call_item(
         "name": name,
         "arguments": arguments,
     }
-    if item_id is not None:
-        item["id"] = item_id
-    if with_object:
-        item["object"] = "realtime.item"
-    if status is not None:
-        item["status"] = status
-    return item
+    return _identified(item, item_id, status, with_object)
 
 
 def function_call_output_item(
@@ -93,4 +81,17 @@ def function_call_output_item(
     item: dict[str, Any] = {"type": "function_call_output", "call_id": call_id, "output": output}
     if item_id is not None:
         item["id"] = item_id
+    return item
+
+
+def _identified(
+    item: dict[str, Any], item_id: str | None, status: str | None, with_object: bool
+) -> dict[str, Any]:
+    """``item`` with its id, ``object`` and status where given, in the order the server uses."""
+    if item_id is not None:
+        item["id"] = item_id
+    if with_object:
+        item["object"] = "realtime.item"
+    if status is not None:
+        item["status"] = status
     return item
