@@ -54,7 +54,7 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # what OpenAI accepts as a func
 
 #: Turns a return value its caller gives a meaning to (a handoff, :mod:`realtalk.handoff`) into
 #: the call's result; None for an ordinary value, which is serialised.
-ResultInterpreter = Callable[[object], "ToolResult | None"]
+ResultInterpreter = Callable[[object], ToolResult | None]
 
 
 class FunctionTool:
