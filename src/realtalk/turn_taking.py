@@ -65,8 +65,9 @@ class TurnTaking:
         self.update()
 
     def reply_cancelled(self) -> None:
+        """No reply is due any more (an interrupt). The state is derived at the next
+        :meth:`update`, once the model has stopped, so it does not pass through ``listening``."""
         self._reply_due = False
-        self.update()
 
     def user_speech_started(self) -> None:
         self._set_user_state("speaking")
