@@ -117,6 +117,13 @@ async def _serve(
     engine: str, voice: str, max_seconds: float, partial: bool, baseline: bool
 ) -> None:
     scripted_llm_if_asked()
+    log_to = os.environ.get("REALTALK_BENCH_SERVER_LOG")
+    if log_to:  # the server's own DEBUG timeline, to see where a turn's time goes
+        import logging
+
+        logging.basicConfig(
+            filename=log_to, level=logging.DEBUG, format="%(asctime)s %(name)s %(message)s"
+        )
     engines = None
     if baseline:  # the pipeline before issue 9: Whisper's 30 s window, silence alone, no guesses
         engines = load_engines(engine, voice=voice)  # type: ignore[arg-type]

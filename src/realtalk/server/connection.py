@@ -59,6 +59,9 @@ INLINE_VAD_MS = 120
 #: Audio kept before speech while nobody speaks, beyond the prefix padding.
 IDLE_KEEP_MS = 500
 MIN_COMMIT_MS = 100
+#: This far into the user's speech the LLM evaluates the conversation their turn follows (by
+#: then a barge-in has cut the last reply to what was heard).
+WARM_AFTER_SPEECH_MS = 200
 #: The decoded audio of an append, in :attr:`Connection._decoded` (parts of an item: their index).
 APPEND_AUDIO = -1
 
@@ -133,6 +136,7 @@ class Connection:
         #: the LLM starts on the speculative transcript while the pause may still end the turn
         self.speculative_replies = speculative_replies and speculative_transcripts
         self._guess: tuple[float, GuessTask] | None = None  # (the pause, the guess being made)
+        self._warmed: str | None = None  # the turn (item id) the LLM was warmed for
         self._configure_turns()
 
     # --- entry points ------------------------------------------------------------------------
@@ -389,9 +393,34 @@ class Connection:
                 report=self._transcription is not None,
             )
             if self.speculative_replies:
+                self._warm_llm(draft, turns)
                 self._guess_reply(draft, turns)
 
     # --- a reply started in the pause --------------------------------------------------------
+
+    def _warm_llm(self, draft: Draft, turns: TurnDetector) -> None:
+        """Once the user has been speaking a while, have the LLM evaluate the conversation
+        their turn follows, so the reply (or its guess) evaluates only the new turn."""
+        if self._warmed == draft.item_id or self.active is not None or self.closed:
+            return
+        if turns.pause_began_ms is not None:  # a pause: the guess needs the LLM now, not this
+            return
+        speech_ms = turns.position_ms - draft.start_ms - turns.settings.prefix_padding_ms
+        if speech_ms < WARM_AFTER_SPEECH_MS:
+            return
+        self._warmed = draft.item_id
+        items = [(e.snapshot(), 0) for e in self.conversation]
+        settings, text_of = self._settings({}), self.transcripts.text_of
+
+        async def warm() -> None:
+            try:
+                context = await build_context(settings.instructions, items, text_of)
+                if not self.closed:
+                    await self.engines.llm.warm(context.messages, settings.tools)
+            except Exception as exc:  # only time is lost: the reply evaluates it all then
+                logger.debug("warming the LLM failed: %s", exc)
+
+        self._track(asyncio.create_task(warm()))
 
     def _guess_reply(self, draft: Draft, turns: TurnDetector) -> None:
         """Once the pause's transcript is being speculated, start the reply it would get."""

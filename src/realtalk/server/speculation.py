@@ -1,13 +1,14 @@
 """A reply started on a guess: the LLM begins during the silence that may end the user's turn.
 
-Ending a turn waits on silence (and on the end-of-turn model); the transcript of the utterance is
-already speculated ~100 ms into the pause (see ``transcription``). With that text the LLM can
-start too: a :class:`ReplyGuess` runs the LLM on the context the reply *would* have, and reads
-ahead until the first sentence (or a function call) is there, then stops pulling, so a guess
-never costs more than a first sentence of work. When the turn ends, the response takes the guess
-only if the context it really builds is the same (same messages, tools and limits); otherwise,
-or when the user goes on speaking, the guess is closed and forgotten. Nothing of a guess is ever
-sent to the client: the response replays its chunks as if the LLM had produced them just then.
+Ending a turn waits on silence (and on the end-of-turn model); the transcript of the utterance
+is already speculated at the pause's first silent window (see ``transcription``). With that text
+the LLM can start too: a :class:`ReplyGuess` runs the LLM on the context the reply *would*
+have, and reads ahead until the first sentence (or a function call) is there, then stops
+pulling, so a guess never costs more than a first sentence of work. When the turn ends, the
+response takes the guess only if the context it really builds is the same (same messages, tools
+and limits); otherwise, or when the user goes on speaking, the guess is closed and forgotten.
+Nothing of a guess is ever sent to the client: the response replays its chunks as if the LLM
+had produced them just then.
 
 A guess holds an open LLM stream (a local model may be busy with it), so every guess is closed as
 soon as it is known to be useless, before any other LLM call of the connection starts.

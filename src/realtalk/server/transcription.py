@@ -65,7 +65,7 @@ class UserTranscripts:
         partials: bool = True,
         partial_interval_ms: float = 1000.0,
         speculate: bool = True,
-        speculate_after_ms: float = 96.0,
+        speculate_after_ms: float = 32.0,
     ) -> None:
         self._transcriber = transcriber
         self._send = send

@@ -156,3 +156,60 @@ async def test_a_guess_still_being_made_when_the_turn_ends_is_used(
         assert "input_audio_buffer.speech_stopped" in llm.calls[0][1]
     finally:
         await h.connection.aclose()
+
+
+class WarmedLLM(WatchedLLM):
+    """Also notes each `warm` (the last message it was given) in one log with the LLM calls."""
+
+    def __init__(self, harness: list[Harness]) -> None:
+        super().__init__(harness)
+        self.log: list[tuple[str, str]] = []
+
+    async def warm(self, messages: list[ChatMessage], tools: list[dict[str, Any]]) -> None:
+        self.log.append(("warm", messages[-1].content if messages else ""))
+
+    async def stream(self, messages: list[ChatMessage], **options: Any) -> AsyncIterator[LLMChunk]:
+        self.log.append(("reply", messages[-1].content))
+        async for chunk in super().stream(messages, **options):
+            yield chunk
+
+
+async def test_the_llm_evaluates_the_conversation_while_the_user_speaks() -> None:
+    box: list[Harness] = []
+    engines = make_engines()
+    llm = WarmedLLM(box)
+    engines.llm = llm
+    h = Harness(engines, speculative_transcripts=True)
+    box.append(h)
+    try:
+        await h.send(ev.session_update(VAD_500))
+        await h.append(silence(200) + tone_speech("one two three four") + silence(700), chunk_ms=20)
+        first = await h.wait_for("response.done")
+        said = first["response"]["output"][0]["content"][0]["transcript"]
+        await h.append(silence(200) + tone_speech("five six seven") + silence(700), chunk_ms=20)
+        await h.wait_for("response.done", count=2)
+        # Once a turn, before the reply to it, with the conversation the turn follows: at first
+        # the system turn alone, then ending with what the agent said.
+        kinds = [kind for kind, _ in llm.log]
+        assert kinds == ["warm", "reply", "warm", "reply"]
+        assert llm.log[2][1] == said
+        assert llm.log[3][1] not in (said, llm.log[1][1])  # the second turn's own words
+    finally:
+        await h.connection.aclose()
+
+
+async def test_a_turn_too_short_to_warm_still_gets_its_reply() -> None:
+    box: list[Harness] = []
+    engines = make_engines()
+    llm = WarmedLLM(box)
+    engines.llm = llm
+    h = Harness(engines, speculative_transcripts=True)
+    box.append(h)
+    try:
+        await h.send(ev.session_update(VAD_500))
+        await h.append(silence(200) + tone_speech("hi")[: 24 * 2 * 120] + silence(700), chunk_ms=20)
+        done = await h.wait_for("response.done")
+        assert done["response"]["status"] == "completed"
+        assert [kind for kind, _ in llm.log] == ["reply"]  # 120 ms of speech: nothing to warm
+    finally:
+        await h.connection.aclose()

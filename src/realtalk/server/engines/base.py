@@ -182,6 +182,15 @@ class LLM(ABC):
         the default does nothing.
         """
 
+    async def warm(self, messages: list[ChatMessage], tools: list[dict[str, Any]]) -> None:  # noqa: B027
+        """Evaluate the conversation so far while the user is still speaking.
+
+        The reply to their turn will be asked for with `messages` plus that turn, so a local
+        model that keeps its evaluated prompt pays only for the new turn then (what the agent
+        said last, cut where the user barged in, is the part no earlier call has seen). The
+        default does nothing.
+        """
+
 
 class Voice(ABC):
     """Text to speech, sentence by sentence so the first audio is ready early."""

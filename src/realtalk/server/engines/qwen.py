@@ -40,6 +40,7 @@ from realtalk.server.engines.models import DEFAULT_MODEL, model_path
 from realtalk.server.engines.runtime import Completion, LlamaRuntime
 from realtalk.server.engines.threads import run_in_thread
 from realtalk.server.engines.toolcalls import (
+    REPLY_START,
     call_grammar,
     function_tools,
     parse_reply,
@@ -86,6 +87,11 @@ class QwenLLM(ThreadedLLM):
 
     async def prefill(self, instructions: str, tools: list[dict[str, Any]]) -> None:
         prefix = system_block(self._system(instructions), function_tools(tools))
+        await run_in_thread(lambda: self.runtime.prefill(prefix), name="realtalk-prefill")
+
+    async def warm(self, messages: list[ChatMessage], tools: list[dict[str, Any]]) -> None:
+        prompt = self._fit(list(messages), function_tools(tools), _MAX_CALL_TOKENS)
+        prefix = prompt.removesuffix(REPLY_START)  # what a reply to the next turn starts with
         await run_in_thread(lambda: self.runtime.prefill(prefix), name="realtalk-prefill")
 
     def _generate(

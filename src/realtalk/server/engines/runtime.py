@@ -21,6 +21,7 @@ import os
 import queue
 import secrets
 import threading
+import time
 from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,7 @@ logger = logging.getLogger("realtalk.server")
 _PAUSE_POLL_S = 0.05
 _BUFFERED_PIECES = 2  # the model runs at most this far ahead of a reader that stopped reading
 _HOST_PROMPT_CACHE_MIB = 64  # llama.cpp's host-memory copy of old prompts (default 8 GiB)
+_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100  # /proc/stat's unit
 
 
 @dataclass
@@ -47,16 +49,41 @@ class Completion:
 
 
 def default_threads() -> int:
-    """$REALTALK_LLM_THREADS, else half the cores, at most 4: on 2 cores, one thread.
+    """$REALTALK_LLM_THREADS, else the cores other programs leave free now: at least 1, at most 4.
 
-    llama.cpp's threads wait for each other at every step of every token, so one thread that
-    loses its core to Whisper, Piper or another program stalls them all: on a 2-core machine
-    under load, Qwen 0.5B wrote 30 tokens in 1.6-2.7 s with one thread and 9-22 s with two.
+    llama.cpp's threads wait for each other at every step of every token, so a thread that loses
+    its core stalls them all. Measured on 2 cores, Qwen 0.5B to its sixth word: idle, 2 threads
+    368 ms and 1 thread 654 ms; with both cores busy elsewhere, 2 threads 1,563 ms and 1 thread
+    889 ms. So as many threads as cores are free when the model loads (what other processes use,
+    over a moment, from /proc; this process's own work does not count).
     """
     explicit = os.environ.get("REALTALK_LLM_THREADS", "")
     if explicit.isdigit() and int(explicit) > 0:
         return int(explicit)
-    return max(1, min(4, (os.cpu_count() or 2) // 2))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    free = (cores or 2) - _cores_busy_elsewhere()
+    return max(1, min(4, int(free + 0.5)))
+
+
+def _cores_busy_elsewhere(window_s: float = 0.5) -> float:
+    """How many cores other processes kept busy over `window_s` (0 where /proc cannot tell)."""
+
+    def sample() -> tuple[float, float]:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+        busy = sum(fields) - fields[3] - (fields[4] if len(fields) > 4 else 0)  # less idle, iowait
+        times = os.times()
+        return busy / _TICKS, times.user + times.system
+
+    try:
+        busy0, own0 = sample()
+        start = time.monotonic()
+        time.sleep(window_s)
+        busy1, own1 = sample()
+        elapsed = time.monotonic() - start
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    return max(0.0, ((busy1 - busy0) - (own1 - own0)) / elapsed)
 
 
 class LlamaRuntime:
@@ -85,6 +112,7 @@ class LlamaRuntime:
             self._server: Any = xllamacpp.Server(params)
         except Exception as exc:  # a corrupt or foreign file fails inside llama.cpp
             raise EngineUnavailableError(f"llama.cpp could not load {path}: {exc}") from exc
+        logger.info("llama.cpp loaded %s on %d thread(s)", path.name, n_threads)
         self.path = path
         self.n_ctx = n_ctx
         self.lock = threading.Lock()

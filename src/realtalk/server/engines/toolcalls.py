@@ -28,6 +28,7 @@ __all__ = [
     "ANSWER_FROM_RESULT",
     "CALL_CLOSE",
     "CALL_OPEN",
+    "REPLY_START",
     "ParsedCall",
     "call_grammar",
     "check_arguments",
@@ -41,6 +42,8 @@ __all__ = [
 
 CALL_OPEN = "<tool_call>"
 CALL_CLOSE = "</tool_call>"
+#: Where the assistant's reply starts: every prompt ends with it.
+REPLY_START = "<|im_start|>assistant\n"
 #: Closes the turn of fresh tool results, so the model answers from them in words.
 ANSWER_FROM_RESULT = "Reply to my question in one short sentence, using this result."
 MAX_STRING_CHARS = 80  # a runaway string argument ends here instead of at max_tokens
@@ -137,7 +140,7 @@ def render_prompt(
         previous = m.role
     if previous == "tool":  # say how to use the results: a small model otherwise comments on them
         prompt = prompt[: -len("<|im_end|>\n")] + "\n" + ANSWER_FROM_RESULT + "<|im_end|>\n"
-    return prompt + "<|im_start|>assistant\n"
+    return prompt + REPLY_START
 
 
 def strict_schema(schema: Any) -> Any:
