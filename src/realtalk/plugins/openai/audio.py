@@ -83,7 +83,7 @@ class AudioInput:
         self._resampler: StreamResampler | None = None
         self._encode = _ENCODERS.get(wire.type)
         self._batch_samples = wire.rate * batch_ms // 1000
-        self._raw = bytearray()  # frames not resampled yet, all of one format:
+        self._raw = bytearray()  # frames not resampled yet, all of one format
         self._raw_rate = 0
         self._raw_channels = 0
         self._raw_per_sample = 1.0  # bytes of _raw per output sample (float, for the estimate)
