@@ -184,9 +184,10 @@ def ours_downlink(base_url: str) -> DownRunner:
                 done.clear()
                 await model.send_text_message(REPLY_TEXT)
                 await asyncio.wait_for(done.wait(), 60)
-                while output.buffered_ms:
-                    output.read_frame()
-                    frames += 1
+                while n := -(-output.buffered_ms // 20):  # whole frames, the last one padded
+                    for _ in range(n):
+                        output.read_frame()
+                    frames += n
             return time.process_time() - start, frames
         finally:
             await model.aclose()
