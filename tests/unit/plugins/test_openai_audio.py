@@ -176,23 +176,23 @@ def test_queued_appends_join_into_one_message_in_order() -> None:
     queue.put_nowait(commit)
     later = append_event(base64.b64encode(b"z" * 6).decode("ascii"))
     queue.put_nowait(later)
-    frame, held = join_appends(first, queue)
-    message = json.loads(frame)
+    message = json.loads(join_appends(first, queue))
     check_client_event(message)
     assert base64.b64decode(message["audio"]) == b"".join(pcm)
-    assert held is commit  # the commit ended the run: it goes next, before the later append
-    assert queue.get_nowait() is later
+    # The commit ended the run; it is next in the queue, still before the later append.
+    assert queue.get_nowait() is commit
+    assert queue.get_nowait() is later and queue.empty()
 
 
 def test_a_padded_payload_ends_the_join() -> None:
     queue: asyncio.Queue[dict[str, object]] = asyncio.Queue()
     padded = append_event(base64.b64encode(b"ab").decode("ascii"))  # "YWI="
     queue.put_nowait(append_event(base64.b64encode(b"cde").decode("ascii")))
-    frame, held = join_appends(padded, queue)  # nothing may follow a padded payload
-    assert json.loads(frame)["audio"] == "YWI=" and held is None and queue.qsize() == 1
+    frame = join_appends(padded, queue)  # nothing may follow a padded payload
+    assert json.loads(frame)["audio"] == "YWI=" and queue.qsize() == 1
     queue.get_nowait()
     queue.put_nowait(padded)
     queue.put_nowait(append_event(base64.b64encode(b"ABC").decode("ascii")))
-    frame, held = join_appends(append_event(base64.b64encode(b"xyz").decode("ascii")), queue)
+    frame = join_appends(append_event(base64.b64encode(b"xyz").decode("ascii")), queue)
     assert base64.b64decode(json.loads(frame)["audio"]) == b"xyzab"  # the padded one ends it
-    assert held is None and queue.qsize() == 1
+    assert queue.qsize() == 1

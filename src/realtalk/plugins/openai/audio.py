@@ -196,6 +196,7 @@ def append_json(payload_b64: str) -> str:
 class _Queue(Protocol):
     def empty(self) -> bool: ...
     def get_nowait(self) -> dict[str, Any]: ...
+    def put_nowait(self, item: dict[str, Any]) -> None: ...
 
 
 #: Appends joined into one message stay under this many base64 characters (~1 MiB of
@@ -203,30 +204,39 @@ class _Queue(Protocol):
 MAX_JOINED_APPEND_CHARS = 1 << 20
 
 
-def join_appends(first: AudioAppend, queue: _Queue) -> tuple[str, dict[str, Any] | None]:
-    """The JSON text of ``first`` joined with the appends queued right behind it, and the
-    event that ended the run (taken from the queue: send it next), if any.
+def join_appends(first: AudioAppend, queue: _Queue) -> str:
+    """The JSON text of ``first`` joined with the appends queued right behind it.
 
     One message and one socket write instead of several, when the sender fell behind. Base64
-    payloads join only after one without padding (``AudioInput``'s batches have none).
+    payloads join only after one without padding (``AudioInput``'s batches have none). The
+    queue keeps everything else in order: an event that ends the run goes back to its front.
     """
     audio = first["audio"]
     if queue.empty() or audio.endswith("="):
-        return append_json(audio), None
+        return append_json(audio)
     parts = [audio]
     size = len(audio)
-    held: dict[str, Any] | None = None
     while not queue.empty() and size < MAX_JOINED_APPEND_CHARS:
         event = queue.get_nowait()
         if type(event) is not AudioAppend:
-            held = event
+            _put_back(queue, event)
             break
         more = event["audio"]
         parts.append(more)
         size += len(more)
         if more.endswith("="):
             break
-    return append_json("".join(parts)), held
+    return append_json("".join(parts))
+
+
+def _put_back(queue: _Queue, event: dict[str, Any]) -> None:
+    """``event`` back at the front of ``queue`` (rare: a non-append right behind appends that
+    waited; the queue holds what one busy socket write let pile up)."""
+    rest = [event]
+    while not queue.empty():
+        rest.append(queue.get_nowait())
+    for item in rest:
+        queue.put_nowait(item)
 
 
 class HeldAudio:

@@ -51,15 +51,11 @@ async def send_loop(session: OpenAISession, report: Callable[[ModelError], None]
     """Write the queued client events until the socket closes or the task is cancelled."""
     ws = session.ws
     queue = session.msg_queue
-    held: dict[str, Any] | None = None  # taken while joining appends, sent next
     try:
         while True:
-            if held is not None:
-                event, held = held, None
-            else:
-                event = await queue.get()
+            event = await queue.get()
             if type(event) is AudioAppend:
-                frame, held = join_appends(event, queue)
+                frame = join_appends(event, queue)
             else:
                 try:
                     frame = _encode_json(event)
@@ -70,13 +66,6 @@ async def send_loop(session: OpenAISession, report: Callable[[ModelError], None]
             await ws.send(frame)
     except ConnectionClosed:
         return  # the receive loop sees the close and reports it
-    finally:
-        if held is not None:  # back in front, where the unsent events are collected from
-            rest = [held]
-            while not queue.empty():
-                rest.append(queue.get_nowait())
-            for event in rest:
-                queue.put_nowait(event)
 
 
 async def receive_loop(
