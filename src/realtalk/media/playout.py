@@ -198,8 +198,9 @@ class AudioOutput:
                 self._queue.append(item)
             elif item.ended:
                 raise ValueError(f"audio pushed for item {item_id!r} after end_item()")
-            item.add(pcm if type(pcm) is bytes else bytes(pcm))
-            self._queued += len(pcm)
+            data = pcm if type(pcm) is bytes else bytes(pcm)  # ours to keep, as bytes
+            item.add(data)
+            self._queued += len(data)
 
     def end_item(self, item_id: str) -> None:
         """Mark that no more audio of `item_id` will come (it may then finish and play out
