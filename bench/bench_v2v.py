@@ -76,7 +76,7 @@ QUESTIONS = [
     "Give me a tip for sleeping better.",
     "Why do cats purr?",
 ]
-# The server's rule for "a sentence is complete" in streamed text (realtalk.server.response).
+# The server's rule for "a sentence is complete" in streamed text (realtalk.server.voicing).
 _LAST_SENTENCE_END = re.compile(r".*[.!?…][\"'”’)\]]*\s", re.S)
 
 
