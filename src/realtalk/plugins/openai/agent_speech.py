@@ -4,7 +4,7 @@ The :class:`~realtalk.media.AudioOutput` says (through the driver, from the cons
 when an item's first frame went out and when its last one did, or that it was cut. The core turns
 that into ``agent_speech_started`` / ``agent_speech_ended``, and releases the agent's transcript
 no faster than its audio plays (:class:`~.transcript_pacer.TranscriptPacer`), looking at the
-played position again every :data:`PACE_S` while text is held. The functions work on the core
+played position again when the next piece is due while text is held. The functions work on the core
 (:class:`~.state.ClientState`), which calls them.
 """
 
@@ -17,10 +17,14 @@ from .link import ArmTimer, LinkState
 if TYPE_CHECKING:
     from .state import ClientState
 
-__all__ = ["PACE_S", "finished", "pace", "started", "transcript"]
+__all__ = ["MAX_PACE_S", "PACE_S", "finished", "pace", "started", "transcript"]
 
-#: while the pacer holds transcript, how often it looks at the played position again
+#: while the pacer holds transcript, how often it looks at the played position again: when the
+#: next piece is due by the played position, but not sooner than PACE_S (a word is ~250 ms) and
+#: not later than MAX_PACE_S (a consumer may read faster than real time). Polling every 40 ms
+#: was a timer 25 times a second per speaking session.
 PACE_S = 0.04
+MAX_PACE_S = 0.2
 
 
 def started(c: ClientState, item_id: str, t: float) -> None:
@@ -43,12 +47,15 @@ def finished(c: ClientState, item_id: str, played_ms: int, interrupted: bool) ->
 
 
 def pace(c: ClientState) -> None:
-    """Release the agent transcript the played audio has reached; again soon while held."""
+    """Release the agent transcript the played audio has reached; again when the next piece is
+    due (at most every :data:`PACE_S`, at least every :data:`MAX_PACE_S`) while text is held."""
     out = c.audio_out
     if out is not None:
         c.pacer.tick(out.output.played_ms)
     if c.pacer.holding and c.state is not LinkState.CLOSED:
-        c.act(ArmTimer("pace", PACE_S))
+        due_ms = c.pacer.due_in_ms(out.output.played_ms) if out is not None else None
+        wait_s = MAX_PACE_S if due_ms is None else due_ms / 1000
+        c.act(ArmTimer("pace", min(max(wait_s, PACE_S), MAX_PACE_S)))
 
 
 def transcript(c: ClientState, item_id: str, text: str, final: bool, interrupted: bool) -> None:
