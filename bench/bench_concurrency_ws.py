@@ -131,6 +131,38 @@ async def _ticker(every_s: float, tick: Callable[[], Awaitable[Any]], offset_s: 
 # -- ours -----------------------------------------------------------------------------------------
 
 
+async def _ramp_fleet(
+    fleet: _Fleet,
+    start_one: Callable[[], Awaitable[None]],
+    lateness: Lateness,
+    server_pid: int,
+    steps: list[int],
+    *,
+    window_s: float,
+    budget_s: float,
+    log: Callable[[str], None],
+    close: Callable[[], Awaitable[Any]],
+) -> tuple[list[Step], float]:
+    """Ramp ``fleet`` through ``steps`` sessions (each started by ``start_one``), then stop it
+    and ``close`` its sessions; returns the steps and the process's RSS before the first."""
+    rss0 = proc_rss_mb()
+    try:
+        results = await ramp(
+            lambda n: fleet.add(n, start_one),
+            _local_probe(lateness, server_pid),
+            steps,
+            limit_ms=LIMIT_MS,
+            window_s=window_s,
+            settle_s=2.0,
+            budget_s=budget_s,
+            log=log,
+        )
+    finally:
+        await fleet.cancel()
+        await _bounded(close())
+    return results, rss0
+
+
 async def _run_ours(
     base_url: str, steps: list[int], window_s: float, budget_s: float, server_pid: int
 ) -> tuple[list[Step], float]:
@@ -147,22 +179,17 @@ async def _run_ours(
         fleet.spawn(_ticker(FRAME_S, lambda: session.push_audio(frame), fleet.rng.random() / 50))
         fleet.spawn(_talk(session, fleet.rng.uniform(0, TALK_EVERY_S)))
 
-    rss0 = proc_rss_mb()
-    try:
-        results = await ramp(
-            lambda n: fleet.add(n, start_one),
-            _local_probe(lateness, server_pid),
-            steps,
-            limit_ms=LIMIT_MS,
-            window_s=window_s,
-            settle_s=2.0,
-            budget_s=budget_s,
-            log=_say,
-        )
-    finally:
-        await fleet.cancel()
-        await _bounded(asyncio.gather(*(s.close() for s in sessions), return_exceptions=True))
-    return results, rss0
+    return await _ramp_fleet(
+        fleet,
+        start_one,
+        lateness,
+        server_pid,
+        steps,
+        window_s=window_s,
+        budget_s=budget_s,
+        log=_say,
+        close=lambda: asyncio.gather(*(s.close() for s in sessions), return_exceptions=True),
+    )
 
 
 async def _talk(session: AgentSession, offset_s: float) -> None:
@@ -213,22 +240,17 @@ async def _run_bare(
         # 40 ms appends, as ours batches them (a bare client has no frames to convert).
         fleet.spawn(_ticker(2 * FRAME_S, lambda: ws.send(append), fleet.rng.random() / 25))
 
-    rss0 = proc_rss_mb()
-    try:
-        results = await ramp(
-            lambda k: fleet.add(k, start_one),
-            _local_probe(lateness, server_pid),
-            [n],
-            limit_ms=LIMIT_MS,
-            window_s=window_s,
-            settle_s=2.0,
-            budget_s=window_s + 60,
-            log=lambda line: _say("baseline " + line),
-        )
-    finally:
-        await fleet.cancel()
-        await _bounded(asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True))
-    return results, rss0
+    return await _ramp_fleet(
+        fleet,
+        start_one,
+        lateness,
+        server_pid,
+        [n],
+        window_s=window_s,
+        budget_s=window_s + 60,
+        log=lambda line: _say("baseline " + line),
+        close=lambda: asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True),
+    )
 
 
 async def _bare_receive(ws: ClientConnection, buf: bytearray) -> None:
@@ -304,23 +326,21 @@ async def _run_livekit(
         fleet.spawn(_livekit_talk(session, fleet.rng.uniform(0, TALK_EVERY_S)))
         fleet.spawn(_ticker(FRAME_S, mic, fleet.rng.random() / 50))
 
-    rss0 = proc_rss_mb()
-    try:
-        results = await ramp(
-            lambda k: fleet.add(k, start_one),
-            _local_probe(lateness, server_pid),
-            [n],
-            limit_ms=LIMIT_MS,
-            window_s=window_s,
-            settle_s=2.0,
-            budget_s=window_s + 60,
-            log=lambda line: _say("livekit " + line),
-        )
-    finally:
-        await fleet.cancel()
-        await _bounded(asyncio.gather(*(s.aclose() for s in sessions), return_exceptions=True))
+    async def close() -> None:
+        await asyncio.gather(*(s.aclose() for s in sessions), return_exceptions=True)
         await http.close()
-    return results, rss0
+
+    return await _ramp_fleet(
+        fleet,
+        start_one,
+        lateness,
+        server_pid,
+        [n],
+        window_s=window_s,
+        budget_s=window_s + 60,
+        log=lambda line: _say("livekit " + line),
+        close=close,
+    )
 
 
 async def _livekit_collect(generation: Any, buf: bytearray) -> None:
