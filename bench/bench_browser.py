@@ -183,12 +183,14 @@ def _p50(values: list[float]) -> float:
     return statistics.median(clean) if clean else float("nan")
 
 
-def _pass(engine: str, wav: Path, n: int, *, baseline: bool) -> list[dict[str, float]]:
+def _pass(engine: str, wav: Path, n: int, *, baseline: bool) -> tuple[list[dict[str, float]], int]:
+    """The pass's turns, and the llama.cpp threads its server's LLM took."""
     label = "baseline (the pipeline before issue 9)" if baseline else "ours"
     _say(f"{label}: starting the {engine} server")
     with ServerProcess(engine, voice="piper", baseline=baseline, start_timeout_s=300) as server:
         limit = LEAD_S + n * (GAP_S + 4.0) + 30.0
         result = asyncio.run(_one_pass(server.base_url, wav, n, limit))
+        threads = server.llm_threads
     turns = _split(result)
     for t in turns:
         _say(
@@ -197,7 +199,7 @@ def _pass(engine: str, wav: Path, n: int, *, baseline: bool) -> list[dict[str, f
         )
     agent = [x for x in result["agent_latency"] if isinstance(x, int | float)]
     _say(f"{label}: the agent's own latency figures: {[round(x) for x in agent]}")
-    return turns
+    return turns, threads
 
 
 def run(quick: bool = False) -> list[Row]:
@@ -211,8 +213,9 @@ def run(quick: bool = False) -> list[Row]:
     with tempfile.TemporaryDirectory(prefix="realtalk-browser-bench-") as tmp:
         _say("synthesising the microphone with Piper")
         wav = _microphone(texts, Path(tmp))
-        ours = _pass(engine, wav, len(texts), baseline=False)[1:]  # the first is the warm-up
-        base = _pass(engine, wav, len(texts), baseline=True)[1:]
+        ours, threads = _pass(engine, wav, len(texts), baseline=False)
+        base, base_threads = _pass(engine, wav, len(texts), baseline=True)
+        ours, base = ours[1:], base[1:]  # the first turn is the warm-up
     load_after = os.getloadavg()
     waits, base_waits = [t["wait"] for t in ours], [t["wait"] for t in base]
     p50, b50 = _p50(waits), _p50(base_waits)
@@ -233,7 +236,8 @@ def run(quick: bool = False) -> list[Row]:
             note=(
                 f"Chromium + WebRTC both ways; p90 {percentile(waits, 90) if waits else 0:.0f} ms;"
                 f" split p50s: {split}; baseline (pipeline before issue 9, same run): "
-                f"{base_split}; load average {load[0]:.1f} → {load_after[0]:.1f} on 2 cores"
+                f"{base_split}; load average {load[0]:.1f} → {load_after[0]:.1f} on 2 cores; "
+                f"llama.cpp threads: ours {threads}, baseline {base_threads}"
             ),
         )
     ]

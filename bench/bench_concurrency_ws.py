@@ -12,6 +12,10 @@ Baseline, same run: the same traffic with bare ``websockets`` + ``json`` + ``bas
 prebuilt, deltas decoded into a bytearray, frames sliced on the same drift-free schedule): the
 floor for an asyncio Python client, run with as many sessions as our largest passing step.
 Ratio = ours / baseline sessions per core at that count.
+
+LiveKit's OpenAI plugin (``livekit-plugins-openai``, the ``livekit`` extra), same run: the same
+traffic through its ``RealtimeSession`` with as many sessions, its reply audio sliced into frames
+on the bare baseline's schedule (LiveKit leaves playout to its room I/O).
 """
 
 from __future__ import annotations
@@ -127,6 +131,38 @@ async def _ticker(every_s: float, tick: Callable[[], Awaitable[Any]], offset_s: 
 # -- ours -----------------------------------------------------------------------------------------
 
 
+async def _ramp_fleet(
+    fleet: _Fleet,
+    start_one: Callable[[], Awaitable[None]],
+    lateness: Lateness,
+    server_pid: int,
+    steps: list[int],
+    *,
+    window_s: float,
+    budget_s: float,
+    log: Callable[[str], None],
+    close: Callable[[], Awaitable[Any]],
+) -> tuple[list[Step], float]:
+    """Ramp ``fleet`` through ``steps`` sessions (each started by ``start_one``), then stop it
+    and ``close`` its sessions; returns the steps and the process's RSS before the first."""
+    rss0 = proc_rss_mb()
+    try:
+        results = await ramp(
+            lambda n: fleet.add(n, start_one),
+            _local_probe(lateness, server_pid),
+            steps,
+            limit_ms=LIMIT_MS,
+            window_s=window_s,
+            settle_s=2.0,
+            budget_s=budget_s,
+            log=log,
+        )
+    finally:
+        await fleet.cancel()
+        await _bounded(close())
+    return results, rss0
+
+
 async def _run_ours(
     base_url: str, steps: list[int], window_s: float, budget_s: float, server_pid: int
 ) -> tuple[list[Step], float]:
@@ -143,22 +179,17 @@ async def _run_ours(
         fleet.spawn(_ticker(FRAME_S, lambda: session.push_audio(frame), fleet.rng.random() / 50))
         fleet.spawn(_talk(session, fleet.rng.uniform(0, TALK_EVERY_S)))
 
-    rss0 = proc_rss_mb()
-    try:
-        results = await ramp(
-            lambda n: fleet.add(n, start_one),
-            _local_probe(lateness, server_pid),
-            steps,
-            limit_ms=LIMIT_MS,
-            window_s=window_s,
-            settle_s=2.0,
-            budget_s=budget_s,
-            log=_say,
-        )
-    finally:
-        await fleet.cancel()
-        await _bounded(asyncio.gather(*(s.close() for s in sessions), return_exceptions=True))
-    return results, rss0
+    return await _ramp_fleet(
+        fleet,
+        start_one,
+        lateness,
+        server_pid,
+        steps,
+        window_s=window_s,
+        budget_s=budget_s,
+        log=_say,
+        close=lambda: asyncio.gather(*(s.close() for s in sessions), return_exceptions=True),
+    )
 
 
 async def _talk(session: AgentSession, offset_s: float) -> None:
@@ -209,22 +240,17 @@ async def _run_bare(
         # 40 ms appends, as ours batches them (a bare client has no frames to convert).
         fleet.spawn(_ticker(2 * FRAME_S, lambda: ws.send(append), fleet.rng.random() / 25))
 
-    rss0 = proc_rss_mb()
-    try:
-        results = await ramp(
-            lambda k: fleet.add(k, start_one),
-            _local_probe(lateness, server_pid),
-            [n],
-            limit_ms=LIMIT_MS,
-            window_s=window_s,
-            settle_s=2.0,
-            budget_s=window_s + 60,
-            log=lambda line: _say("baseline " + line),
-        )
-    finally:
-        await fleet.cancel()
-        await _bounded(asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True))
-    return results, rss0
+    return await _ramp_fleet(
+        fleet,
+        start_one,
+        lateness,
+        server_pid,
+        [n],
+        window_s=window_s,
+        budget_s=window_s + 60,
+        log=lambda line: _say("baseline " + line),
+        close=lambda: asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True),
+    )
 
 
 async def _bare_receive(ws: ClientConnection, buf: bytearray) -> None:
@@ -259,7 +285,94 @@ async def _bare_talk(ws: ClientConnection, say: list[str], offset_s: float) -> N
         await asyncio.sleep(TALK_EVERY_S)
 
 
+# -- baseline: LiveKit's OpenAI plugin ------------------------------------------------------------
+
+
+async def _run_livekit(
+    base_url: str, n: int, window_s: float, server_pid: int
+) -> tuple[list[Step], float] | None:
+    """The same traffic through ``livekit-plugins-openai``'s ``RealtimeSession`` (the
+    ``livekit`` extra): ``push_audio`` every 20 ms, a user message and ``generate_reply`` every
+    4 s, its reply audio (``rtc.AudioFrame``s from the generation's streams) gathered into a
+    buffer that a speaker slices on the same schedule as the bare baseline's. None when LiveKit
+    is not installed."""
+    try:
+        import aiohttp
+        from livekit import rtc
+        from livekit.plugins.openai.realtime import RealtimeModel
+    except ImportError:
+        return None
+    logging.getLogger("livekit").setLevel(logging.ERROR)
+    lateness = Lateness()
+    fleet = _Fleet(lateness, seed=3)
+    sessions: list[Any] = []
+    frame = rtc.AudioFrame(bytes(2 * 960), 48000, 1, 960)
+    http = aiohttp.ClientSession()
+    model = RealtimeModel(
+        base_url=base_url, api_key="sk-bench", http_session=http, input_audio_transcription=None
+    )
+
+    async def start_one() -> None:
+        session = model.session()
+        sessions.append(session)
+        buf = bytearray()
+        session.on("generation_created", lambda ev: fleet.spawn(_livekit_collect(ev, buf)))
+        await asyncio.sleep(1.0)  # it connects in a task of its own
+
+        async def mic() -> None:
+            session.push_audio(frame)
+
+        fleet.spawn(_bare_speaker(buf, lateness.consumer()))
+        fleet.spawn(_livekit_talk(session, fleet.rng.uniform(0, TALK_EVERY_S)))
+        fleet.spawn(_ticker(FRAME_S, mic, fleet.rng.random() / 50))
+
+    async def close() -> None:
+        await asyncio.gather(*(s.aclose() for s in sessions), return_exceptions=True)
+        await http.close()
+
+    return await _ramp_fleet(
+        fleet,
+        start_one,
+        lateness,
+        server_pid,
+        [n],
+        window_s=window_s,
+        budget_s=window_s + 60,
+        log=lambda line: _say("livekit " + line),
+        close=close,
+    )
+
+
+async def _livekit_collect(generation: Any, buf: bytearray) -> None:
+    async for message in generation.message_stream:
+        text = asyncio.ensure_future(_drain_stream(message.text_stream))
+        async for audio in message.audio_stream:
+            buf += audio.data
+        await text
+
+
+async def _drain_stream(stream: Any) -> None:
+    async for _ in stream:
+        pass
+
+
+async def _livekit_talk(session: Any, offset_s: float) -> None:
+    await asyncio.sleep(offset_s)
+    while True:
+        with contextlib.suppress(Exception):
+            chat = session.chat_ctx.copy()
+            chat.add_message(role="user", content=TEXT)
+            await session.update_chat_ctx(chat)
+            reply = session.generate_reply()
+            reply.add_done_callback(lambda f: f.cancelled() or f.exception())
+        await asyncio.sleep(TALK_EVERY_S)
+
+
 # -- shared ---------------------------------------------------------------------------------------
+
+
+def _per_core(step: Step | None) -> float | None:
+    return step.per_core if step is not None and step.cores > 0 else None
 
 
 def _local_probe(lateness: Lateness, server_pid: int) -> Probe:
@@ -300,7 +413,13 @@ def run(quick: bool = False) -> list[Row]:
     bare_n = best.sessions if best else steps[0]
     with ServerProcess("scripted") as server:
         bare, _ = asyncio.run(_run_bare(server.base_url, bare_n, window, server.pid))
+    with ServerProcess("scripted") as server:
+        livekit = asyncio.run(_run_livekit(server.base_url, bare_n, window, server.pid))
     elapsed = time.monotonic() - start
+    ours_at_n = _per_core(at(ours, bare_n))
+    lk_step = at(livekit[0], bare_n) if livekit is not None else None
+    lk_at_n = _per_core(lk_step)
+    lk_ratio = ours_at_n / lk_at_n if ours_at_n is not None and lk_at_n else None
     same_n = at(ours, bare_n)
     bare_step = at(bare, bare_n)
     ratio = (
@@ -332,6 +451,23 @@ def run(quick: bool = False) -> list[Row]:
                 f"{bare_step.text() if bare_step else 'n/a'}); steps (others = the server): "
                 f"{steps_text}; "
                 f"{elapsed:.0f} s"
+            ),
+        ),
+        row(
+            "WebSocket sessions per client core vs LiveKit's OpenAI plugin, same sessions",
+            ours_at_n,
+            lk_at_n,
+            ratio=lk_ratio,
+            goal="more than LiveKit (ratio > 1)",
+            met=lk_ratio is not None and lk_ratio > 1,
+            note=(
+                f"{bare_n} sessions each, the same traffic; LiveKit: "
+                + (
+                    "not installed (the livekit extra)"
+                    if livekit is None
+                    else (lk_step.text() if lk_step is not None else "no result")
+                )
+                + "; LiveKit's lateness is its buffer sliced like the bare baseline's"
             ),
         ),
         row(

@@ -3,7 +3,8 @@
 Input: 48 kHz stereo int16 (what a browser sends over WebRTC). Output: 24 kHz mono int16, base64,
 in a JSON event string.
 
-- ours: `InputAudioConverter` (soxr stream, format read from the frame) + base64 + json.dumps
+- ours: the client's `AudioInput` (format read from the frame, frames gathered into 40 ms batches,
+  one soxr stream, rounding and base64 once per batch) + `append_json` (no json.dumps)
 - seed: per-chunk `scipy.signal.resample` of the interleaved samples treated as mono, to 24 kHz,
   then base64 + json.dumps (the seed plugin's method; see lessons.md items 2-3)
 
@@ -31,12 +32,13 @@ import soxr
 
 from realtalk.media import (
     AudioFrame,
-    InputAudioConverter,
     downmix,
     float_to_int16,
     read_wav,
     resample_oneshot,
 )
+from realtalk.plugins.openai.audio import AudioInput, append_json
+from realtalk.protocol import PCM24K
 
 IN_RATE = 48000
 OUT_RATE = 24000
@@ -57,14 +59,20 @@ def _event(pcm: bytes) -> str:
 
 
 def ours() -> tuple[Uplink, Callable[[], bytes]]:
-    """Our uplink for one stream: frame bytes -> event string ('' while soxr holds a block)."""
-    conv = InputAudioConverter(OUT_RATE)
+    """The client's uplink for one stream (``AudioInput``: gathered frames, soxr stream, 40 ms
+    batches, base64; the append's JSON by ``append_json``): frame bytes -> event string, ''
+    while a batch fills."""
+    audio_in = AudioInput(PCM24K, raw_rate=IN_RATE, raw_channels=2, batch_ms=40)
 
     def uplink(data: bytes) -> str:
-        pcm = conv.convert(AudioFrame(data, IN_RATE, 2))
-        return _event(pcm) if pcm else ""
+        payload = audio_in.push(AudioFrame(data, IN_RATE, 2))
+        return append_json(payload) if payload else ""
 
-    return uplink, conv.flush
+    def flush() -> bytes:
+        payload = audio_in.flush()
+        return base64.b64decode(payload) if payload else b""
+
+    return uplink, flush
 
 
 def seed(signal: Any) -> Uplink:

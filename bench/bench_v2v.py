@@ -76,7 +76,7 @@ QUESTIONS = [
     "Give me a tip for sleeping better.",
     "Why do cats purr?",
 ]
-# The server's rule for "a sentence is complete" in streamed text (realtalk.server.response).
+# The server's rule for "a sentence is complete" in streamed text (realtalk.server.voicing).
 _LAST_SENTENCE_END = re.compile(r".*[.!?…][\"'”’)\]]*\s", re.S)
 
 
@@ -105,6 +105,7 @@ class Direct:
     tts_first_audio: list[float] = field(default_factory=list)
     vad_per_turn: list[float] = field(default_factory=list)
     replies: list[str] = field(default_factory=list)
+    llm_threads: int = 0  # llama.cpp threads the server's LLM took
 
 
 def _say(line: str) -> None:
@@ -311,6 +312,7 @@ def _e2e(
         # the baseline keeps the client's default turn rule of the time: server VAD, 200 ms
         detection = None if baseline else OURS_TURNS
         turns = asyncio.run(_end_to_end(s.base_url, clips, engines, direct, detection))
+        direct.llm_threads = s.llm_threads
     return turns, direct
 
 
@@ -340,7 +342,7 @@ def run(quick: bool = False) -> list[Row]:
     _say("loading the engines here too, for the direct runs")
     engines = DirectEngines()
     turns, direct = _e2e(clips, engines, baseline=False)
-    base_turns, _ = _e2e(clips, None, baseline=True)
+    base_turns, base_direct = _e2e(clips, None, baseline=True)
     load_after = os.getloadavg()
 
     totals, base_totals = _totals(turns), _totals(base_turns)
@@ -351,7 +353,10 @@ def run(quick: bool = False) -> list[Row]:
     stages, base_stages = _stages(turns), _stages(base_turns)
     llm, tts = _p50_ms(direct.llm_first_sentence), _p50_ms(direct.tts_first_audio)
     llm_share = llm / (llm + tts) if llm + tts > 0 else float("nan")
-    loads = f"load average {load[0]:.1f} at start, {load_after[0]:.1f} at end (2 cores)"
+    loads = (
+        f"load average {load[0]:.1f} at start, {load_after[0]:.1f} at end (2 cores); llama.cpp "
+        f"threads: ours {direct.llm_threads}, baseline {base_direct.llm_threads}"
+    )
     return [
         row(
             f"voice-to-voice, local server, real engines: p50 over {len(totals)} turns, ms",

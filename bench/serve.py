@@ -43,6 +43,7 @@ class ServerProcess:
         self.start_timeout_s = start_timeout_s
         self.extra_env = extra_env or {}
         self.base_url = ""
+        self.llm_threads = 0  # llama.cpp threads the server's LLM took (0: none, or not llama.cpp)
         self._proc: subprocess.Popen[str] | None = None
 
     @property
@@ -78,7 +79,9 @@ class ServerProcess:
             if not line:
                 break
             if line.startswith("READY "):
-                self.base_url = line.split()[1]
+                fields = line.split()
+                self.base_url = fields[1]
+                self.llm_threads = int(fields[2].partition("=")[2]) if len(fields) > 2 else 0
                 return self
         self.__exit__(None, None, None)
         raise RuntimeError(f"the {self.engine} server process did not start")
@@ -142,7 +145,9 @@ async def _serve(
         speculative_replies=not baseline,
     )
     async with server:
-        print(f"READY {server.base_url}", flush=True)
+        runtime = getattr(server.engines.llm, "runtime", None) if server.engines else None
+        threads = getattr(runtime, "n_threads", 0)
+        print(f"READY {server.base_url} llm_threads={threads}", flush=True)
         loop = asyncio.get_running_loop()
         stdin_closed = loop.run_in_executor(None, sys.stdin.read)
         with contextlib.suppress(TimeoutError):

@@ -24,20 +24,58 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol
 
 from realtalk.tools import FunctionTool, function_tool
 
 if TYPE_CHECKING:
     from realtalk.mcp import MCPServer
-    from realtalk.session import AgentSession
+    from realtalk.media.playout import AudioOutput
+    from realtalk.metrics import TurnMetrics
+    from realtalk.realtime.base import RealtimeBaseModel
+    from realtalk.turn_taking import AgentState, UserState
 
-__all__ = ["Agent"]
+__all__ = ["Agent", "AgentHost"]
 
 
-class _AgentHost(Protocol):
-    """What an agent needs from the session it is attached to."""
+class AgentHost(Protocol):
+    """The session an agent is attached to, as the agent's code sees it (``self.session``).
 
+    :class:`~realtalk.session.AgentSession` is the one host; it is named through this protocol
+    so that agents and sessions do not import each other (mypy checks that the session conforms
+    where it attaches an agent). The members are the session's: see its documentation.
+    """
+
+    agent: Agent
+    model: RealtimeBaseModel
+    userdata: Any
+    metrics: list[TurnMetrics]
+    close_reason: str | None
+
+    @property
+    def transport(self) -> object | None: ...
+    @property
+    def user_state(self) -> UserState: ...
+    @property
+    def agent_state(self) -> AgentState: ...
+    @property
+    def audio_output(self) -> AudioOutput: ...
+    @property
+    def closed(self) -> bool: ...
+
+    async def say(self, text: str, *, interruptible: bool = True) -> None: ...
+    async def reply(
+        self,
+        instructions: str | None = None,
+        frames: list[Any] | None = None,
+        *,
+        interruptible: bool = True,
+    ) -> None: ...
+    async def interrupt(self) -> None: ...
+    async def send_text(self, text: str) -> None: ...
+    async def close(self, *, reason: str = "closed") -> None: ...
+    async def wait_closed(self) -> None: ...
+    def emit(self, event: str, *args: Any) -> None: ...
     async def _on_agent_updated(self, agent: Agent) -> None: ...
 
 
@@ -80,7 +118,7 @@ class Agent:
         self.keep_history = keep_history
         self._instructions = instructions
         self._tools = _checked_tools([*_as_tools(tools or ()), *self._method_tools()])
-        self._session: _AgentHost | None = None
+        self._session: AgentHost | None = None
 
     @property
     def name(self) -> str:
@@ -96,7 +134,7 @@ class Agent:
         return list(self._tools)
 
     @property
-    def session(self) -> AgentSession[Any]:
+    def session(self) -> AgentHost:
         """The session this agent is attached to.
 
         Raises:
@@ -107,7 +145,7 @@ class Agent:
                 f"{type(self).__name__} is not attached to a session; self.session is available "
                 "from on_enter() until on_exit() returns"
             )
-        return cast("AgentSession[Any]", self._session)
+        return self._session
 
     async def on_enter(self) -> None:
         """Called once the agent is attached to a started session. Override it (e.g. to greet)."""
@@ -140,7 +178,7 @@ class Agent:
 
     # -- used by AgentSession -----------------------------------------------------------------
 
-    def _attach(self, session: _AgentHost) -> None:
+    def _attach(self, session: AgentHost) -> None:
         if self._session is not None and self._session is not session:
             raise RuntimeError(f"{type(self).__name__} is already attached to another session")
         self._session = session

@@ -19,14 +19,12 @@ import asyncio
 import functools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from realtalk.agent import Agent
 from realtalk.tools import FunctionTool, ToolResult
 
-if TYPE_CHECKING:
-    from realtalk.agent import Agent
-
-__all__ = ["Handoff", "ToolCalls", "as_handoff", "history_to_delete"]
+__all__ = ["Handoff", "ToolCalls", "as_handoff", "handoff_result", "history_to_delete"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,8 +44,6 @@ class Handoff:
     output: str | None = None
 
     def __post_init__(self) -> None:
-        from realtalk.agent import Agent
-
         if not isinstance(self.agent, Agent):
             raise TypeError(f"Handoff needs an Agent, got {type(self.agent).__name__}")
         if self.message is not None and (not isinstance(self.message, str) or not self.message):
@@ -59,8 +55,6 @@ class Handoff:
 
 def as_handoff(value: object) -> Handoff | None:
     """The :class:`Handoff` a tool's return value asks for, or None for an ordinary result."""
-    from realtalk.agent import Agent
-
     if isinstance(value, Handoff):
         return value
     if isinstance(value, Agent):
@@ -75,6 +69,16 @@ def as_handoff(value: object) -> Handoff | None:
     return None
 
 
+def handoff_result(value: object) -> ToolResult | None:
+    """The result of a tool call that returned ``value``, when ``value`` asks for a handoff
+    (the session performs the switch); None for an ordinary value. Tools know nothing of
+    agents: :meth:`ToolCalls.run` hands this to :meth:`FunctionTool.invoke`."""
+    handoff = as_handoff(value)
+    if handoff is None:
+        return None
+    return ToolResult(output=handoff.output_text(), handoff=handoff)
+
+
 @dataclass(eq=False)
 class _Call:
     agent: Agent
@@ -84,7 +88,7 @@ class _Call:
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
 
-Runner = Callable[["Agent", FunctionTool, str], Awaitable[ToolResult]]
+Runner = Callable[[Agent, FunctionTool, str], Awaitable[ToolResult]]
 
 
 class ToolCalls:
@@ -107,7 +111,9 @@ class ToolCalls:
         return [call.name for call in self._calls if call.agent is agent]
 
     async def run(self, agent: Agent, tool: FunctionTool, arguments_json: str) -> ToolResult:
-        task = asyncio.get_running_loop().create_task(tool.invoke(arguments_json))
+        task = asyncio.get_running_loop().create_task(
+            tool.invoke(arguments_json, interpret=handoff_result)
+        )
         call = _Call(agent, tool.name, task)
         self._calls.add(call)
         try:

@@ -19,11 +19,8 @@ turns the model's events into a small, JSON-friendly stream a UI can show as it 
     reconnecting          {"attempt", "reason"};  reconnected  {"attempt"}
     closed                {"reason"}
 
-``agent_state`` is derived from what is going on rather than set by hand: ``speaking`` while
-agent audio is being played; else ``thinking`` from the moment a reply is due (requested, or the
-user stopped speaking) until the model reports the turn complete with ``turn_metrics`` (so a tool
-call and its follow-up are one stretch of thinking, not a flicker through ``listening``), or while
-received audio waits to play; else ``listening``.
+``agent_state`` is derived from what is going on rather than set by hand
+(:mod:`realtalk.turn_taking`); the model reports a turn complete with ``turn_metrics``.
 """
 
 from __future__ import annotations
@@ -31,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from realtalk.agent import Agent
 from realtalk.errors import NotConnectedError
@@ -42,21 +39,28 @@ from realtalk.media.image import FrameThrottler
 from realtalk.media.playout import AudioOutput
 from realtalk.realtime.base import ModelError, RealtimeBaseModel
 from realtalk.tools import FunctionTool, ToolResult
+from realtalk.turn_taking import AgentState, TurnTaking, UserState
 
 if TYPE_CHECKING:
     from realtalk.metrics import TurnMetrics
-    from realtalk.transports.base import Transport
 
-__all__ = ["AgentSession", "AgentState", "UserState"]
+__all__ = ["AgentSession", "AgentState", "SessionTransport", "UserState"]
 
 logger = logging.getLogger("realtalk.session")
-
-UserState = Literal["listening", "speaking"]
-AgentState = Literal["initializing", "listening", "thinking", "speaking", "closed"]
 
 _OUTPUT_SAMPLE_RATE = 24000  # what Realtime models speak; the transport resamples for its device
 
 UserdataT = TypeVar("UserdataT")
+
+
+class SessionTransport(Protocol):
+    """What the session asks of its transport (:class:`realtalk.transports.base.Transport` is
+    the base of every one); named here so the session and the transports do not import each
+    other."""
+
+    async def attach(self, session: AgentSession[Any]) -> None: ...
+
+    async def aclose(self) -> None: ...
 
 
 class AgentSession(EventEmitter[str], Generic[UserdataT]):
@@ -103,23 +107,16 @@ class AgentSession(EventEmitter[str], Generic[UserdataT]):
         self._pending_enter: tuple[str, Agent, Handoff] | None = None
         self._replies_asked = 0  # say/reply/send_text calls, so a handoff knows if on_enter spoke
         self.vision = vision
-        self.user_state: UserState = "listening"
-        self.agent_state: AgentState = "initializing"
         self.metrics: list[TurnMetrics] = []
         #: Why the session closed (None while open): "closed", "fatal error: ...", ...
         self.close_reason: str | None = None
         if model.audio_output is None:
             model.audio_output = AudioOutput(_OUTPUT_SAMPLE_RATE)
         self._throttler = FrameThrottler(max_video_fps)
-        self._transport: Transport | None = None
+        self._transport: SessionTransport | None = None
         self._handlers: list[tuple[str, Callable[..., Any]]] = []
         self._tasks: set[asyncio.Task[Any]] = set()
-        # What the agent state is derived from.
-        self._connected = False
-        self._speaking_items: set[str] = set()
-        self._awaiting_response = False  # asked for (or due after user speech), not yet created
-        self._turn_open = False  # a response was created; the model has not completed the turn
-        self._settle_pending = False
+        self._turns = TurnTaking(self.emit, lambda: self.audio_output.buffered_ms)
         # Lifecycle.
         self._start_called = False
         self._entered = False
@@ -154,8 +151,19 @@ class AgentSession(EventEmitter[str], Generic[UserdataT]):
         self._userdata = value
 
     @property
-    def transport(self) -> Transport | None:
+    def transport(self) -> SessionTransport | None:
         return self._transport
+
+    @property
+    def user_state(self) -> UserState:
+        """``listening`` or ``speaking`` (the model's speech detection)."""
+        return self._turns.user_state
+
+    @property
+    def agent_state(self) -> AgentState:
+        """``initializing``, ``listening``, ``thinking``, ``speaking`` or ``closed``
+        (:mod:`realtalk.turn_taking` says how it is derived)."""
+        return self._turns.agent_state
 
     @property
     def closed(self) -> bool:
@@ -163,7 +171,7 @@ class AgentSession(EventEmitter[str], Generic[UserdataT]):
 
     # -- lifecycle -------------------------------------------------------------------------------
 
-    async def start(self, transport: Transport | None = None) -> None:
+    async def start(self, transport: SessionTransport | None = None) -> None:
         """Connect the model, attach the transport, then run the agent's ``on_enter``.
 
         Raises:
@@ -181,8 +189,7 @@ class AgentSession(EventEmitter[str], Generic[UserdataT]):
             await self.model.connect()
             if self.closed:  # closed (Ctrl+C, a fatal error) while connecting
                 return
-            self._connected = True
-            self._update_agent_state()
+            self._turns.connect()
             if transport is not None:
                 self._transport = transport
                 await transport.attach(self)
@@ -246,12 +253,7 @@ class AgentSession(EventEmitter[str], Generic[UserdataT]):
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
-        self._connected = False
-        self._speaking_items.clear()
-        self._awaiting_response = False
-        self._turn_open = False
-        self._set_user_state("listening")
-        self._set_agent_state("closed")
+        self._turns.close()
         self.emit("closed", {"reason": reason})
         self._closed.set()
 
@@ -280,9 +282,9 @@ class AgentSession(EventEmitter[str], Generic[UserdataT]):
     async def interrupt(self) -> None:
         """Stop the agent: silence its audio and cancel the reply in progress."""
         self._check_live("interrupt")
-        self._awaiting_response = False
+        self._turns.reply_cancelled()
         await self.model.interrupt()
-        self._update_agent_state()
+        self._turns.update()
 
     async def send_text(self, text: str) -> None:
         """A typed user message; the agent replies to it."""
@@ -300,12 +302,12 @@ class AgentSession(EventEmitter[str], Generic[UserdataT]):
         """
         if not isinstance(frame, AudioFrame):
             raise ValueError(f"push_audio expects an AudioFrame, got {type(frame).__name__}")
-        if self._connected and not self.closed:
+        if self._turns.connected and not self.closed:
             await self.model.handle_audio_input(frame)
 
     async def push_video(self, frame: Any) -> None:
         """A camera frame; at most ``max_video_fps`` per second reach the model, only if vision."""
-        if not self._connected or self.closed:
+        if not self._turns.connected or self.closed:
             return
         if not self.vision:
             if not self._vision_warned:
@@ -317,7 +319,7 @@ class AgentSession(EventEmitter[str], Generic[UserdataT]):
 
     async def _on_agent_updated(self, agent: Agent) -> None:
         """The agent changed its instructions or tools: a live model gets a session update."""
-        if self._connected and agent is self.agent and not self.closed:
+        if self._turns.connected and agent is self.agent and not self.closed:
             await self.model.update_agent(self._model_view(agent))
 
     # -- tools and handoffs ----------------------------------------------------------------------
@@ -454,19 +456,18 @@ class AgentSession(EventEmitter[str], Generic[UserdataT]):
         self.emit("error", payload)
 
     def _mcp_tools_changed(self, server: Any) -> None:
-        if server in self.agent.mcp_servers and self._connected and not self.closed:
+        if server in self.agent.mcp_servers and self._turns.connected and not self.closed:
             self._spawn(self._on_agent_updated(self.agent))
 
     def _check_live(self, what: str) -> None:
         if self.closed:
             raise NotConnectedError(f"{what}() on a closed AgentSession")
-        if not self._connected:
+        if not self._turns.connected:
             raise NotConnectedError(f"{what}() before AgentSession.start() connected the model")
 
     def _expect_response(self) -> None:
         self._replies_asked += 1
-        self._awaiting_response = True
-        self._update_agent_state()
+        self._turns.reply_due()
 
     # -- model events ----------------------------------------------------------------------------
 
@@ -490,28 +491,20 @@ class AgentSession(EventEmitter[str], Generic[UserdataT]):
             self._handlers.append((event, handler))
 
     def _on_user_speech_started(self, _payload: Any = None) -> None:
-        self._set_user_state("speaking")
-        self._update_agent_state()  # a barge-in may have dropped audio that had not started
+        self._turns.user_speech_started()
 
     def _on_user_speech_ended(self, _payload: Any = None) -> None:
-        self._set_user_state("listening")
-        self._expect_response()  # server VAD committed the turn; a reply follows
+        self._replies_asked += 1  # server VAD committed the turn; a reply follows
+        self._turns.user_speech_ended()
 
     def _on_agent_speech_started(self, payload: dict[str, Any]) -> None:
-        self._speaking_items.add(str(payload.get("item_id")))
-        self._update_agent_state()
+        self._turns.agent_speech_started(str(payload.get("item_id")))
 
     def _on_agent_speech_ended(self, payload: dict[str, Any]) -> None:
-        self._speaking_items.discard(str(payload.get("item_id")))
-        # The model completes the turn right after the last audio played (in the same call
-        # chain); settle once it has had that chance, so the state does not flicker through
-        # "thinking" on its way to "listening".
-        self._settle_soon()
+        self._turns.agent_speech_ended(str(payload.get("item_id")))
 
     def _on_response_created(self, _payload: dict[str, Any]) -> None:
-        self._awaiting_response = False
-        self._turn_open = True
-        self._update_agent_state()
+        self._turns.response_created()
 
     def _on_transcription(self, payload: dict[str, Any]) -> None:
         event = {
@@ -543,11 +536,10 @@ class AgentSession(EventEmitter[str], Generic[UserdataT]):
     def _on_turn_metrics(self, metrics: TurnMetrics) -> None:
         # The model reports a turn once it is over: every response done (a tool call's
         # follow-up included) and its audio played, or cut short by the user speaking.
-        self._turn_open = False
         self.metrics.append(metrics)
         self.metrics_by_agent.setdefault(self.agent.name, []).append(metrics)
         self.emit("metrics", metrics.to_dict())
-        self._update_agent_state()
+        self._turns.turn_complete()
 
     def _on_error(self, error: Any) -> None:
         if isinstance(error, ModelError):
@@ -579,38 +571,3 @@ class AgentSession(EventEmitter[str], Generic[UserdataT]):
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-    # -- state -----------------------------------------------------------------------------------
-
-    def _settle_soon(self) -> None:
-        if not self._settle_pending:
-            self._settle_pending = True
-            asyncio.get_running_loop().call_soon(self._settle)
-
-    def _settle(self) -> None:
-        self._settle_pending = False
-        self._update_agent_state()
-
-    def _update_agent_state(self) -> None:
-        if self._close_task is not None and self._closed.is_set():
-            return
-        state: AgentState
-        if not self._connected:
-            state = "initializing"
-        elif self._speaking_items:
-            state = "speaking"
-        elif self._awaiting_response or self._turn_open or self.audio_output.buffered_ms:
-            state = "thinking"  # a reply is due, in progress, or queued but not yet playing
-        else:
-            state = "listening"
-        self._set_agent_state(state)
-
-    def _set_agent_state(self, state: AgentState) -> None:
-        if state != self.agent_state:
-            self.agent_state = state
-            self.emit("agent_state_changed", {"state": state})
-
-    def _set_user_state(self, state: UserState) -> None:
-        if state != self.user_state:
-            self.user_state = state
-            self.emit("user_state_changed", {"state": state})

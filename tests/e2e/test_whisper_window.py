@@ -54,11 +54,29 @@ def test_silence_and_faint_noise_are_no_words(engines: Engines) -> None:
     assert engines.transcriber.transcribe(np.zeros(32000, np.float32)).text == ""
 
 
+#: ~35 s of speech with no sentence said twice: Whisper's long-form decoding drops repeated text
+#: at its 30 s seam (the same three sentences said three times came back with a third missing).
+LONG = (
+    "Last summer my sister and I rented a small boat on the lake near our grandparents' farm. "
+    "The morning was calm, and we rowed past the old mill toward a tiny island covered with "
+    "pine trees. We packed sandwiches, apples, lemonade and a thermos of hot tea. Around noon "
+    "dark clouds rolled in from the west, so we turned back and rowed as fast as we could. "
+    "Thunder followed us across the water, but we reached the dock just before the heavy rain. "
+    "Grandmother laughed when she saw us soaked and handed us warm towels and two bowls of soup. "
+    "That evening we played cards by the fireplace while the storm rattled every window."
+)
+
+
+def _words(text: str) -> set[str]:
+    return set("".join(c if c.isalnum() or c.isspace() else " " for c in text.lower()).split())
+
+
 def test_an_utterance_longer_than_the_window_still_works(engines: Engines) -> None:
-    text = " ".join(SENTENCES * 3)  # ~35 s: faster-whisper's own path
-    pcm = spoken(engines, text)
-    assert pcm.size > 30 * 16000
+    pcm = spoken(engines, LONG)
+    assert pcm.size > 30 * 16000  # faster-whisper's own long-form path
     heard = engines.transcriber.transcribe(pcm).text
-    # faster-whisper's long-form path sometimes loses words at its 30 s seam, and Piper's
-    # delivery varies from run to run: 0.09, 0.41 and 0.37 in three runs of the same text.
-    assert word_error_rate(text, heard) <= 0.5, heard
+    # The whole utterance is heard, its end (past the 30 s seam) included; a word or two at the
+    # seam may go missing, so the check is on the distinct words recalled, not on their order.
+    recalled = len(_words(LONG) & _words(heard)) / len(_words(LONG))
+    assert recalled >= 0.8, (recalled, word_error_rate(LONG, heard), heard)
+    assert {"fireplace", "storm", "window"} <= _words(heard), heard

@@ -16,6 +16,7 @@ from typing import Any
 
 from realtalk.agent import Agent
 from realtalk.plugins.openai import OpenAIRealtime, OpenAIRealtimeConfig, ReconnectPolicy
+from realtalk.plugins.openai.recovery import EARLIER_HEADER
 from realtalk.server import LocalServer
 from realtalk.session import AgentSession
 from realtalk.transports.base import Transport, agent_audio
@@ -130,6 +131,9 @@ class Rig:
         for item in self.model.conversation.replay_items():
             if item.get("type") == "message":
                 words = " ".join(str(p.get("text", "")) for p in item.get("content", []))
+                if item["role"] == "system" and words.startswith(EARLIER_HEADER):
+                    out += _folded(words)  # older turns, carried as one transcript
+                    continue
                 out.append(f"{item['role']}: {words}")
             elif item.get("type") == "function_call_output":
                 out.append(f"tool output: {item['output']}")
@@ -182,3 +186,17 @@ async def start_rig(
     speaker = Speaker()
     await session.start(speaker)
     return Rig(server, proxy, model, session, events, speaker, options)
+
+
+def _folded(transcript: str) -> list[str]:
+    """The lines of a folded transcript (``recovery.fold_older``) in ``replayable_texts`` form."""
+    out = []
+    for line in transcript.splitlines()[1:]:
+        role, _, words = line.partition(": ")
+        if line.startswith("(the assistant called "):
+            out.append("tool call: " + line.removeprefix("(the assistant called ").split("(")[0])
+        elif line.startswith("(the result: "):
+            out.append("tool output: " + line.removeprefix("(the result: ").removesuffix(")"))
+        else:
+            out.append(f"{role.lower()}: {words}")
+    return out

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from realtalk import Agent, AgentSession, function_tool
-from realtalk.handoff import Handoff, ToolCalls, as_handoff, history_to_delete
+from realtalk.handoff import Handoff, ToolCalls, as_handoff, handoff_result, history_to_delete
 from realtalk.tools import FunctionTool, ToolResult
 from tests.unit.test_session import FakeModel
 
@@ -48,11 +48,16 @@ async def test_a_tool_returning_an_agent_gives_a_handoff_result() -> None:
         """Transfer."""
         return target, "the caller wants Friday"
 
-    result = await transfer.invoke("{}")
+    calls, caller = ToolCalls(), Booking()
+    result = await calls.run(caller, transfer, "{}")
     assert result.handoff == Handoff(target) and result.output == "Transferred to Booking."
     assert not result.is_error and result.reply
-    result = await transfer_with_text.invoke("{}")
+    result = await calls.run(caller, transfer_with_text, "{}")
+    assert result.handoff == Handoff(target, output="the caller wants Friday")
     assert result.output == "the caller wants Friday"
+    # The tool alone knows nothing of agents: the handoff is the session's (ToolCalls') reading.
+    assert (await transfer.invoke("{}", interpret=handoff_result)).handoff == Handoff(target)
+    assert (await transfer.invoke("{}")).handoff is None
 
 
 async def test_a_tool_from_a_given_schema_is_cleaned_and_gets_the_raw_arguments() -> None:

@@ -1,17 +1,24 @@
-"""No import cycles through the OpenAI client, the protocol package, the job context and the
-runner/WebRTC pair, counting imports made only for type checking too: a module that needs
-another's type names it through a protocol of its own instead (the client's helpers use
-``ClientState``, the model interface ``AgentSpec``). The agent/session/tools/handoff group is
-still one cycle (through realtime/base.py's type imports too), left to its owners."""
+"""No import cycles anywhere in ``realtalk``, counting every import: at module level, under
+``if TYPE_CHECKING:`` and inside functions (a lazy import that dodges a cycle at run time is the
+same cycle in the design). A module that needs another's type names it through a protocol of
+its own instead (``AgentHost``, ``SessionTransport``, ``AgentSpec``, ``ClientState``).
+
+Run as a script to list every cycle: ``python tests/unit/test_import_cycles.py``.
+"""
 
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
 
 import realtalk
 
 ROOT = Path(realtalk.__file__).parent
+
+#: Cycles tolerated for now, as sorted tuples of module names, each with a comment saying
+#: whose it is and how it goes away. Empty: there are none.
+KNOWN_CYCLES: frozenset[tuple[str, ...]] = frozenset()
 
 
 def _modules() -> dict[str, Path]:
@@ -24,6 +31,8 @@ def _modules() -> dict[str, Path]:
 
 
 def _graph(mods: dict[str, Path]) -> dict[str, set[str]]:
+    """Module -> the ``realtalk`` modules it imports (importing a submodule is not counted as
+    importing its parent packages: everything would then depend on ``realtalk/__init__``)."""
     graph: dict[str, set[str]] = {name: set() for name in mods}
     for name, path in mods.items():
         package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
@@ -47,50 +56,74 @@ def _graph(mods: dict[str, Path]) -> dict[str, set[str]]:
     return graph
 
 
-def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
-    state: dict[str, int] = {}  # 1: on the current path, 2: done
-    path: list[str] = []
+def _cycles(graph: dict[str, set[str]]) -> list[tuple[str, ...]]:
+    """The groups of modules that import each other (strongly connected components of two or
+    more), each sorted, in sorted order (Tarjan's algorithm)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[tuple[str, ...]] = []
 
-    def visit(node: str) -> list[str] | None:
-        state[node] = 1
-        path.append(node)
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
         for nxt in sorted(graph[node]):
-            if state.get(nxt) == 1:
-                return [*path[path.index(nxt) :], nxt]
-            if nxt not in state and (found := visit(nxt)) is not None:
-                return found
-        path.pop()
-        state[node] = 2
-        return None
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            group = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                group.append(member)
+                if member == node:
+                    break
+            if len(group) > 1:
+                found.append(tuple(sorted(group)))
 
     for node in sorted(graph):
-        if node not in state and (found := visit(node)) is not None:
-            return found
-    return None
+        if node not in index:
+            visit(node)
+    return sorted(found)
 
 
-GUARDED = ("realtalk.plugins", "realtalk.protocol", "realtalk.job", "realtalk.runner")
-GUARDED_MODULES = ("realtalk.transports.webrtc",)
+def _describe(group: tuple[str, ...], graph: dict[str, set[str]]) -> str:
+    members = set(group)
+    edges = [f"    {m} -> {', '.join(sorted(graph[m] & members))}" for m in group]
+    return "\n".join([f"cycle of {len(group)}:", *edges])
 
 
-def test_the_client_protocol_and_runner_are_in_no_import_cycle() -> None:
+def test_realtalk_has_no_import_cycle() -> None:
     graph = _graph(_modules())
-    guarded = {name for name in graph if name.startswith(GUARDED) or name in GUARDED_MODULES}
-    # Cut every edge into or out of the rest, then look for a cycle among what is left plus
-    # the guarded modules' own paths through the rest.
-    for start in sorted(guarded):
-        seen: set[str] = set()
-        stack = [start]
-        while stack:
-            node = stack.pop()
-            for nxt in graph[node]:
-                if nxt == start:
-                    raise AssertionError(f"{start} imports itself through {node}")
-                if nxt not in seen:
-                    seen.add(nxt)
-                    stack.append(nxt)
+    new = [group for group in _cycles(graph) if group not in KNOWN_CYCLES]
+    assert not new, "import cycles:\n" + "\n".join(_describe(g, graph) for g in new)
 
 
-def test_cycle_finder_finds_cycles() -> None:
-    assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
-    assert _cycle({"a": {"b"}, "b": set()}) is None
+def test_the_graph_sees_every_kind_of_import() -> None:
+    graph = _graph(_modules())
+    # Type-only: the model interface names tools only under TYPE_CHECKING.
+    assert "realtalk.tools" in graph["realtalk.realtime.base"]
+    # Relative, from a package's __init__.
+    assert "realtalk.protocol.events" in graph["realtalk.protocol"]
+    # Absolute.
+    assert "realtalk.tool_schema" in graph["realtalk.tools"]
+
+
+def test_cycle_finder_finds_every_cycle() -> None:
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"e"}, "e": {"d", "a"}, "f": {"a"}}
+    assert _cycles(graph) == [("a", "b", "c"), ("d", "e")]
+    assert _cycles({"a": {"b"}, "b": set()}) == []
+
+
+if __name__ == "__main__":
+    all_graph = _graph(_modules())
+    groups = _cycles(all_graph)
+    for group in groups:
+        print(_describe(group, all_graph), "(known)" if group in KNOWN_CYCLES else "")
+    print(f"{len(groups)} cycle(s) among {len(all_graph)} modules")
+    sys.exit(1 if set(groups) - KNOWN_CYCLES else 0)

@@ -31,7 +31,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .frame import AudioFrame, check_format
+from .frame import AudioFrame, check_format, frame_unchecked
 
 logger = logging.getLogger("realtalk.media")
 
@@ -53,11 +53,17 @@ class FlushResult:
 
 
 class _Item:
-    __slots__ = ("buf", "ended", "item_id", "played", "start_mark", "started")
+    """One item's unplayed audio, kept as the chunks that were pushed (no copy into one buffer):
+    a frame is usually a slice of one chunk, and a chunk of exactly one frame is handed out
+    as it is."""
+
+    __slots__ = ("chunks", "ended", "item_id", "off", "played", "size", "start_mark", "started")
 
     def __init__(self, item_id: str) -> None:
         self.item_id = item_id
-        self.buf = bytearray()  # unplayed bytes; may end with half a sample until the next push
+        self.chunks: deque[bytes] = deque()
+        self.off = 0  # bytes of chunks[0] already handed out
+        self.size = 0  # unplayed bytes; may end with half a sample until the next push
         self.played = 0  # samples handed out
         self.started = False
         self.ended = False
@@ -65,7 +71,54 @@ class _Item:
 
     def available(self) -> int:
         """Unplayed bytes that form whole samples."""
-        return len(self.buf) & ~1
+        return self.size & ~1
+
+    def add(self, pcm: bytes) -> None:
+        if pcm:
+            self.chunks.append(pcm)
+            self.size += len(pcm)
+
+    def take(self, n: int) -> bytes:
+        """The next ``n`` unplayed bytes (``n`` <= ``size``)."""
+        self.size -= n
+        chunks = self.chunks
+        chunk = chunks[0]
+        off = self.off
+        end = off + n
+        if end < len(chunk):
+            self.off = end
+            return chunk[off:end]
+        if end == len(chunk):
+            chunks.popleft()
+            self.off = 0
+            return chunk[off:] if off else chunk
+        parts = []
+        while n:
+            chunk = chunks[0]
+            left = len(chunk) - off
+            if left > n:
+                parts.append(chunk[off : off + n])
+                off += n
+                break
+            parts.append(chunk[off:] if off else chunk)
+            chunks.popleft()
+            off = 0
+            n -= left
+        self.off = off
+        return b"".join(parts)
+
+    def drop_last_byte(self) -> None:
+        """A half sample at the end that no push will complete."""
+        self.size -= 1
+        last = self.chunks.pop()[:-1]
+        if not self.chunks and len(last) <= self.off:  # it was the head, now used up
+            self.off = 0
+        elif last:
+            self.chunks.append(last)
+
+    def clear(self) -> None:
+        self.chunks.clear()
+        self.off = self.size = 0
 
 
 _Event = tuple[Callable[..., Any], tuple[Any, ...]]
@@ -125,6 +178,7 @@ class AudioOutput:
         self._t0: float | None = None
         self._n = 0
         self._confirming = False
+        self._queued = 0  # bytes pushed and not handed out, of every queued item
         self._handed = 0  # samples of audio (not silence) handed out since the start
         self._confirmed = 0  # of those, how many the far end confirmed it played
 
@@ -144,7 +198,9 @@ class AudioOutput:
                 self._queue.append(item)
             elif item.ended:
                 raise ValueError(f"audio pushed for item {item_id!r} after end_item()")
-            item.buf += pcm
+            data = pcm if type(pcm) is bytes else bytes(pcm)  # ours to keep, as bytes
+            item.add(data)
+            self._queued += len(data)
 
     def end_item(self, item_id: str) -> None:
         """Mark that no more audio of `item_id` will come (it may then finish and play out
@@ -155,10 +211,11 @@ class AudioOutput:
             if item is None or item.ended:
                 return
             item.ended = True
-            if len(item.buf) & 1:
+            if item.size & 1:
                 logger.warning("item %s ended with half a sample; dropping one byte", item_id)
-                del item.buf[-1]
-            if not item.buf:
+                item.drop_last_byte()
+                self._queued -= 1
+            if not item.size:
                 # Nothing left to hand out (a started item is always the head): finish now,
                 # not on some later frame.
                 self._remove(item, interrupted=False, events=events)
@@ -221,8 +278,29 @@ class AudioOutput:
 
     def read_frame(self) -> AudioFrame:
         """The next frame right away (no pacing): for consumers with their own clock."""
-        events: list[_Event] = []
         with self._lock:
+            # The common case, 50 times a second per session: the head item is playing and has
+            # a whole frame left after this one is cut. No callback can fire, nothing to check.
+            queue = self._queue
+            if queue and not self._starved:
+                item = queue[0]
+                fb = self._frame_bytes
+                size = item.size
+                if item.started and (size > fb or (size == fb and not item.ended)):
+                    chunk = item.chunks[0]
+                    off = item.off
+                    end = off + fb
+                    if end < len(chunk):  # inside one pushed chunk: one slice
+                        data = chunk[off:end]
+                        item.off = end
+                        item.size = size - fb
+                    else:
+                        data = item.take(fb)
+                    self._queued -= fb
+                    item.played += self._frame_samples
+                    self._handed += self._frame_samples
+                    return frame_unchecked(data, self.sample_rate)
+            events: list[_Event] = []
             frame = self._take(events)
         if events:
             self._emit(events)
@@ -238,21 +316,22 @@ class AudioOutput:
                     return self._silence  # jitter buffer still filling
                 self._starved = False
             if avail >= fb:
-                data = bytes(item.buf[:fb])
-                del item.buf[:fb]
+                data = item.take(fb)
+                self._queued -= fb
                 self._hand_out(item, self._frame_samples, events)
-                if item.ended and not item.buf:
+                if item.ended and not item.size:
                     self._remove(item, interrupted=False, events=events)
-                return AudioFrame(data, self.sample_rate, 1)
+                return frame_unchecked(data, self.sample_rate)
             if item.ended:
                 if not avail:  # never had audio
                     self._remove(item, interrupted=False, events=events)
                     continue
-                data = bytes(item.buf) + self._silence.data[avail:]
-                item.buf.clear()
+                data = item.take(avail) + self._silence.data[avail:]
+                self._queued -= item.size + avail
+                item.clear()
                 self._hand_out(item, avail // 2, events)
                 self._remove(item, interrupted=False, events=events)
-                return AudioFrame(data, self.sample_rate, 1)
+                return frame_unchecked(data, self.sample_rate)
             self._starved = True  # underrun inside an item: refill the jitter buffer
             return self._silence
         return self._silence
@@ -269,6 +348,8 @@ class AudioOutput:
                 events.append((self.on_item_started, (item.item_id,)))
 
     def _remove(self, item: _Item, *, interrupted: bool, events: list[_Event]) -> None:
+        self._queued -= item.size
+        item.clear()
         self._queue.remove(item)
         del self._items[item.item_id]
         played = self._heard(item) if interrupted else item.played
@@ -358,6 +439,12 @@ class AudioOutput:
         with self._lock:
             samples = sum(it.available() for it in self._queue) // 2
         return -(-samples * 1000 // self.sample_rate)
+
+    @property
+    def queued_ms(self) -> int:
+        """Milliseconds of audio queued, without taking the lock (a limit's check per delta:
+        a read racing the consumer is off by a frame at most)."""
+        return self._queued * 500 // self.sample_rate
 
     @property
     def playing_item_id(self) -> str | None:

@@ -11,7 +11,7 @@ import binascii
 from typing import Any, Final
 
 from .errors import ProtocolError, invalid_type, invalid_value, missing_parameter, unknown_parameter
-from .events import CLIENT_EVENT_TYPES
+from .event_names import CLIENT_EVENT_TYPES
 from .session import (
     _any,
     _is,

@@ -22,6 +22,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, TypeVar
 
+from realtalk.turn_taking import AgentState, UserState
+
 __all__ = [
     "MODEL_EVENTS",
     "SESSION_EVENTS",
@@ -190,13 +192,13 @@ class Closed:
 @dataclass(frozen=True, slots=True)
 class UserStateChanged:
     name: ClassVar[str] = "user_state_changed"
-    state: Literal["listening", "speaking"]
+    state: UserState
 
 
 @dataclass(frozen=True, slots=True)
 class AgentStateChanged:
     name: ClassVar[str] = "agent_state_changed"
-    state: Literal["initializing", "listening", "thinking", "speaking", "closed"]
+    state: AgentState
 
 
 ModelEvent = (

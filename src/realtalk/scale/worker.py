@@ -457,8 +457,12 @@ class Worker:
 
     async def _heartbeat_loop(self) -> None:
         while True:
+            # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancel that lands as
+            # the event is set (a call ending while the worker closes), and this loop then
+            # never ended (aclose hung).
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._beat_now.wait(), self.heartbeat_s)
+                async with asyncio.timeout(self.heartbeat_s):
+                    await self._beat_now.wait()
             self._beat_now.clear()
             was_ok = self.redis_ok
             try:

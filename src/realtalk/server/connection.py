@@ -2,10 +2,11 @@
 
 No sockets here: :class:`Connection` is fed decoded frames (``receive``) and emits event dicts
 through a synchronous ``send`` callable, so unit tests drive it with a list as ``send``. It owns the
-session settings, the input audio buffer and turn detection, the conversation, the transcription
-of user audio, and the responses (at most one in the default conversation, any number out of
-band). Every client event is validated first; any problem becomes an ``error`` event carrying the
-client's ``event_id`` and the session goes on.
+session settings, the conversation, the transcription of user audio, and the responses (at most
+one in the default conversation, any number out of band); its
+:class:`~realtalk.server.listening.Listener` owns the input audio buffer and turn taking, and
+tells it when a turn wants a reply. Every client event is checked first (``intake``); any
+problem becomes an ``error`` event carrying the client's ``event_id`` and the session goes on.
 """
 
 from __future__ import annotations
@@ -21,49 +22,28 @@ from typing import Any, ClassVar
 from realtalk.protocol import events as ev
 from realtalk.protocol.audio_formats import AudioFormat
 from realtalk.protocol.errors import ProtocolError
-from realtalk.protocol.frames import decode_frame
 from realtalk.protocol.ids import IdGenerator
 from realtalk.protocol.session import default_session, merge_session
-from realtalk.protocol.validate import decode_audio, prepare_client_event
-from realtalk.server.engines.base import Engines, VADStream
-from realtalk.server.engines.threads import run_in_thread
+from realtalk.protocol.validate import decode_audio
+from realtalk.server.engines.base import Engines
 
 from . import errors
 from .context import Context, build_context
 from .conversation import Conversation, Entry
 from .errors import RequestError
-from .input_buffer import InputBuffer, VadFeed, to_pcm16k
+from .input_buffer import InputBuffer
+from .intake import APPEND_AUDIO, Prepared, prepare_event, prepare_frame
 from .limits import DEFAULT_LIMITS, Limits
+from .listening import Listener
 from .response import Response, ResponseSettings
-from .speculation import GuessTask, ReplyGuess, discard
-from .transcription import Draft, UserTranscripts
-from .turns import (
-    PauseCheck,
-    SpeechStarted,
-    SpeechStopped,
-    TurnDecision,
-    TurnDetector,
-    TurnSettings,
-)
+from .speculation import GuessTask
+from .transcription import UserTranscripts
 
 __all__ = ["Connection", "expiry_message"]
 
 logger = logging.getLogger("realtalk.server")
 
 Send = Callable[[dict[str, Any]], None]
-#: A checked event (or None), the problem (or None), the client's event_id, decoded audio.
-_Prepared = tuple[dict[str, Any] | None, ProtocolError | None, str | None, dict[int, bytes]]
-
-#: Appends longer than this run the VAD in a thread; shorter ones cost less than the hop.
-INLINE_VAD_MS = 120
-#: Audio kept before speech while nobody speaks, beyond the prefix padding.
-IDLE_KEEP_MS = 500
-MIN_COMMIT_MS = 100
-#: This far into the user's speech the LLM evaluates the conversation their turn follows (by
-#: then a barge-in has cut the last reply to what was heard).
-WARM_AFTER_SPEECH_MS = 200
-#: The decoded audio of an append, in :attr:`Connection._decoded` (parts of an item: their index).
-APPEND_AUDIO = -1
 
 
 def expiry_message(max_seconds: float) -> str:
@@ -99,7 +79,7 @@ class Connection:
         #: Audio decoded with the event (off the loop for large frames), by content index.
         self._decoded: dict[int, bytes] = {}
         #: The event :meth:`receive` decoded and checked, for :meth:`handle` to take as it is.
-        self._ready: tuple[Any, _Prepared] | None = None
+        self._ready: tuple[Any, Prepared] | None = None
         self._send = send
         self._new_id = new_id or IdGenerator()
         self.session_max_seconds = session_max_seconds
@@ -108,7 +88,6 @@ class Connection:
         self.session["expires_at"] = int(now() + session_max_seconds)
         self.conversation = Conversation()
         self.conversation_id = self._new_id("conv")
-        self.buffer = InputBuffer(self._input_format)
         self.active: Response | None = None
         self.responses: dict[str, Response] = {}
         self._voice_locked = False
@@ -125,19 +104,36 @@ class Connection:
             partial_interval_ms=partial_interval_ms,
             speculate=speculative_transcripts,
         )
-        self._vad_feed: VadFeed | None = None
-        self._vad_stream: VADStream | None = None
-        self._turns: TurnDetector | None = None
-        self._draft: Draft | None = None  # the user's turn in progress (server VAD)
         self._idle: asyncio.TimerHandle | None = None  # server_vad idle_timeout_ms
-        #: semantic_vad asks this model whether a pause ends the turn (None: silence decides)
-        self._end_of_turn = engines.end_of_turn if smart_turn else None
-        self._tasks: set[asyncio.Future[Any]] = set()
-        #: the LLM starts on the speculative transcript while the pause may still end the turn
-        self.speculative_replies = speculative_replies and speculative_transcripts
-        self._guess: tuple[float, GuessTask] | None = None  # (the pause, the guess being made)
-        self._warmed: str | None = None  # the turn (item id) the LLM was warmed for
-        self._configure_turns()
+        self._listener = Listener(
+            engines,
+            send,
+            self._new_id,
+            self.transcripts,
+            self.session["audio"]["input"],
+            limits=limits,
+            conversation=lambda: self.conversation,
+            replying=lambda: self.active.id if self.active is not None else None,
+            reply_settings=lambda: self._settings({}),
+            on_speech=self._speech_started,
+            reply=self._reply,
+            smart_turn=smart_turn,
+            speculative_replies=speculative_replies,
+        )
+
+    @property
+    def buffer(self) -> InputBuffer:
+        """The input audio buffer (``input_audio_buffer.*``)."""
+        return self._listener.buffer
+
+    @property
+    def speculative_replies(self) -> bool:
+        """Whether the LLM starts on the speculative transcript while a pause may end the turn."""
+        return self._listener.speculative_replies
+
+    @speculative_replies.setter
+    def speculative_replies(self, on: bool) -> None:
+        self._listener.speculative_replies = on and self.transcripts.speculate
 
     # --- entry points ------------------------------------------------------------------------
 
@@ -151,12 +147,13 @@ class Connection:
         A large frame is decoded, validated and its audio decoded in a worker thread, in
         slices, so the event loop (every other session) is not held while it is.
         """
+        max_values = self.limits.max_frame_values
         if len(frame) > self.limits.offload_frame_bytes:
-            event, prepared = await asyncio.to_thread(self._prepare_frame, frame)
+            event, prepared = await asyncio.to_thread(prepare_frame, frame, max_values)
         else:
-            event, prepared = self._prepare_frame(frame)
+            event, prepared = prepare_frame(frame, max_values)
         if event is None:  # not even JSON: there is no event to handle
-            await self._dispatch(*prepared)
+            await self._dispatch(prepared)
             return
         self._ready = (event, prepared)
         await self.handle(event)
@@ -165,51 +162,18 @@ class Connection:
         """One decoded client event; every problem is answered with an ``error`` event."""
         ready, self._ready = self._ready, None
         if ready is not None and ready[0] is event:  # checked already, by receive
-            await self._dispatch(*ready[1])
+            await self._dispatch(ready[1])
         else:
-            await self._dispatch(*self._prepare(event))
+            await self._dispatch(prepare_event(event))
 
-    def _prepare_frame(self, frame: str | bytes) -> tuple[Any, _Prepared]:
-        """The decoded event (None when the frame is not JSON) and what :meth:`_prepare` makes
-        of it."""
-        event = decode_frame(frame, max_values=self.limits.max_frame_values)
-        if isinstance(event, ProtocolError):
-            return None, (None, event, None, {})
-        return event, self._prepare(event)
-
-    def _prepare(self, event: Any) -> _Prepared:
-        """Validate, drop ``null`` optional fields, decode audio; no state is read or changed."""
-        client_event_id = event.get("event_id") if isinstance(event, dict) else None
-        if not isinstance(client_event_id, str) or len(client_event_id) > 512:
-            client_event_id = None
-        decoded: dict[int, bytes] = {}
-        try:
-            checked, problem = prepare_client_event(event)
-            if checked is not None:
-                problem = _decode_audio_of(checked, decoded)
-        except RecursionError:
-            checked, problem = (
-                None,
-                ProtocolError("invalid_event", "The event is nested too deeply."),
-            )
-        except Exception:  # a validator bug must not end the session either
-            logger.exception("validating a client event failed")
-            checked = None
-            problem = ProtocolError("invalid_event", "The event could not be validated.")
-        return checked, problem, client_event_id, decoded
-
-    async def _dispatch(
-        self,
-        event: dict[str, Any] | None,
-        problem: ProtocolError | None,
-        client_event_id: str | None,
-        decoded: dict[int, bytes],
-    ) -> None:
+    async def _dispatch(self, prepared: Prepared) -> None:
+        """Run the event's handler; what it raises is answered with an ``error`` event."""
+        event, problem, client_event_id = prepared.event, prepared.problem, prepared.client_event_id
         if problem is not None or event is None:
             self._error(problem or ProtocolError("invalid_event", "Bad event."), client_event_id)
             return
         handler = self._HANDLERS[event["type"]]
-        self._decoded = decoded
+        self._decoded = prepared.audio
         try:
             await handler(self, event)
         except RequestError as exc:
@@ -239,25 +203,20 @@ class Connection:
         """
         self.closed = True
         self._disarm_idle()
-        self._drop_guess()
+        self._listener.close()
         responses = list(self.responses.values())
         for response in responses:
             response.cancel("client_cancelled")
         await asyncio.gather(*(r.wait() for r in responses), return_exceptions=True)
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._listener.aclose()
         if self._prefill is not None:
             self._prefill.cancel()
             await asyncio.gather(self._prefill, return_exceptions=True)
         await self.transcripts.aclose()
-        # Let the audio and items go now, not when the cyclic collector finds the cycles
-        # between this connection, its callbacks and its responses.
-        self.buffer.clear()
+        # Let the items go now, not when the cyclic collector finds the cycles between this
+        # connection, its callbacks and its responses (the listener let the audio go).
         self.conversation = Conversation()
         self.responses.clear()
-        self._draft = None
-        self._vad_stream = None
 
     # --- session -----------------------------------------------------------------------------
 
@@ -276,17 +235,9 @@ class Connection:
                     "session.audio.output.voice",
                 )
             )
-        before = copy.deepcopy(self.session["audio"]["input"])
         self.session = merge_session(self.session, update)
         self._disarm_idle()
-        after = self.session["audio"]["input"]
-        if after["format"] != before["format"]:
-            self.buffer.set_format(self._input_format)
-        if (
-            after["format"] != before["format"]
-            or after["turn_detection"] != before["turn_detection"]
-        ):
-            self._configure_turns()
+        self._listener.configure(self.session["audio"]["input"])
         self._send(ev.session_updated(self._eid(), copy.deepcopy(self.session)))
         self._start_prefill()
 
@@ -319,292 +270,26 @@ class Connection:
         output: dict[str, Any] = self.session["audio"]["output"]
         return output
 
-    @property
-    def _transcription(self) -> dict[str, Any] | None:
-        config: dict[str, Any] | None = self.session["audio"]["input"]["transcription"]
-        return config
-
-    def _configure_turns(self) -> None:
-        detection = self.session["audio"]["input"]["turn_detection"]
-        self._drop_draft()
-        if detection is None:
-            self._turns = self._vad_feed = self._vad_stream = None
-            return
-        vad = self.engines.vad
-        self._vad_feed = VadFeed(self._input_format)
-        self._vad_stream = vad.create_stream()
-        self._turns = TurnDetector(
-            TurnSettings.from_session(detection, smart=self._end_of_turn is not None),
-            window_ms=vad.window_samples * 1000 / vad.sample_rate,
-            start_ms=self.buffer.clock_ms,
-        )
-
     # --- input audio -------------------------------------------------------------------------
 
     async def _append(self, event: dict[str, Any]) -> None:
-        data = self._decoded.get(APPEND_AUDIO)
-        if data is None:
-            decoded = decode_audio(event["audio"])
-            if isinstance(decoded, ProtocolError):
-                raise RequestError(decoded)
-            data = decoded
-        limit = self.buffer.format.bytes_for_ms(self.limits.max_buffer_ms)
-        full = len(self.buffer) + len(data) > limit
-        if full and self._draft is not None:
-            # Server VAD heard one endless turn: end it at the limit, as if the speaker paused.
-            self._speech_stopped(round(self.buffer.clock_ms))
-            if self._turns is not None:  # what follows is a new turn, heard afresh
-                self._turns.reset(self.buffer.clock_ms)
-            full = len(self.buffer) + len(data) > limit
-        if full:
-            room = max(limit - len(self.buffer), 0)
-            data = data[: room - room % self.buffer.format.bytes_per_sample]
-        samples = self.buffer.append(data) if data else b""
-        if self._turns is not None and samples:
-            await self._hear(samples)
-        if full:
-            raise errors.buffer_full(self.limits.max_buffer_ms)
-
-    async def _hear(self, samples: bytes) -> None:
-        feed, stream, turns = self._vad_feed, self._vad_stream, self._turns
-        assert feed is not None and stream is not None and turns is not None
-
-        def work() -> Any:
-            return stream.feed(feed.convert(samples))
-
-        if len(samples) > self.buffer.format.bytes_for_ms(INLINE_VAD_MS):
-            probabilities = await run_in_thread(work, name="realtalk-vad")
-        else:
-            probabilities = work()
-        if self._turns is not turns:  # the session was reconfigured meanwhile
-            return
-        self._decide(turns.feed(probabilities.tolist()))
-        draft = self._draft
-        if draft is None:
-            keep = turns.settings.prefix_padding_ms + IDLE_KEEP_MS
-            self.buffer.trim_before(self.buffer.clock_ms - keep)
-        else:
-            self.transcripts.hearing(
-                draft,
-                lambda: self.buffer.peek(draft.start_ms),
-                self.buffer.format,
-                now_ms=turns.position_ms,
-                pause_began_ms=turns.pause_began_ms,
-                report=self._transcription is not None,
-            )
-            if self.speculative_replies:
-                self._warm_llm(draft, turns)
-                self._guess_reply(draft, turns)
-
-    # --- a reply started in the pause --------------------------------------------------------
-
-    def _warm_llm(self, draft: Draft, turns: TurnDetector) -> None:
-        """Once the user has been speaking a while, have the LLM evaluate the conversation
-        their turn follows, so the reply (or its guess) evaluates only the new turn."""
-        if self._warmed == draft.item_id or self.active is not None or self.closed:
-            return
-        if turns.pause_began_ms is not None:  # a pause: the guess needs the LLM now, not this
-            return
-        speech_ms = turns.position_ms - draft.start_ms - turns.settings.prefix_padding_ms
-        if speech_ms < WARM_AFTER_SPEECH_MS:
-            return
-        self._warmed = draft.item_id
-        items = [(e.snapshot(), 0) for e in self.conversation]
-        settings, text_of = self._settings({}), self.transcripts.text_of
-
-        async def warm() -> None:
-            try:
-                context = await build_context(settings.instructions, items, text_of)
-                if not self.closed:
-                    await self.engines.llm.warm(context.messages, settings.tools)
-            except Exception as exc:  # only time is lost: the reply evaluates it all then
-                logger.debug("warming the LLM failed: %s", exc)
-
-        self._track(asyncio.create_task(warm()))
-
-    def _guess_reply(self, draft: Draft, turns: TurnDetector) -> None:
-        """Once the pause's transcript is being speculated, start the reply it would get."""
-        pause, speculation = turns.pause_began_ms, draft.speculation
-        if pause is None:
-            self._drop_guess()  # speaking again
-            return
-        if speculation is None or speculation[0] != pause:
-            return
-        if self._guess is not None and self._guess[0] == pause:
-            return
-        self._drop_guess()
-        if self.active is not None or not turns.settings.create_response or self.closed:
-            return
-        # The conversation as it stands now, before this turn is committed into it.
-        items = [(e.snapshot(), 0) for e in self.conversation]
-        task: GuessTask = asyncio.create_task(
-            self._make_guess(speculation[1], items, self._settings({}))
-        )
-        self._guess = (pause, task)
-
-    async def _make_guess(
-        self,
-        transcription: asyncio.Task[Any],
-        items: list[tuple[dict[str, Any], int]],
-        settings: ResponseSettings,
-    ) -> ReplyGuess | None:
-        """The reply to the speculative transcript. A guess no longer wanted is cancelled
-        (``discard``); one taken by the response that ended the turn runs on."""
-        text = (await asyncio.shield(transcription)).text.strip()
-        if not text or self.closed:
-            return None
-        items.append(
-            (
-                {
-                    "type": "message",
-                    "role": "user",
-                    "content": [{"type": "input_text", "text": text}],
-                },
-                0,
-            )
-        )
-        context = await build_context(settings.instructions, items, self.transcripts.text_of)
-        if self.closed:
-            return None
-        limit = settings.max_output_tokens
-        return ReplyGuess(
-            self.engines.llm,
-            context.messages,
-            tools=settings.tools,
-            tool_choice=settings.tool_choice,
-            max_output_tokens=limit if isinstance(limit, int) else None,
-        )
-
-    def _drop_guess(self) -> None:
-        if self._guess is None:
-            return
-        _pause, task = self._guess
-        self._guess = None
-        self._track(asyncio.ensure_future(discard(task)))
-
-    def _take_guess(self, pause: float) -> GuessTask | None:
-        """The guess made in this pause (the turn ended there); any other is dropped."""
-        if self._guess is not None and self._guess[0] == pause:
-            task = self._guess[1]
-            self._guess = None
-            return task
-        self._drop_guess()
-        return None
-
-    def _track(self, task: asyncio.Future[Any]) -> None:
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    def _decide(self, decisions: list[TurnDecision]) -> None:
-        for decision in decisions:
-            if isinstance(decision, SpeechStarted):
-                self._speech_started(decision.audio_start_ms)
-            elif isinstance(decision, SpeechStopped):
-                self._speech_stopped(decision.audio_end_ms)
-            elif isinstance(decision, PauseCheck):
-                self._check_pause(decision.pause_ms)
-
-    def _check_pause(self, pause_ms: float) -> None:
-        """Ask the end-of-turn model about the speech so far, in a thread; its answer may end
-        the turn (if that pause is still going on by then)."""
-        model, turns, draft = self._end_of_turn, self._turns, self._draft
-        if model is None or turns is None or draft is None or self.closed:
-            return
-        pcm = to_pcm16k(self.buffer.peek(draft.start_ms), self.buffer.format)
-
-        async def ask() -> None:
-            try:
-                probability = await run_in_thread(
-                    lambda: model.probability(pcm), name="realtalk-end-of-turn"
-                )
-            except Exception as exc:  # the silence rule still ends the turn
-                logger.warning("the end-of-turn model failed: %s", exc)
-                return
-            if self._turns is turns and not self.closed:
-                logger.debug("pause at %.0f ms: finished with p=%.2f", pause_ms, probability)
-                self._decide(turns.conclude(pause_ms, probability))
-
-        self._track(asyncio.create_task(ask()))
-
-    def _speech_started(self, audio_start_ms: int) -> None:
-        assert self._turns is not None
-        start = max(float(audio_start_ms), self.buffer.start_ms)
-        self._drop_guess()
-        self._draft = Draft(self._new_id("item"), start, partial_at_ms=start)
-        self._disarm_idle()
-        self._send(ev.speech_started(self._eid(), self._draft.item_id, round(start)))
-        if self._turns.settings.interrupt_response and self.active is not None:
-            self.active.cancel("turn_detected")
-
-    def _speech_stopped(self, audio_end_ms: int) -> None:
-        draft, turns = self._draft, self._turns
-        if draft is None or turns is None:
-            return
-        self._draft = None
-        guess = self._take_guess(audio_end_ms)
-        self._send(ev.speech_stopped(self._eid(), draft.item_id, audio_end_ms))
-        self._commit(draft.item_id, draft.start_ms, draft=draft, speech_end_ms=audio_end_ms)
-        if turns.settings.create_response:
-            if self.active is None:
-                self._start_response(self._settings({}), None, guess=guess)
-            else:
-                if guess is not None:
-                    self._track(asyncio.ensure_future(discard(guess)))
-                logger.debug("turn ended while %s is active: no new response", self.active.id)
+        await self._listener.append(event["audio"], self._decoded.get(APPEND_AUDIO))
 
     async def _commit_event(self, event: dict[str, Any]) -> None:
-        if self.buffer.duration_ms < MIN_COMMIT_MS:
-            raise errors.commit_empty(max(self.buffer.duration_ms, 0.0))
-        draft, self._draft = self._draft, None
-        item_id = draft.item_id if draft is not None else self._new_id("item")
-        self._commit(item_id, None, draft=draft)
-        if self._turns is not None:
-            self._turns.reset(self.buffer.clock_ms)
+        self._listener.commit()
 
     async def _clear(self, event: dict[str, Any]) -> None:
-        self.buffer.clear()
-        self._drop_draft()
-        if self._turns is not None:
-            self._turns.reset(self.buffer.clock_ms)
-        self._send(ev.input_audio_buffer_cleared(self._eid()))
+        self._listener.clear()
 
-    def _drop_draft(self) -> None:
-        self._drop_guess()
-        if self._draft is not None:
-            self._draft.closed = True
-        self._draft = None
+    def _speech_started(self, interrupt: bool) -> None:
+        """The user started speaking: no idle timeout, and maybe no reply any more."""
+        self._disarm_idle()
+        if interrupt and self.active is not None:
+            self.active.cancel("turn_detected")
 
-    def _commit(
-        self,
-        item_id: str,
-        from_ms: float | None,
-        *,
-        draft: Draft | None,
-        speech_end_ms: float | None = None,
-    ) -> None:
-        fmt = self.buffer.format
-        data = self.buffer.take(from_ms)
-        item = ev.message_item(
-            "user",
-            [{"type": "input_audio", "transcript": None}],
-            item_id=item_id,
-            status="completed",
-            with_object=True,
-        )
-        entry = Entry(item, audio={0: bytearray(data)}, audio_format=fmt)
-        previous = self.conversation.add(entry)
-        self._send(ev.input_audio_buffer_committed(self._eid(), item_id, previous))
-        self._send(ev.conversation_item_added(self._eid(), entry.snapshot(), previous))
-        self._send(ev.conversation_item_done(self._eid(), entry.snapshot(), previous))
-        self.transcripts.start(
-            item_id,
-            0,
-            data,
-            fmt,
-            report=self._transcription is not None,
-            draft=draft,
-            speech_end_ms=speech_end_ms,
-        )
+    def _reply(self, guess: GuessTask | None) -> None:
+        """A turn ended that gets a reply (``guess``: the reply started in its pause)."""
+        self._start_response(self._settings({}), None, guess=guess)
 
     def _transcribed(self, item_id: str, index: int, text: str) -> None:
         """A reported transcript also shows in the item (as retrieve returns it)."""
@@ -756,7 +441,7 @@ class Connection:
         guess: GuessTask | None = None,
     ) -> Response:
         if guess is None:
-            self._drop_guess()  # a guess holds the LLM: no other call may wait behind it
+            self._listener.drop_guess()
         pending = self.transcripts.pending()
 
         async def context() -> Context:
@@ -826,16 +511,10 @@ class Connection:
     def _idle_timeout(self) -> None:
         """Nobody spoke: commit what the buffer holds (maybe nothing) and answer it."""
         self._idle = None
-        if self._draft is not None or self.active is not None or self.expired or self.closed:
+        if self._listener.in_turn or self.active is not None or self.expired or self.closed:
             return
-        item_id = self._new_id("item")
-        start, end = round(self.buffer.start_ms), round(self.buffer.clock_ms)
-        self._send(ev.input_audio_buffer_timeout_triggered(self._eid(), item_id, start, end))
-        self._commit(item_id, None, draft=None)
-        if self._turns is not None:
-            self._turns.reset(self.buffer.clock_ms)
-            if self._turns.settings.create_response:
-                self._start_response(self._settings({}), None)
+        if self._listener.time_out():
+            self._start_response(self._settings({}), None)
 
     # --- helpers -----------------------------------------------------------------------------
 
@@ -867,24 +546,6 @@ class Connection:
         "response.cancel": _response_cancel,
         "output_audio_buffer.clear": _output_audio_buffer_clear,
     }
-
-
-def _decode_audio_of(event: dict[str, Any], out: dict[int, bytes]) -> ProtocolError | None:
-    """Decode the base64 audio an event carries into ``out`` (work done with the validation)."""
-    kind = event["type"]
-    if kind == "input_audio_buffer.append":
-        data = decode_audio(event["audio"])
-        if isinstance(data, ProtocolError):
-            return data
-        out[APPEND_AUDIO] = data
-    elif kind == "conversation.item.create" and event["item"].get("type") == "message":
-        for index, part in enumerate(event["item"]["content"]):
-            if part.get("type") == "input_audio" and "audio" in part:
-                data = decode_audio(part["audio"], f"item.content[{index}].audio")
-                if isinstance(data, ProtocolError):
-                    return data
-                out[index] = data
-    return None
 
 
 def _text_bytes(item: dict[str, Any]) -> int:

@@ -1,10 +1,9 @@
-"""One response: from the LLM's tokens to audio deltas, as one task with a synchronous cancel.
+"""One response: from the LLM's tokens to output items, as one task with a synchronous cancel.
 
-The pipeline streams: text deltas are cut into sentences as they arrive; a voice worker speaks
-each sentence in a thread while the LLM goes on writing the next one, resamples it to the output
-format and sends ``response.output_audio.delta`` chunks, each sentence's transcript delta going out
-with its first audio. Function calls become ``function_call`` items and end the response (the
-client sends the output and asks for the next response).
+The pipeline streams: the LLM's text goes into an assistant message as it arrives, to the client
+as text deltas or, for audio, to the message's :class:`~realtalk.server.voicing.Voicing`, which
+speaks it piece by piece while the LLM goes on writing. Function calls become ``function_call``
+items and end the response (the client sends the output and asks for the next response).
 
 Cancelling is synchronous on purpose: :meth:`Response.cancel` emits every closing event (audio,
 transcript, content part, output item, conversation item, then ``response.done``) before it
@@ -15,31 +14,24 @@ After that the task emits nothing more.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import copy
 import logging
-import re
-import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
-from realtalk.media.resample import StreamResampler
 from realtalk.protocol import events as ev
 from realtalk.protocol.audio_formats import AudioFormat
 from realtalk.protocol.say import parse_say_instructions
 from realtalk.server.engines.base import Engines, LLMUsage, TextDelta, ToolCall
-from realtalk.server.engines.sentences import split_sentences
-from realtalk.server.engines.threads import iterate_in_thread, wait_through_cancellation
+from realtalk.server.engines.threads import wait_through_cancellation
 
 from .context import Context
-from .conversation import Conversation, Entry, SpokenSegment
-from .input_buffer import encode_from_int16
+from .conversation import Conversation, Entry
 from .speculation import GuessTask, ReplyGuess, discard
+from .voicing import Message, Voicing
 
 __all__ = ["Response", "ResponseSettings"]
 
@@ -47,18 +39,6 @@ logger = logging.getLogger("realtalk.server")
 
 Send = Callable[[dict[str, Any]], None]
 
-#: Audio per ``response.output_audio.delta``.
-AUDIO_CHUNK_MS = 200
-# A complete sentence in streamed text: up to the last end mark followed by whitespace.
-_LAST_SENTENCE_END = re.compile(r".*[.!?…][\"'”’)\]]*\s", re.S)
-# Before anything is voiced, a first clause of this many words is spoken without waiting for the
-# rest of its sentence: the first audio is only as early as the first piece of text is short.
-FIRST_CLAUSE_MIN_WORDS = 3
-#: ...and with no clause mark, the first this many words are spoken on their own (Piper's first
-#: audio takes time in proportion to the piece's length).
-FIRST_PIECE_MAX_WORDS = 6
-_CLAUSE_END = re.compile(r"[,;:]\s")
-_WORD_END = re.compile(r"\S\s+")
 # Limits reported by rate_limits.updated (the local server has none; clients just want numbers).
 _REQUEST_LIMIT = 10_000
 _TOKEN_LIMIT = 1_000_000
@@ -81,46 +61,6 @@ class ResponseSettings:
     @property
     def audio(self) -> bool:
         return self.output_modalities == ["audio"]
-
-
-class _Message:
-    """The assistant message a response is writing."""
-
-    def __init__(self, entry: Entry, output_index: int, audio: bool) -> None:
-        self.entry = entry
-        self.output_index = output_index
-        self.audio = audio
-        self.text = ""  # transcript (audio) or text so far
-        self.pending = ""  # streamed text not yet voiced (audio only)
-        self.queued = 0  # sentences handed to the voice so far
-        self.sentences: asyncio.Queue[str | None] = asyncio.Queue()
-        self.voice_task: asyncio.Task[None] | None = None
-        self.first_voiced = asyncio.Event()  # the first piece's audio is out
-
-    @property
-    def id(self) -> str:
-        return self.entry.id
-
-    @property
-    def part(self) -> dict[str, Any]:
-        content: list[dict[str, Any]] = self.entry.item["content"]
-        return content[0]
-
-
-def _first_clause_end(text: str) -> int | None:
-    """Where the first piece ends: after the first clause of ``FIRST_CLAUSE_MIN_WORDS`` or more
-    words (its mark and the space that follows), or after ``FIRST_PIECE_MAX_WORDS`` words if no
-    such clause ends before them; None while ``text`` holds neither yet."""
-    for mark in _CLAUSE_END.finditer(text):
-        words = len(text[: mark.start()].split())
-        if words > FIRST_PIECE_MAX_WORDS:
-            break
-        if words >= FIRST_CLAUSE_MIN_WORDS:
-            return mark.end()
-    for count, word in enumerate(_WORD_END.finditer(text), start=1):
-        if count == FIRST_PIECE_MAX_WORDS:
-            return word.end()
-    return None
 
 
 class Response:
@@ -152,7 +92,7 @@ class Response:
         self._context_factory = context
         self._on_finished = on_finished
         self._output: list[dict[str, Any]] = []
-        self._message: _Message | None = None
+        self._message: Message | None = None
         self._context: Context | None = None
         self._llm_usage: LLMUsage | None = None
         self.used_guess = False  # the reply came from an LLM call started in the pause
@@ -305,33 +245,15 @@ class Response:
                 if isinstance(chunk, TextDelta):
                     if chunk.text:
                         self._on_text(chunk.text)
-                        await self._hold_for_first_piece()
+                        voicing = self._message.voicing if self._message is not None else None
+                        if voicing is not None:
+                            await voicing.hold_for_first_piece()
                 elif isinstance(chunk, ToolCall):
                     await self._close_message()
                     self._function_call(chunk)
                 elif isinstance(chunk, LLMUsage):
                     self._llm_usage = chunk
         await self._close_message()
-
-    async def _hold_for_first_piece(self) -> None:
-        """While the first piece of the reply is being voiced, take nothing more from the LLM.
-
-        On two cores an LLM writing on beside the voice slows it down (Piper's first audio took
-        ~1.6 times as long with llama.cpp generating), and the next piece is only needed once
-        the first has played, seconds later. A local LLM pauses when not read (see
-        ``iterate_in_thread``'s ``lookahead``).
-        """
-        message = self._message
-        if message is None or message.queued == 0 or message.first_voiced.is_set():
-            return
-        voice = message.voice_task
-        if voice is None or voice.done():
-            return
-        voiced = asyncio.ensure_future(message.first_voiced.wait())
-        try:
-            await asyncio.wait({voiced, voice}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            voiced.cancel()
 
     async def _say(self, text: str) -> None:
         """A say (``realtalk.protocol.say``): speak ``text`` exactly, every sentence, no LLM.
@@ -354,35 +276,24 @@ class Response:
         self._mark("first_token")
         message = self._message or self._open_message()
         self._text_chars += len(text)
-        if not message.audio:
-            message.text += text
-            message.part["text"] = message.text
-            self._send(
-                ev.response_output_text_delta(
-                    self._eid(), self.id, message.id, message.output_index, 0, text
-                )
-            )
+        if message.voicing is not None:
+            message.voicing.add(text)
             return
-        message.pending += text
-        match = _LAST_SENTENCE_END.match(message.pending)
-        end = match.end() if match is not None else None
-        if end is None and message.queued == 0:
-            end = _first_clause_end(message.pending)  # first audio as early as possible
-        if end is not None:
-            complete, message.pending = message.pending[:end], message.pending[end:]
-            for sentence in split_sentences(complete):
-                if message.queued == 0:
-                    self._mark("first_sentence")
-                message.queued += 1
-                message.sentences.put_nowait(sentence)
+        message.text += text
+        message.part["text"] = message.text
+        self._send(
+            ev.response_output_text_delta(
+                self._eid(), self.id, message.id, message.output_index, 0, text
+            )
+        )
 
-    def _open_message(self) -> _Message:
+    def _open_message(self) -> Message:
         audio = self.settings.audio
         item = ev.message_item(
             "assistant", [], item_id=self._new_id("item"), status="in_progress", with_object=True
         )
         entry = Entry(item, audio_format=self.settings.output_format if audio else None)
-        message = _Message(entry, len(self._output), audio)
+        message = Message(entry, len(self._output), audio)
         self._message = message
         self._output.append(item)
         self._send(
@@ -399,8 +310,17 @@ class Response:
         )
         if audio:
             entry.audio[0] = bytearray()
-            message.voice_task = asyncio.create_task(self._voice_worker(message))
-            self._voice_tasks.append(message.voice_task)
+            message.voicing = Voicing(
+                message,
+                self.id,
+                self._engines.voice,
+                self.settings.output_format,
+                send=self._send,
+                new_id=self._new_id,
+                mark=self._mark,
+                on_audio=self._on_audio,
+            )
+            self._voice_tasks.append(message.voicing.task)
         self._send(
             ev.response_content_part_added(
                 self._eid(), self.id, message.id, message.output_index, 0, part_public
@@ -413,15 +333,8 @@ class Response:
         message = self._message
         if message is None:
             return
-        if message.audio and message.voice_task is not None:
-            for sentence in split_sentences(message.pending):
-                if message.queued == 0:
-                    self._mark("first_sentence")
-                message.queued += 1
-                message.sentences.put_nowait(sentence)
-            message.pending = ""
-            message.sentences.put_nowait(None)
-            await message.voice_task
+        if message.voicing is not None:
+            await message.voicing.finish()
         self._end_message("completed")
 
     def _end_message(self, status: str) -> None:
@@ -429,11 +342,8 @@ class Response:
         if message is None:
             return
         self._message = None
-        voice = message.voice_task
-        if voice is not None and not voice.done():
-            voice.cancel()
-        elif voice is not None and not voice.cancelled():
-            voice.exception()  # seen (a failure was reported through _close_message)
+        if message.voicing is not None:
+            message.voicing.stop()
         loc = (self.id, message.id, message.output_index, 0)
         if message.audio:
             self._send(ev.response_output_audio_done(self._eid(), *loc))
@@ -445,83 +355,12 @@ class Response:
         self._send(ev.response_content_part_done(self._eid(), *loc, part))
         self._done_item(message.entry, message.output_index, status)
 
-    async def _voice_worker(self, message: _Message) -> None:
-        while True:
-            sentence = await message.sentences.get()
-            if sentence is None:
-                return
-            await self._speak(message, sentence)
-            message.first_voiced.set()
-
-    async def _speak(self, message: _Message, sentence: str) -> None:
-        fmt = self.settings.output_format
-        voice = self._engines.voice
-        piece = sentence if not message.text else " " + sentence
-        start_char = len(message.text)
-        start_ms = self._item_audio_ms(message)
-        said = False
-
-        def produce(stop: threading.Event) -> Iterator[bytes]:
-            resampler = (
-                StreamResampler(voice.sample_rate, fmt.rate)
-                if voice.sample_rate != fmt.rate
-                else None
-            )
-            for chunk in voice.synthesize(sentence):
-                if stop.is_set():
-                    return
-                pcm = resampler.push(chunk) if resampler is not None else chunk
-                if pcm.size:
-                    yield encode_from_int16(np.asarray(pcm, dtype=np.int16), fmt)
-            if resampler is not None:
-                tail = resampler.flush()
-                if tail.size:
-                    yield encode_from_int16(tail, fmt)
-
-        async with contextlib.aclosing(iterate_in_thread(produce, name="realtalk-voice")) as audio:
-            async for data in audio:
-                if not said:
-                    said = True
-                    self._transcript_delta(message, piece)
-                self._audio_delta(message, data)
-        if not said:
-            self._transcript_delta(message, piece)
-        message.entry.spoken.append(
-            SpokenSegment(start_ms, self._item_audio_ms(message), start_char, len(message.text))
-        )
-
-    def _transcript_delta(self, message: _Message, piece: str) -> None:
-        message.text += piece
-        message.part["transcript"] = message.text
-        self._send(
-            ev.response_output_audio_transcript_delta(
-                self._eid(), self.id, message.id, message.output_index, 0, piece
-            )
-        )
-
-    def _audio_delta(self, message: _Message, data: bytes) -> None:
+    def _on_audio(self, nbytes: int) -> None:
+        """The voice is about to send ``nbytes`` of audio: the client starts playing now."""
         self._mark("first_audio")
         if self.first_audio_at is None:
             self.first_audio_at = asyncio.get_running_loop().time()
-        step = self.settings.output_format.bytes_for_ms(AUDIO_CHUNK_MS)
-        store = message.entry.audio[0]
-        for i in range(0, len(data), step):
-            chunk = data[i : i + step]
-            store += chunk
-            self._audio_bytes += len(chunk)
-            self._send(
-                ev.response_output_audio_delta(
-                    self._eid(),
-                    self.id,
-                    message.id,
-                    message.output_index,
-                    0,
-                    base64.b64encode(chunk).decode("ascii"),
-                )
-            )
-
-    def _item_audio_ms(self, message: _Message) -> float:
-        return len(message.entry.audio[0]) / self.settings.output_format.bytes_per_ms
+        self._audio_bytes += nbytes
 
     # --- function calls ----------------------------------------------------------------------
 

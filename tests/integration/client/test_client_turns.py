@@ -8,7 +8,10 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 from realtalk.media.frame import AudioFrame
+from realtalk.plugins.openai import OpenAIRealtimeConfig
 from tests.integration.client.conftest import FRAME_MS
 
 
@@ -58,4 +61,29 @@ async def test_spoken_turn_from_48k_stereo_frames(
     appended_ms = appended / 48
     assert rig.mic.sent_ms > len(utterance) * FRAME_MS
     assert rig.mic.sent_ms - 120 <= appended_ms <= rig.mic.sent_ms
+    assert rig.log.of("error") == []
+
+
+async def test_appends_queued_while_the_socket_was_busy_go_out_as_one(
+    make_rig: Callable[..., Any],
+) -> None:
+    rig = await make_rig(config=OpenAIRealtimeConfig(turn_detection=None))
+    await rig.mic.aclose()
+    await asyncio.sleep(0.2)
+    before = len(rig.connection.of("input_audio_buffer.append"))
+    rng = np.random.default_rng(7)
+    for _ in range(100):  # 2 s of 48 kHz stereo, handed over without giving the loop a turn
+        pcm = (rng.standard_normal(2 * 960) * 3000).astype("<i2").tobytes()
+        await rig.model.handle_audio_input(AudioFrame(pcm, 48000, 2))
+    await rig.model.commit_audio_input()
+    async with asyncio.timeout(15):
+        while not rig.connection.of("input_audio_buffer.commit"):
+            await asyncio.sleep(0.01)
+    appends = rig.connection.of("input_audio_buffer.append")[before:]
+    # ~30 batches of 40-70 ms queued: the send loop wrote them as one append (and the tail).
+    assert 1 <= len(appends) <= 2
+    received_ms = sum(len(base64.b64decode(e["audio"])) for e in appends) / 48
+    assert 2000 <= received_ms <= 2000 + 120  # all of it, plus what the microphone left
+    kinds = [e["type"] for e in rig.connection.received]
+    assert kinds.index("input_audio_buffer.commit") > len(kinds) - 2  # after the audio
     assert rig.log.of("error") == []

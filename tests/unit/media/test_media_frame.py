@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from realtalk.media import AudioFrame
+from realtalk.media.frame import frame_unchecked
 
 
 def test_properties_and_round_trip_through_numpy() -> None:
@@ -94,3 +95,11 @@ def test_to_av_round_trip() -> None:
     frame = AudioFrame.from_array(_stereo(960), 48000)
     back = AudioFrame.from_av(frame.to_av())
     assert back == frame
+
+
+def test_an_unchecked_frame_is_an_ordinary_frame() -> None:
+    data = bytes(range(200)) * 2
+    frame = frame_unchecked(data, 24000)
+    assert frame == AudioFrame(data, 24000, 1)
+    assert hash(frame) == hash(AudioFrame(data, 24000, 1))
+    assert frame.samples_per_channel == 200 and frame_unchecked(data, 48000, 2).num_channels == 2

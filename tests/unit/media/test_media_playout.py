@@ -309,3 +309,58 @@ def test_buffered_ms_and_bad_construction() -> None:
         AudioOutput(11025, 20)  # 220.5 samples per frame
     with pytest.raises(ValueError):
         AudioOutput(RATE, 20, -1)
+
+
+def test_queued_ms_follows_every_change_of_the_queue() -> None:
+    out = AudioOutput(sample_rate=24000, realtime=False, jitter_ms=0)
+    checks = []
+
+    def check() -> None:
+        checks.append((out.queued_ms, out.buffered_ms))
+        assert abs(out.queued_ms - out.buffered_ms) <= 1  # O(1) count vs the exact sum
+
+    out.push("a", bytes(4801))  # ~100 ms and half a sample
+    check()
+    out.push("a", bytes(479))
+    check()
+    for _ in range(3):
+        out.read_frame()
+        check()
+    out.push("b", bytes(2400))
+    out.end_item("a")
+    check()
+    out.push("c", bytes(960 * 3 + 1))
+    out.end_item("c")  # drops the half sample
+    out.discard("b")
+    check()
+    while out.buffered_ms:
+        out.read_frame()
+        check()
+    assert out.queued_ms == 0
+    out.push("d", bytes(9600))
+    out.flush()
+    assert out.queued_ms == out.buffered_ms == 0
+    assert checks[0][0] == 100
+
+
+def test_frames_are_the_pushed_bytes_whatever_the_chunk_sizes() -> None:
+    # Chunks of every size, odd ones included (half samples wait for the next push), cut into
+    # frames that span chunks: what comes out is exactly what went in, then the padded tail.
+    rng = np.random.default_rng(11)
+    data = rng.integers(0, 256, 24_001, dtype=np.uint8).tobytes()  # ends with half a sample
+    out = AudioOutput(sample_rate=24000, realtime=False, jitter_ms=0)
+    pos = 0
+    played = bytearray()
+    while pos < len(data):
+        size = int(rng.integers(1, 3000))
+        out.push("a", data[pos : pos + size])
+        pos += size
+        while out.buffered_ms > 20:  # rounded up: > 20 ms holds a whole frame
+            played += out.read_frame().data
+    out.end_item("a")  # drops the last half sample
+    while out.playing_item_id is not None or out.buffered_ms:
+        played += out.read_frame().data
+    whole = len(data) - 1
+    assert bytes(played[:whole]) == data[:whole]
+    assert not any(played[whole:]) and len(played) % 960 == 0
+    assert out.queued_ms == 0 and out.played_ms("a") == whole // 2 * 1000 // 24000

@@ -162,3 +162,30 @@ def test_bad_parameters() -> None:
         StreamResampler(4000, 24000)
     with pytest.raises(ValueError, match="non-empty"):
         resample_oneshot(np.zeros(0, np.int16), 48000, 24000)
+
+
+def test_soxr_fast_call_and_public_method_give_the_same_stream() -> None:
+    stereo = to_stereo(tone(997, 48000, 1.0))
+    fast = StreamResampler(48000, 24000, num_channels_in=2)
+    public = StreamResampler(48000, 24000, num_channels_in=2)
+    public._process = None  # what a soxr without the private call gets
+    assert fast._process is not None
+    chunks = [stereo[i : i + 960] for i in range(0, len(stereo), 960)]
+    a = np.concatenate([fast.push(c) for c in chunks] + [fast.flush()])
+    b = np.concatenate([public.push(c) for c in chunks] + [public.flush()])
+    assert np.array_equal(a, b)
+
+
+def test_float_output_rounds_to_the_int16_output() -> None:
+    stereo = to_stereo(tone(440, 44100, 0.5))
+    as_int = StreamResampler(44100, 24000, num_channels_in=2)
+    as_float = StreamResampler(44100, 24000, num_channels_in=2)
+    ints, floats = [], []
+    for i in range(0, len(stereo), 882):
+        chunk = stereo[i : i + 882]
+        ints.append(as_int.push(chunk))
+        floats.append(as_float.push_float(chunk.tobytes(), 44100, 2).copy())
+    ints.append(as_int.flush())
+    floats.append(as_float.flush_float())
+    rounded = np.clip(np.rint(np.concatenate(floats)), -32768, 32767).astype(np.int16)
+    assert np.array_equal(rounded, np.concatenate(ints))

@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import json
 
 import numpy as np
 
 from realtalk.media.frame import AudioFrame
 from realtalk.media.g711 import ulaw_decode, ulaw_encode
 from realtalk.media.playout import AudioOutput
+from realtalk.media.resample import InputAudioConverter
 from realtalk.plugins.openai import OpenAIRealtimeConfig
-from realtalk.plugins.openai.audio import AudioInput, OutputAudio
-from realtalk.protocol import PCM24K, PCMU
+from realtalk.plugins.openai.audio import (
+    AudioAppend,
+    AudioInput,
+    OutputAudio,
+    append_event,
+    append_json,
+    join_appends,
+)
+from realtalk.protocol import PCM24K, PCMU, events
+from tests.conformance import check_client_event
 from tests.unit.plugins.harness import Harness
 
 
@@ -118,3 +129,70 @@ def test_output_resamples_when_the_playout_rate_differs() -> None:
     out.end("item_a")
     assert abs(output.buffered_ms - 500) <= 2
     assert out.received_ms("item_a") == 500
+
+
+def test_batched_uplink_equals_the_streaming_converter_across_format_changes() -> None:
+    # The hot path gathers frames and rounds once per batch; what reaches the wire must still
+    # be, byte for byte, the per-frame stream of InputAudioConverter, format changes included.
+    rng = np.random.default_rng(1)
+    formats = [(48000, 2)] * 30 + [(24000, 1)] * 7 + [(16000, 1)] * 9 + [(44100, 2)] * 11
+    chunks = []
+    for rate, channels in formats + [(24000, 1)] * 3:
+        n = rate // 50 * channels
+        pcm = (rng.standard_normal(n) * 12000).clip(-32768, 32767).astype("<i2")
+        chunks.append(AudioFrame(pcm.tobytes(), rate, channels))
+    converter = InputAudioConverter(24000)
+    expected = b"".join(converter.convert(c) for c in chunks) + converter.flush()
+    batches, total = run(AudioInput(PCM24K, raw_rate=48000, raw_channels=1, batch_ms=40), chunks)
+    assert total == expected
+    # Every batch but the flushed tail holds a multiple of three samples: no base64 padding,
+    # so the driver may join queued payloads into one append.
+    assert all(len(b) % 6 == 0 for b in batches)
+
+
+def test_appends_are_prebuilt_and_their_json_is_the_protocol_event() -> None:
+    payload = base64.b64encode(bytes(range(256)) * 3).decode("ascii")
+    event = append_event(payload)
+    assert isinstance(event, AudioAppend)
+    assert event == events.input_audio_buffer_append(payload)
+    check_client_event(event)
+    assert json.loads(append_json(payload)) == events.input_audio_buffer_append(payload)
+
+
+async def test_the_core_hands_out_prebuilt_appends() -> None:
+    h = Harness(OpenAIRealtimeConfig(turn_detection=None, input_audio_transcription=None))
+    out = [h.model.core.append_audio(AudioFrame(bytes(960), 24000)) for _ in range(4)]
+    appends = [e for e in out if e is not None]
+    assert appends and all(type(e) is AudioAppend for e in appends)
+
+
+def test_queued_appends_join_into_one_message_in_order() -> None:
+    queue: asyncio.Queue[dict[str, object]] = asyncio.Queue()
+    pcm = [bytes([i]) * 1920 for i in range(4)]  # 1920 bytes: base64 without padding
+    first, *rest = [append_event(base64.b64encode(p).decode("ascii")) for p in pcm]
+    for event in rest:
+        queue.put_nowait(event)
+    commit = events.input_audio_buffer_commit(event_id="event_1")
+    queue.put_nowait(commit)
+    later = append_event(base64.b64encode(b"z" * 6).decode("ascii"))
+    queue.put_nowait(later)
+    message = json.loads(join_appends(first, queue))
+    check_client_event(message)
+    assert base64.b64decode(message["audio"]) == b"".join(pcm)
+    # The commit ended the run; it is next in the queue, still before the later append.
+    assert queue.get_nowait() is commit
+    assert queue.get_nowait() is later and queue.empty()
+
+
+def test_a_padded_payload_ends_the_join() -> None:
+    queue: asyncio.Queue[dict[str, object]] = asyncio.Queue()
+    padded = append_event(base64.b64encode(b"ab").decode("ascii"))  # "YWI="
+    queue.put_nowait(append_event(base64.b64encode(b"cde").decode("ascii")))
+    frame = join_appends(padded, queue)  # nothing may follow a padded payload
+    assert json.loads(frame)["audio"] == "YWI=" and queue.qsize() == 1
+    queue.get_nowait()
+    queue.put_nowait(padded)
+    queue.put_nowait(append_event(base64.b64encode(b"ABC").decode("ascii")))
+    frame = join_appends(append_event(base64.b64encode(b"xyz").decode("ascii")), queue)
+    assert base64.b64decode(json.loads(frame)["audio"]) == b"xyzab"  # the padded one ends it
+    assert queue.qsize() == 1

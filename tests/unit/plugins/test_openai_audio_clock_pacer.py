@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import pytest
 
+from realtalk.plugins.openai.agent_speech import MAX_PACE_S, PACE_S
 from realtalk.plugins.openai.audio_clock import MAX_MARKS, AudioClock
+from realtalk.plugins.openai.link import ArmTimer
 from realtalk.plugins.openai.transcript_pacer import TranscriptPacer
+from tests.unit.plugins.harness import Harness
 
 
 def test_a_position_maps_to_when_that_audio_was_captured() -> None:
@@ -102,3 +105,34 @@ def test_a_transcript_without_audio_shows_at_once() -> None:
     pacer.delta("a", "No", 0)
     pacer.done("a", "No audio at all.", 0, has_audio=False)
     assert shown.events == [("a", "No audio at all.", True, False)]
+
+
+def test_the_pacer_says_when_its_next_piece_is_due() -> None:
+    pacer = TranscriptPacer(Shown())
+    played = {"a": 0.0, "b": 0.0}
+    pacer.delta("a", "One.", 0)
+    pacer.delta("a", "One. Two.", 1200)
+    pacer.done("a", "One. Two.", 2500, has_audio=True)
+    pacer.delta("b", "Later.", 100)
+    assert pacer.due_in_ms(played.get) is None  # nothing plays yet: started() releases it
+    pacer.started("a")
+    pacer.tick(played.get)
+    played["a"] = 500
+    assert pacer.due_in_ms(played.get) == 700  # "Two." at 1200 ms
+    played["a"] = 1300
+    pacer.tick(played.get)
+    assert pacer.due_in_ms(played.get) == 1200  # the final transcript at 2500 ms
+    pacer.started("b")
+    assert pacer.due_in_ms(played.get) == 100  # the sooner of the two playing items
+
+
+@pytest.mark.parametrize(("next_at_ms", "delay_s"), [(10, PACE_S), (100, 0.1), (5000, MAX_PACE_S)])
+async def test_the_pace_timer_is_armed_for_the_next_piece(next_at_ms: int, delay_s: float) -> None:
+    h = Harness()
+    core = h.model.core
+    core.pacer.delta("item_x", "Hi.", 0)
+    core.pacer.delta("item_x", "Hi. There.", next_at_ms)
+    core.actions()
+    core.audio_started("item_x", 0.0)  # "Hi." now, "There." once next_at_ms of it played
+    (armed,) = [a for a in core.actions() if isinstance(a, ArmTimer) and a.name == "pace"]
+    assert armed.delay_s == pytest.approx(delay_s)

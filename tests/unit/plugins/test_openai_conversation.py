@@ -13,6 +13,7 @@ from realtalk.plugins.openai.conversation import (
     _Entry,
     _strip_images,
 )
+from realtalk.plugins.openai.recovery import EARLIER_HEADER, fold_older
 from realtalk.protocol import events, validate_client_event
 from tests.conformance import check_client_event
 
@@ -185,3 +186,29 @@ def test_image_limit_matches_a_full_walk(ops: list[tuple[str, int, int, bool]]) 
         if op == "delete" and chosen is not None:
             del sent[chosen]
         assert fast.replay_items() == reference.replay_items()
+
+
+def _new_id(prefix: str) -> str:
+    return f"{prefix}_new"
+
+
+def test_folding_keeps_a_call_with_its_output_and_cuts_the_transcript_at_a_line() -> None:
+    items = [events.user_text_item("x" * 50, item_id=f"item_u{i}") for i in range(5)]
+    items += [
+        events.function_call_item(call_id="c1", name="get_time", arguments="{}", item_id="f1"),
+        events.function_call_output_item("c1", '{"time": "10:00"}', item_id="o1"),
+        events.assistant_text_item("It is ten.", item_id="a1"),
+        events.user_text_item("thanks", item_id="u9"),
+    ]
+    # keep=3 would start at the call's output: the kept part starts at the next message instead
+    folded = fold_older(items, _new_id, keep=3, max_chars=120)
+    assert [i.get("id") for i in folded] == ["item_new", "a1", "u9"]
+    lines = folded[0]["content"][0]["text"].splitlines()
+    assert lines[0] == EARLIER_HEADER
+    assert lines[-2:] == [
+        "(the assistant called get_time({}))",
+        '(the result: {"time": "10:00"})',
+    ]
+    assert all(line.startswith(("User: ", "(the")) for line in lines[1:])  # whole lines only
+    assert len("\n".join(lines[1:])) <= 120
+    assert fold_older(items, _new_id, keep=len(items)) == items  # short enough: unchanged

@@ -11,7 +11,7 @@ from realtalk.errors import ConnectionLostError, FatalServerError
 from realtalk.media.frame import AudioFrame
 from realtalk.plugins.openai import LinkState, OpenAIRealtimeConfig, ReconnectPolicy
 from realtalk.plugins.openai.link import Close, DropLink, Reconnect
-from realtalk.plugins.openai.recovery import MAX_HELD_AUDIO_MS
+from realtalk.plugins.openai.recovery import EARLIER_HEADER, MAX_HELD_AUDIO_MS, MAX_REPLAYED_ITEMS
 from realtalk.protocol import events
 from tests.unit.plugins.harness import CoreHarness
 
@@ -225,3 +225,29 @@ def test_a_reply_cut_by_the_network_is_reported_done() -> None:
     h.play(200)
     h.feed(h.created_for(resume, "resp_2"), h.done("resp_2"))
     assert len(h.of("turn_metrics")) == 1  # the cut response does not block the turn forever
+
+
+def test_a_long_conversation_is_replayed_as_its_last_items_and_a_transcript() -> None:
+    h = CoreHarness(fast())
+    for i in range(60):  # 60 acknowledged user messages (no replies asked for)
+        h.core.create_item(events.user_text_item(f"note {i}"))
+        (create,) = h.sent()
+        h.feed(*h.ack(create))
+    h.core.connection_lost("connection lost (test)")
+    reconnect(h)
+    creates = [e for e in h.sent() if e["type"] == "conversation.item.create"]
+    assert len(creates) == MAX_REPLAYED_ITEMS + 1
+    first = creates[0]["item"]
+    assert first["role"] == "system"
+    transcript = first["content"][0]["text"]
+    assert transcript.startswith(EARLIER_HEADER)
+    assert transcript.splitlines()[1:] == [f"User: note {i}" for i in range(20)]
+    assert texts(creates[1:]) == [("user", f"note {i}") for i in range(20, 60)]
+    # A second reconnect folds the transcript once, not a transcript of a transcript.
+    h.core.connection_lost("connection lost again (test)")
+    h.collect()
+    for create in creates:
+        h.feed(*h.ack(create))
+    reconnect(h)
+    again = [e for e in h.sent() if e["type"] == "conversation.item.create"]
+    assert again[0]["item"]["content"][0]["text"].count(EARLIER_HEADER) == 1

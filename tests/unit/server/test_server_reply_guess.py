@@ -42,10 +42,10 @@ class WatchedLLM(ScriptedLLM):
             self.closed += 1
 
 
-async def _harness() -> tuple[Harness, WatchedLLM]:
+async def _harness(kind: type[WatchedLLM] = WatchedLLM) -> tuple[Harness, Any]:
     box: list[Harness] = []
     engines = make_engines()
-    llm = WatchedLLM(box)
+    llm = kind(box)
     engines.llm = llm
     h = Harness(engines, speculative_transcripts=True)
     box.append(h)
@@ -175,14 +175,8 @@ class WarmedLLM(WatchedLLM):
 
 
 async def test_the_llm_evaluates_the_conversation_while_the_user_speaks() -> None:
-    box: list[Harness] = []
-    engines = make_engines()
-    llm = WarmedLLM(box)
-    engines.llm = llm
-    h = Harness(engines, speculative_transcripts=True)
-    box.append(h)
+    h, llm = await _harness(WarmedLLM)
     try:
-        await h.send(ev.session_update(VAD_500))
         await h.append(silence(200) + tone_speech("one two three four") + silence(700), chunk_ms=20)
         first = await h.wait_for("response.done")
         said = first["response"]["output"][0]["content"][0]["transcript"]
@@ -199,14 +193,8 @@ async def test_the_llm_evaluates_the_conversation_while_the_user_speaks() -> Non
 
 
 async def test_a_turn_too_short_to_warm_still_gets_its_reply() -> None:
-    box: list[Harness] = []
-    engines = make_engines()
-    llm = WarmedLLM(box)
-    engines.llm = llm
-    h = Harness(engines, speculative_transcripts=True)
-    box.append(h)
+    h, llm = await _harness(WarmedLLM)
     try:
-        await h.send(ev.session_update(VAD_500))
         await h.append(silence(200) + tone_speech("hi")[: 24 * 2 * 120] + silence(700), chunk_ms=20)
         done = await h.wait_for("response.done")
         assert done["response"]["status"] == "completed"

@@ -15,11 +15,12 @@ What it decides:
   truncated at the played position clamped to the audio received, or deleted when nothing of it
   was played (:mod:`.barge_in`). Non-interruptible replies turn the server's
   ``interrupt_response`` off for their lifetime.
-- Replies go out one at a time (:class:`.ResponseTracker`); a reply is matched to its request by
-  metadata, and by order when the server does not echo metadata. A request or response that makes
-  no progress for ``response_timeout_s`` is reported and the queue moves on (the watchdog).
+- Replies go out one at a time (:class:`.ResponseTracker`, :mod:`.replies`); a reply is matched
+  to its request by metadata, and by order when the server does not echo metadata. A request or
+  response that makes no progress for ``response_timeout_s`` is reported and the queue moves on
+  (the watchdog).
 - Tools run in the driver; one follow-up ``response.create`` once the calling response is done and
-  every tool finished (:class:`.FollowUp`).
+  every tool finished (:class:`.FollowUp`, :mod:`.replies`).
 - Reconnection: a lost link backs off (``config.reconnect``) and replays settings, tools, a text
   copy of the conversation (:mod:`.conversation`) and the user's audio of the outage. The attempt
   count resets only after the link stayed open ``reconnect.stable_s``, so ``max_attempts`` bounds
@@ -35,6 +36,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 from realtalk.errors import ConnectionLostError, FatalServerError, RealtalkError, ServerError
@@ -45,8 +47,8 @@ from realtalk.protocol import BENIGN_CODES, IdGenerator, events, say_instruction
 from realtalk.realtime.base import ModelError
 from realtalk.tools import ToolResult
 
-from . import barge_in
-from .audio import AudioInput, OutputAudio, b64_size
+from . import agent_speech, barge_in, replies
+from .audio import AudioAppend, AudioInput, OutputAudio, append_event, b64_size
 from .audio_clock import AudioClock
 from .config import OpenAIRealtimeConfig, build_session, normalize_transcription
 from .connection import model_error
@@ -67,7 +69,7 @@ from .link import (
     RunTool,
 )
 from .recovery import MAX_HELD_AUDIO_MS, Recovery
-from .responses import ResponseRequest, ResponseState, ResponseTracker
+from .responses import ResponseRequest, ResponseTracker, Watchdog
 from .tools_runner import FollowUp, ToolCall
 from .transcript_pacer import TranscriptPacer
 from .url import needs_api_key
@@ -75,9 +77,6 @@ from .url import needs_api_key
 __all__ = ["OpenAIRealtimeClient"]
 
 logger = logging.getLogger("realtalk.client")
-
-#: while the pacer holds transcript, how often it looks at the played position again
-PACE_S = 0.04
 
 
 class OpenAIRealtimeClient:
@@ -121,7 +120,7 @@ class OpenAIRealtimeClient:
         #: maps the server's audio_end_ms to when the user really stopped speaking
         self.audio_clock = AudioClock()
         #: the agent's transcript, released as its audio plays
-        self.pacer = TranscriptPacer(self._paced_transcript)
+        self.pacer = TranscriptPacer(partial(agent_speech.transcript, self))
         #: set by the driver: the owner plays the audio (an AudioOutput they set, as
         #: AgentSession does), so the transcript follows the voice; else shown as it arrives
         self.paces_transcripts = False
@@ -152,8 +151,7 @@ class OpenAIRealtimeClient:
         self._update_event_id: str | None = None
         self._outbox: list[dict[str, Any]] = []
         self._actions: list[Action] = []
-        self._progress_at = 0.0  # the watchdog: last progress, and whether its timer is armed
-        self._watching = False
+        self.watchdog = Watchdog(now)
 
     # -- outputs --------------------------------------------------------------------------------
 
@@ -161,6 +159,11 @@ class OpenAIRealtimeClient:
         """Client events to write to the socket, in order (and forget them)."""
         out, self._outbox = self._outbox, []
         return out
+
+    def has_output(self) -> bool:
+        """Whether :meth:`events_to_send` or :meth:`actions` has anything (most audio deltas
+        leave both empty: the driver skips them cheaply)."""
+        return bool(self._outbox or self._actions)
 
     def actions(self) -> list[Action]:
         """What the driver must do now, in order (and forget them)."""
@@ -305,11 +308,11 @@ class OpenAIRealtimeClient:
         """What a lost link means for the conversation (shared by loss and recycle)."""
         for name in ("stable", "recycle", "user_turn", "watchdog"):
             self.act(CancelTimer(name))
-        self._watching = False
+        self.watchdog.armed = False
         self.act(DropLink(reason))
         cut = self.responses.connection_lost()
         if cut is not None:
-            self._close_cut_response(cut)
+            replies.close_cut_response(self, cut)
         self.user_turn_open = False
         self.vad_relaxed = False
         self.text.clear()
@@ -377,24 +380,6 @@ class OpenAIRealtimeClient:
         self.act(Ready(session))
         self.pump()
 
-    def _close_cut_response(self, cut: ResponseState) -> None:
-        """The reply the network cut ends here; it is asked for again (cut by the network,
-        not by the user), unless a newer request waits."""
-        for call_id, call in list(self.pending_calls.items()):
-            if call.response_id == cut.response_id:
-                del self.pending_calls[call_id]  # its arguments may be incomplete: not run
-        self._ended_without_done(cut, "cancelled", "connection_lost")
-        if not cut.cancelled and not self.responses.queued:
-            self.enqueue_request("resume", {}, interruptible=cut.interruptible)
-
-    def _ended_without_done(self, state: ResponseState, status: str, reason: str) -> None:
-        """A response that will get no ``response.done``: the audio received plays out,
-        listeners hear that it ended, its usage stays unknown."""
-        barge_in.end_audio_of(self, state)
-        self.metrics.response_done({"id": state.response_id, "status": status})
-        done = {"response_id": state.response_id, "kind": state.kind, "status": status}
-        self.emit("response_done", {**done, "usage": None, "reason": reason})
-
     def close(self) -> None:
         """The user closes: no more reconnects; the driver releases everything."""
         if self.link.state is not LinkState.CLOSED:
@@ -409,7 +394,7 @@ class OpenAIRealtimeClient:
             "pace",
         ):
             self.act(CancelTimer(name))
-        self._watching = False
+        self.watchdog.armed = False
         if self.audio_out is not None:
             self.audio_out.output.flush()
 
@@ -435,7 +420,7 @@ class OpenAIRealtimeClient:
         elif name == "user_turn":
             self.user_turn_over()
         elif name == "watchdog":
-            self._check_progress()
+            replies.check_progress(self)
         elif name == "pace":
             self.pace()
 
@@ -451,37 +436,14 @@ class OpenAIRealtimeClient:
         self.emit("reconnecting", {"attempt": 1, "reason": "session recycle (time limit ahead)"})
         self.act(Reconnect(1, "session recycle"))
 
-    # -- the watchdog ---------------------------------------------------------------------------
+    # -- the watchdog (see :mod:`.replies`) -----------------------------------------------------
 
     def progress(self) -> None:
         """The awaited request or the active response moved (cheap: no action per delta)."""
-        self._progress_at = self.now()
+        self.watchdog.progress()
 
     def watch(self) -> None:
-        """Start the watchdog if a request or a response is now awaited."""
-        if self._watching or not self.responses.busy:
-            return
-        self._watching = True
-        self._progress_at = self.now()
-        self.act(ArmTimer("watchdog", self.config.response_timeout_s))
-
-    def _check_progress(self) -> None:
-        self._watching = False
-        if not self.responses.busy or self.link.state is not LinkState.OPEN:
-            return
-        limit = self.config.response_timeout_s
-        quiet = self.now() - self._progress_at
-        if quiet < limit:
-            self._watching = True
-            self.act(ArmTimer("watchdog", limit - quiet))
-            return
-        stalled = self.responses.stalled()
-        what = f"response {stalled.response_id}" if stalled is not None else "a response.create"
-        message = f"{what} made no progress for {limit:g} s; moving on"
-        self.report(ModelError(message, code="response_timeout"))
-        if stalled is not None:
-            self._ended_without_done(stalled, "failed", "timeout")
-        self.pump()
+        replies.watch(self)
 
     # -- server events ----------------------------------------------------------------------------
 
@@ -546,40 +508,17 @@ class OpenAIRealtimeClient:
         self.tools_running.add(call.call_id)
         self.act(RunTool(call))
 
-    # -- playout --------------------------------------------------------------------------------
+    # -- playout (see :mod:`.agent_speech`) -----------------------------------------------------
 
     def audio_started(self, item_id: str, t: float) -> None:
-        self.metrics.first_audio_played(t)
-        self.emit("agent_speech_started", {"item_id": item_id})
-        self.pacer.started(item_id)
-        self.pace()
+        agent_speech.started(self, item_id, t)
 
     def audio_played(self, item_id: str, played_ms: int, interrupted: bool) -> None:
         """The last frame of ``item_id`` was played (or it was cut after ``played_ms``)."""
-        self.pacer.finished(item_id, interrupted=interrupted)
-        self.playing.discard(item_id)
-        self.responses.item_finished(item_id)
-        self.emit(
-            "agent_speech_ended",
-            {"item_id": item_id, "played_ms": played_ms, "interrupted": interrupted},
-        )
+        agent_speech.finished(self, item_id, played_ms, interrupted)
 
     def pace(self) -> None:
-        """Release the agent transcript the played audio has reached; again soon while held."""
-        out = self.audio_out
-        if out is not None:
-            self.pacer.tick(out.output.played_ms)
-        if self.pacer.holding and self.link.state is not LinkState.CLOSED:
-            self.act(ArmTimer("pace", PACE_S))
-
-    def _paced_transcript(self, item_id: str, text: str, final: bool, interrupted: bool) -> None:
-        payload: dict[str, Any] = {"role": "agent", "text": text, "is_final": final}
-        payload["item_id"] = item_id
-        if interrupted:
-            payload["interrupted"] = True
-        self.emit("realtime_model_transcription", payload)
-        if final:
-            self.emit("text_response", {"text": text, "type": "done"})
+        agent_speech.pace(self)
 
     def playout_idle(self) -> None:
         self.maybe_complete_turn()
@@ -587,7 +526,7 @@ class OpenAIRealtimeClient:
 
     # -- the user's calls -------------------------------------------------------------------------
 
-    def append_audio(self, audio: bytes | AudioFrame) -> dict[str, Any] | None:
+    def append_audio(self, audio: bytes | AudioFrame) -> AudioAppend | None:
         """User audio; dropped while not connected, held while the link is rebuilt.
 
         The hot path: the ``input_audio_buffer.append`` to send (once a batch is full) is
@@ -596,8 +535,8 @@ class OpenAIRealtimeClient:
         if self.link.state is LinkState.OPEN:
             payload = self.audio_in.push(audio)
             if payload is not None:
-                self.audio_clock.sent(self.config.input_format.ms_for_bytes(b64_size(payload)))
-                return events.input_audio_buffer_append(payload)
+                self.audio_clock.sent(self.audio_in.wire.ms_for_bytes(b64_size(payload)))
+                return append_event(payload)
         elif self.link.reconnecting:
             payload = self.audio_in.push(audio)
             if payload is not None:
@@ -607,8 +546,8 @@ class OpenAIRealtimeClient:
     def commit_audio(self) -> None:
         payload = self.audio_in.flush()
         if payload is not None:
-            self.send(events.input_audio_buffer_append(payload))
-            self.audio_clock.sent(self.config.input_format.ms_for_bytes(b64_size(payload)))
+            self.send(append_event(payload))
+            self.audio_clock.sent(self.audio_in.wire.ms_for_bytes(b64_size(payload)))
         self.send(events.input_audio_buffer_commit(event_id=self.ids("event")))
 
     def clear_audio(self) -> None:
@@ -649,58 +588,15 @@ class OpenAIRealtimeClient:
         barge_in.barge_in(self, explicit=True)
 
     def tool_finished(self, call: ToolCall, result: ToolResult) -> None:
-        self.tools_running.discard(call.call_id)
-        if self.link.state is LinkState.CLOSED:
-            return
-        item_id = self.create_item(events.function_call_output_item(call.call_id, result.output))
-        if result.reply:
-            self.follow_up.output_sent(item_id)
-        else:  # a handoff: the session asks for the new agent's first reply itself
-            self.follow_up.covered()
-        self.metrics.tool_called(call.name)
-        self.emit(
-            "function_call",
-            {
-                "name": call.name,
-                "call_id": call.call_id,
-                "arguments": call.arguments,
-                "output": result.output,
-                "is_error": result.is_error,
-            },
-        )
-        self.pump()
+        replies.tool_finished(self, call, result)
 
-    # -- requests and follow-ups ----------------------------------------------------------------
+    # -- requests and follow-ups (see :mod:`.replies`) ---------------------------------------
 
     def enqueue_request(
         self, kind: str, body: dict[str, Any], *, interruptible: bool = True
     ) -> ResponseRequest:
-        request_id = self.ids("req")
-        body = {**body, "metadata": {"client_request_id": request_id, "kind": kind}}
-        request = ResponseRequest(request_id, kind, body, interruptible)
-        if kind in ("reply", "say"):
-            # A newer request replaces asking again for a reply the network cut: its reply
-            # sees the cut one in the replayed conversation.
-            self.responses.drop_queued("resume")
-        self.responses.enqueue(request)
-        self.pump()
-        return request
+        return replies.enqueue(self, kind, body, interruptible=interruptible)
 
     def pump(self) -> None:
         """Send the next reply request, or the tool follow-up, when the conversation is free."""
-        if self.link.state is not LinkState.OPEN or self.responses.busy:
-            return
-        if not self.responses.queued and self.follow_up.wanted:
-            if self.tools_running or self.user_turn_open:
-                return
-            self.enqueue_request("tool_followup", {})
-            return
-        request = self.responses.next_to_send()
-        if request is None:
-            return
-        if not request.interruptible:
-            barge_in.relax_vad(self, True)
-        request.event_id = self.ids("event")
-        self.follow_up.covered()  # queued after every output sent so far: it sees them all
-        self._outbox.append(events.response_create(request.body, event_id=request.event_id))
-        self.watch()
+        replies.pump(self)

@@ -203,7 +203,7 @@ def on_audio_delta(c: ClientState, event: Event) -> None:
             c.metrics.first_audio_received()
     delta = read.text(event, "delta")
     cap_s = c.config.max_output_buffer_s
-    if out.output.buffered_ms + out.wire.ms_for_bytes(len(delta) * 3 // 4) > cap_s * 1000:
+    if out.output.queued_ms + out.wire.ms_for_bytes(len(delta) * 3 // 4) > cap_s * 1000:
         message = f"audio of item {item_id} dropped: {cap_s:g} s already queued for playout"
         _overflow(c, item_id, message, "audio_overflow")
         return

@@ -1,33 +1,29 @@
 """OpenAIRealtime: the asyncio driver around :class:`~.client.OpenAIRealtimeClient`.
 
 Every decision is the core's; this module only moves data and performs the core's actions: it
-opens sockets, runs one send loop and one receive loop per socket, arms timers, runs tools as
-tasks, marshals playout callbacks from the consumer's thread onto the loop, and turns ``Emit``
-actions into the model's events. The public surface is the seed's (``connect``, ``send_event``,
-``handle_audio_input``, ...), unchanged.
+opens sockets, runs one send loop and one receive loop per socket (:mod:`.socket_session`), arms
+timers, runs tools as tasks, marshals playout callbacks from the consumer's thread onto the loop,
+and turns ``Emit`` actions into the model's events. The public surface is the seed's
+(``connect``, ``send_event``, ``handle_audio_input``, ...), unchanged.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
-
-from websockets.exceptions import ConnectionClosed
 
 from realtalk.errors import ConfigurationError, NotConnectedError, RealtalkError
 from realtalk.media.frame import AudioFrame
 from realtalk.media.image import FrameThrottler, data_url, encode_jpeg_async
 from realtalk.media.playout import AudioOutput
 from realtalk.metrics import SessionMetrics
-from realtalk.protocol import SAY_PREFIX, events, parse_event
+from realtalk.protocol import SAY_PREFIX, events
 from realtalk.realtime.base import AgentSpec, ModelError, RealtimeBaseModel, RealtimeCapabilities
 
 from .client import OpenAIRealtimeClient
@@ -47,6 +43,7 @@ from .link import (
     RunTool,
 )
 from .redact import install_redaction
+from .socket_session import OpenAISession, close_session, receive_loop, send_loop
 from .tools_runner import ToolRunner
 from .url import OPENAI_BASE_URL, auth_headers, needs_api_key, redact_url
 from .url import process_base_url as _process_base_url
@@ -63,15 +60,6 @@ install_redaction(logger)
 
 #: The wording of a say (kept under its old name; the protocol package owns it).
 SAY_INSTRUCTIONS = SAY_PREFIX
-
-
-@dataclass
-class OpenAISession:
-    """One live WebSocket connection: the socket, its outgoing queue and its I/O tasks."""
-
-    ws: ClientConnection
-    msg_queue: asyncio.Queue[dict[str, Any]]
-    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
 
 class OpenAIRealtime(RealtimeBaseModel):
@@ -231,7 +219,8 @@ class OpenAIRealtime(RealtimeBaseModel):
         session = OpenAISession(ws=ws, msg_queue=asyncio.Queue())
         self._session = session
         loop = asyncio.get_running_loop()
-        session.tasks.append(loop.create_task(self._send_loop(session), name="realtime-send"))
+        send = send_loop(session, self._report)
+        session.tasks.append(loop.create_task(send, name="realtime-send"))
         session.tasks.append(loop.create_task(self._receive_loop(session), name="realtime-recv"))
         self.core.connection_opened()
         self._flush()
@@ -253,6 +242,16 @@ class OpenAIRealtime(RealtimeBaseModel):
         self.core.connection_opened()
         self._flush()
         return session
+
+    def _receive_loop(self, session: OpenAISession) -> Coroutine[Any, Any, None]:
+        """The receive loop of ``session``, reporting to this driver."""
+        return receive_loop(
+            session,
+            is_current=lambda s: self._session is s,
+            feed=self.feed,
+            report=self._report,
+            lost=self.link_lost,
+        )
 
     def link_lost(self, reason: str) -> None:
         """The adopted socket closed (what the receive loop reports for its own sockets)."""
@@ -280,7 +279,7 @@ class OpenAIRealtime(RealtimeBaseModel):
         await self._runner.cancel_all()
         session, self._session = self._session, None
         if session is not None:
-            await _close_session(session)
+            await close_session(session)
         if self._ready is not None and not self._ready.done():
             self._ready.cancel()
         for bg in list(self._background):
@@ -288,7 +287,7 @@ class OpenAIRealtime(RealtimeBaseModel):
                 bg.cancel()
         session, self._session = self._session, None  # opened by a reconnect meanwhile
         if session is not None:
-            await _close_session(session)
+            await close_session(session)
         if self._closers:
             await asyncio.gather(*self._closers, return_exceptions=True)
         fatal = self.core.fatal
@@ -299,6 +298,8 @@ class OpenAIRealtime(RealtimeBaseModel):
     def _flush(self) -> None:
         """Hand the core's client events to the socket and perform its actions."""
         core = self.core
+        if not core.has_output():
+            return
         out = core.events_to_send()
         if out:
             session = self._session
@@ -359,61 +360,16 @@ class OpenAIRealtime(RealtimeBaseModel):
         while not session.msg_queue.empty():
             unsent.append(session.msg_queue.get_nowait())
         self.core.requeue_unsent(unsent)
-        closer = asyncio.get_running_loop().create_task(_close_session(session))
+        closer = asyncio.get_running_loop().create_task(close_session(session))
         self._closers.add(closer)  # awaited, never cancelled: its socket tasks must end
         closer.add_done_callback(self._closers.discard)
 
-    # -- I/O loops ------------------------------------------------------------------------------
+    # -- events in and out ---------------------------------------------------------------------
 
     async def send_event(self, event: dict[str, Any]) -> None:
         """Queue a client event for the live connection."""
         self.core.send(event)
         self._flush()
-
-    async def _send_loop(self, session: OpenAISession) -> None:
-        ws = session.ws
-        queue = session.msg_queue
-        dumps = json.dumps
-        try:
-            while True:
-                event = await queue.get()
-                try:
-                    frame = dumps(event, separators=(",", ":"))
-                except (TypeError, ValueError) as exc:  # e.g. a bad event given to send_event
-                    self._report(
-                        ModelError(f"cannot send {event.get('type')}: {exc}", code="client_error")
-                    )
-                    continue
-                await ws.send(frame)
-        except ConnectionClosed:
-            return  # the receive loop sees the close and reports it
-
-    async def _receive_loop(self, session: OpenAISession) -> None:
-        reason = "the connection closed"
-        try:
-            async for raw in session.ws:
-                if self._session is not session:
-                    return  # dropped (recycle, handshake timeout): its late frames are not news
-                try:
-                    event = parse_event(raw)
-                except Exception as exc:  # ValueError, or RecursionError for absurd nesting
-                    self._report(
-                        ModelError(f"unreadable server event: {exc}", code="invalid_event")
-                    )
-                    continue
-                self.feed(event)
-        except ConnectionClosed as exc:
-            reason = f"connection lost ({exc})"
-        except Exception as exc:  # the socket library failed: treat it as a lost connection
-            logger.exception("the receive loop failed")
-            reason = f"receive failed ({type(exc).__name__}: {exc})"
-        else:
-            ws = session.ws
-            reason = (
-                f"closed by the server (code {ws.close_code}, {ws.close_reason or 'no reason'})"
-            )
-        if self._session is session:  # a socket we dropped on purpose is not news
-            self.link_lost(reason)
 
     def feed(self, event: dict[str, Any]) -> None:
         """Handle one decoded server event: the core decides, this performs."""
@@ -628,16 +584,3 @@ class OpenAIRealtime(RealtimeBaseModel):
         task = asyncio.get_running_loop().create_task(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
-
-
-async def _close_session(session: OpenAISession) -> None:
-    current = asyncio.current_task()
-    for task in session.tasks:
-        if task is not current and not task.done():
-            task.cancel()
-    for task in session.tasks:
-        if task is not current:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-    with contextlib.suppress(Exception):
-        await asyncio.wait_for(session.ws.close(), 2.0)

@@ -20,10 +20,11 @@ Sans-I/O bookkeeping for :class:`~realtalk.plugins.openai.OpenAIRealtime`. Why i
 from __future__ import annotations
 
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["ResponseRequest", "ResponseState", "ResponseTracker"]
+__all__ = ["ResponseRequest", "ResponseState", "ResponseTracker", "Watchdog"]
 
 _KEEP_RESPONSES = 64
 
@@ -233,3 +234,22 @@ class ResponseTracker:
             self._queue.appendleft(self.in_flight)
             self.in_flight = None
         return cut
+
+
+class Watchdog:
+    """When the awaited request or the active response last moved, and whether its timer runs.
+
+    Progress is only a time stamp (cheap: it is noted for every delta); the timer is armed once
+    and, when it fires, re-armed for what is left of the quiet time allowed.
+    """
+
+    def __init__(self, now: Callable[[], float]) -> None:
+        self.now = now
+        self.armed = False
+        self._at = 0.0
+
+    def progress(self) -> None:
+        self._at = self.now()
+
+    def quiet_s(self) -> float:
+        return self.now() - self._at

@@ -1,9 +1,9 @@
 """What the core's helpers may use of it: the :class:`ClientState` protocol.
 
-The server-event handlers (:mod:`.handlers`) and the cuts (:mod:`.barge_in`) work on the
-:class:`~.client.OpenAIRealtimeClient`, which calls them. They are typed against this protocol
-rather than the class, so the modules do not import each other in a circle, and the protocol
-lists, in one place, the state and operations a helper may touch.
+The server-event handlers (:mod:`.handlers`), the cuts (:mod:`.barge_in`) and the replies
+(:mod:`.replies`) work on the :class:`~.client.OpenAIRealtimeClient`, which calls them. They are
+typed against this protocol rather than the class, so the modules do not import each other in a
+circle, and the protocol lists, in one place, the state and operations a helper may touch.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from .config import OpenAIRealtimeConfig
     from .conversation import ConversationMirror
     from .link import Action, LinkState
-    from .responses import ResponseTracker
+    from .responses import ResponseTracker, Watchdog
     from .tools_runner import FollowUp, ToolCall
     from .transcript_pacer import TranscriptPacer
 
@@ -45,8 +45,10 @@ class ClientState(Protocol):
     calls_started: set[str]
     text: OrderedDict[str, str]
     overflow_reported: set[str]
+    tools_running: set[str]
     user_turn_open: bool
     vad_relaxed: bool
+    watchdog: Watchdog
 
     @property
     def state(self) -> LinkState: ...
@@ -55,6 +57,7 @@ class ClientState(Protocol):
     def emit(self, name: str, payload: Any) -> None: ...
     def report(self, error: ModelError) -> None: ...
     def send(self, event: dict[str, Any]) -> None: ...
+    def create_item(self, item: dict[str, Any]) -> str: ...
     def progress(self) -> None: ...
     def watch(self) -> None: ...
     def pump(self) -> None: ...

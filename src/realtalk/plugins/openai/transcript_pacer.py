@@ -8,8 +8,9 @@ been received is released once ``played_ms`` reaches ``at_ms``. The final transc
 when everything before it has played. When the item is cut off, the unplayed pieces are dropped
 and the final transcript is what was released so far, marked as interrupted.
 
-No I/O and no clock: the model calls :meth:`tick` (on a short timer while anything is held) with a
-function that reads the played position of an item.
+No I/O and no clock: the model calls :meth:`tick` (on a timer while anything is held, armed for
+when :meth:`due_in_ms` says the next piece is due) with a function that reads the played position
+of an item.
 """
 
 from __future__ import annotations
@@ -44,6 +45,23 @@ class TranscriptPacer:
     def holding(self) -> bool:
         """Whether anything waits to be released (the caller keeps ticking while so)."""
         return any(i.pieces or i.final for i in self._items.values() if not i.closed)
+
+    def due_in_ms(self, played_ms: Callable[[str], float]) -> float | None:
+        """How long until the next release, for the items already playing (None: nothing of
+        theirs waits; an item that has not started is released by :meth:`started`'s tick)."""
+        due: float | None = None
+        for item_id, item in self._items.items():
+            if not item.started or item.closed:
+                continue
+            if item.pieces:
+                at = item.pieces[0][0]
+            elif item.final is not None:
+                at = item.final[0]
+            else:
+                continue
+            wait = at - played_ms(item_id)
+            due = wait if due is None else min(due, wait)
+        return due
 
     def delta(self, item_id: str, text: str, at_ms: float) -> None:
         """The transcript so far, whose newest piece starts at ``at_ms`` of the item's audio."""

@@ -114,6 +114,7 @@ class LlamaRuntime:
             raise EngineUnavailableError(f"llama.cpp could not load {path}: {exc}") from exc
         logger.info("llama.cpp loaded %s on %d thread(s)", path.name, n_threads)
         self.path = path
+        self.n_threads = n_threads
         self.n_ctx = n_ctx
         self.lock = threading.Lock()
 

@@ -413,7 +413,8 @@ class SipServer:
         framer = StreamFramer()
         try:
             while True:
-                data = await asyncio.wait_for(reader.read(16 * 1024), TCP_IDLE_S)
+                async with asyncio.timeout(TCP_IDLE_S):  # not wait_for: it can swallow a cancel
+                    data = await reader.read(16 * 1024)
                 if not data:
                     return
                 try:

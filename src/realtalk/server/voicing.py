@@ -1,0 +1,250 @@
+"""An assistant message's voice: streamed text in, transcript and audio deltas out, in order.
+
+The LLM's text is cut into pieces as it arrives: complete sentences, and before anything is
+voiced a short first clause (the first audio is only as early as the first piece is short). A
+worker task speaks the pieces one after another, each in a thread while the LLM goes on writing
+the next, resamples the voice to the output format and sends ``response.output_audio.delta``
+chunks; each piece's transcript delta goes out with its first audio, so a client that shows the
+transcript never shows words ahead of the voice. What was voiced is recorded in the item
+(:class:`~realtalk.server.conversation.SpokenSegment`) so a truncate can cut the transcript to
+what was heard.
+
+This is the response's voice only: the response opens and closes the message and decides when
+it ends; :class:`Voicing` owns the pieces, the worker and the deltas.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import re
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+
+from realtalk.media.resample import StreamResampler
+from realtalk.protocol import events as ev
+from realtalk.protocol.audio_formats import AudioFormat
+from realtalk.server.engines.base import Voice
+from realtalk.server.engines.sentences import split_sentences
+from realtalk.server.engines.threads import iterate_in_thread
+
+from .conversation import Entry, SpokenSegment
+from .input_buffer import encode_from_int16
+
+__all__ = ["AUDIO_CHUNK_MS", "Message", "Voicing"]
+
+Send = Callable[[dict[str, Any]], None]
+
+#: Audio per ``response.output_audio.delta``.
+AUDIO_CHUNK_MS = 200
+# A complete sentence in streamed text: up to the last end mark followed by whitespace.
+_LAST_SENTENCE_END = re.compile(r".*[.!?…][\"'”’)\]]*\s", re.S)
+# Before anything is voiced, a first clause of this many words is spoken without waiting for the
+# rest of its sentence: the first audio is only as early as the first piece of text is short.
+FIRST_CLAUSE_MIN_WORDS = 3
+#: ...and with no clause mark, the first this many words are spoken on their own (Piper's first
+#: audio takes time in proportion to the piece's length).
+FIRST_PIECE_MAX_WORDS = 6
+_CLAUSE_END = re.compile(r"[,;:]\s")
+_WORD_END = re.compile(r"\S\s+")
+
+
+class Message:
+    """The assistant message a response is writing (its voice, if it is spoken)."""
+
+    def __init__(self, entry: Entry, output_index: int, audio: bool) -> None:
+        self.entry = entry
+        self.output_index = output_index
+        self.audio = audio
+        self.text = ""  # transcript (audio) or text so far
+        self.voicing: Voicing | None = None  # set by the response for an audio message
+
+    @property
+    def id(self) -> str:
+        return self.entry.id
+
+    @property
+    def part(self) -> dict[str, Any]:
+        content: list[dict[str, Any]] = self.entry.item["content"]
+        return content[0]
+
+
+def _first_clause_end(text: str) -> int | None:
+    """Where the first piece ends: after the first clause of ``FIRST_CLAUSE_MIN_WORDS`` or more
+    words (its mark and the space that follows), or after ``FIRST_PIECE_MAX_WORDS`` words if no
+    such clause ends before them; None while ``text`` holds neither yet."""
+    for mark in _CLAUSE_END.finditer(text):
+        words = len(text[: mark.start()].split())
+        if words > FIRST_PIECE_MAX_WORDS:
+            break
+        if words >= FIRST_CLAUSE_MIN_WORDS:
+            return mark.end()
+    for count, word in enumerate(_WORD_END.finditer(text), start=1):
+        if count == FIRST_PIECE_MAX_WORDS:
+            return word.end()
+    return None
+
+
+class Voicing:
+    """Speaks one message's text as it streams in; its worker task starts at once."""
+
+    def __init__(
+        self,
+        message: Message,
+        response_id: str,
+        voice: Voice,
+        fmt: AudioFormat,
+        *,
+        send: Send,
+        new_id: Callable[[str], str],
+        mark: Callable[[str], None],
+        on_audio: Callable[[int], None],
+    ) -> None:
+        """``send`` emits the deltas (the response's own, which stops when it has ended);
+        ``mark(stage)`` notes a stage for the response's timing line; ``on_audio(nbytes)``
+        counts the audio about to be sent."""
+        self.message = message
+        self._response_id = response_id
+        self._voice = voice
+        self._format = fmt
+        self._send = send
+        self._new_id = new_id
+        self._mark = mark
+        self._on_audio = on_audio
+        self.pending = ""  # streamed text not yet voiced
+        self.queued = 0  # pieces handed to the worker so far
+        self._pieces: asyncio.Queue[str | None] = asyncio.Queue()
+        self.first_voiced = asyncio.Event()  # the first piece's audio is out
+        self.task = asyncio.create_task(self._work())
+
+    def add(self, text: str) -> None:
+        """More of the message's text: hand the pieces it completes to the worker."""
+        self.pending += text
+        match = _LAST_SENTENCE_END.match(self.pending)
+        end = match.end() if match is not None else None
+        if end is None and self.queued == 0:
+            end = _first_clause_end(self.pending)  # first audio as early as possible
+        if end is not None:
+            complete, self.pending = self.pending[:end], self.pending[end:]
+            self._queue(complete)
+
+    async def finish(self) -> None:
+        """The text is complete: voice what is left and wait until all of it has been sent.
+        The worker's failure, if it failed, is raised here."""
+        self._queue(self.pending)
+        self.pending = ""
+        self._pieces.put_nowait(None)
+        await self.task
+
+    def stop(self) -> None:
+        """The message ends now: stop speaking (a failure was reported through :meth:`finish`)."""
+        if not self.task.done():
+            self.task.cancel()
+        elif not self.task.cancelled():
+            self.task.exception()  # seen
+
+    async def hold_for_first_piece(self) -> None:
+        """While the first piece of the reply is being voiced, take nothing more from the LLM.
+
+        On two cores an LLM writing on beside the voice slows it down (Piper's first audio took
+        ~1.6 times as long with llama.cpp generating), and the next piece is only needed once
+        the first has played, seconds later. A local LLM pauses when not read (see
+        ``iterate_in_thread``'s ``lookahead``).
+        """
+        if self.queued == 0 or self.first_voiced.is_set() or self.task.done():
+            return
+        voiced = asyncio.ensure_future(self.first_voiced.wait())
+        try:
+            await asyncio.wait({voiced, self.task}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            voiced.cancel()
+
+    def _queue(self, text: str) -> None:
+        for sentence in split_sentences(text):
+            if self.queued == 0:
+                self._mark("first_sentence")
+            self.queued += 1
+            self._pieces.put_nowait(sentence)
+
+    async def _work(self) -> None:
+        while True:
+            sentence = await self._pieces.get()
+            if sentence is None:
+                return
+            await self._speak(sentence)
+            self.first_voiced.set()
+
+    async def _speak(self, sentence: str) -> None:
+        message, fmt, voice = self.message, self._format, self._voice
+        piece = sentence if not message.text else " " + sentence
+        start_char = len(message.text)
+        start_ms = self._item_audio_ms()
+        said = False
+
+        def produce(stop: threading.Event) -> Iterator[bytes]:
+            resampler = (
+                StreamResampler(voice.sample_rate, fmt.rate)
+                if voice.sample_rate != fmt.rate
+                else None
+            )
+            for chunk in voice.synthesize(sentence):
+                if stop.is_set():
+                    return
+                pcm = resampler.push(chunk) if resampler is not None else chunk
+                if pcm.size:
+                    yield encode_from_int16(np.asarray(pcm, dtype=np.int16), fmt)
+            if resampler is not None:
+                tail = resampler.flush()
+                if tail.size:
+                    yield encode_from_int16(tail, fmt)
+
+        async with contextlib.aclosing(iterate_in_thread(produce, name="realtalk-voice")) as audio:
+            async for data in audio:
+                if not said:
+                    said = True
+                    self._transcript_delta(piece)
+                self._audio_delta(data)
+        if not said:
+            self._transcript_delta(piece)
+        message.entry.spoken.append(
+            SpokenSegment(start_ms, self._item_audio_ms(), start_char, len(message.text))
+        )
+
+    def _transcript_delta(self, piece: str) -> None:
+        message = self.message
+        message.text += piece
+        message.part["transcript"] = message.text
+        self._send(
+            ev.response_output_audio_transcript_delta(
+                self._eid(), self._response_id, message.id, message.output_index, 0, piece
+            )
+        )
+
+    def _audio_delta(self, data: bytes) -> None:
+        message = self.message
+        self._on_audio(len(data))
+        step = self._format.bytes_for_ms(AUDIO_CHUNK_MS)
+        store = message.entry.audio[0]
+        for i in range(0, len(data), step):
+            chunk = data[i : i + step]
+            store += chunk
+            self._send(
+                ev.response_output_audio_delta(
+                    self._eid(),
+                    self._response_id,
+                    message.id,
+                    message.output_index,
+                    0,
+                    base64.b64encode(chunk).decode("ascii"),
+                )
+            )
+
+    def _item_audio_ms(self) -> float:
+        return len(self.message.entry.audio[0]) / self._format.bytes_per_ms
+
+    def _eid(self) -> str:
+        return self._new_id("event")
