@@ -360,6 +360,11 @@ class Listener:
 
     # --- a head start on the reply -----------------------------------------------------------
 
+    def _conversation_now(self) -> list[tuple[dict[str, Any], int]]:
+        """The conversation as it stands now, before the turn being heard is committed into it
+        (what ``build_context`` reads)."""
+        return [(e.snapshot(), 0) for e in self._conversation()]
+
     def _warm_llm(self, draft: Draft, turns: TurnDetector) -> None:
         """Once the user has been speaking a while, have the LLM evaluate the conversation
         their turn follows, so the reply (or its guess) evaluates only the new turn."""
@@ -371,7 +376,7 @@ class Listener:
         if speech_ms < WARM_AFTER_SPEECH_MS:
             return
         self._warmed = draft.item_id
-        items = [(e.snapshot(), 0) for e in self._conversation()]
+        items = self._conversation_now()
         settings, text_of = self._reply_settings(), self.transcripts.text_of
 
         async def warm() -> None:
@@ -397,8 +402,7 @@ class Listener:
         self.drop_guess()
         if self._replying() is not None or not turns.settings.create_response or self.closed:
             return
-        # The conversation as it stands now, before this turn is committed into it.
-        items = [(e.snapshot(), 0) for e in self._conversation()]
+        items = self._conversation_now()
         task: GuessTask = asyncio.create_task(
             self._make_guess(speculation[1], items, self._reply_settings())
         )
@@ -415,16 +419,7 @@ class Listener:
         text = (await asyncio.shield(transcription)).text.strip()
         if not text or self.closed:
             return None
-        items.append(
-            (
-                {
-                    "type": "message",
-                    "role": "user",
-                    "content": [{"type": "input_text", "text": text}],
-                },
-                0,
-            )
-        )
+        items.append((ev.user_text_item(text), 0))
         context = await build_context(settings.instructions, items, self.transcripts.text_of)
         if self.closed:
             return None

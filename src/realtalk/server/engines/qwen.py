@@ -86,12 +86,14 @@ class QwenLLM(ThreadedLLM):
         return f"{self.system_prompt}\n{instructions}" if instructions else self.system_prompt
 
     async def prefill(self, instructions: str, tools: list[dict[str, Any]]) -> None:
-        prefix = system_block(self._system(instructions), function_tools(tools))
-        await run_in_thread(lambda: self.runtime.prefill(prefix), name="realtalk-prefill")
+        await self._evaluate(system_block(self._system(instructions), function_tools(tools)))
 
     async def warm(self, messages: list[ChatMessage], tools: list[dict[str, Any]]) -> None:
         prompt = self._fit(list(messages), function_tools(tools), _MAX_CALL_TOKENS)
-        prefix = prompt.removesuffix(REPLY_START)  # what a reply to the next turn starts with
+        await self._evaluate(prompt.removesuffix(REPLY_START))  # what the next reply starts with
+
+    async def _evaluate(self, prefix: str) -> None:
+        """Have llama.cpp keep ``prefix`` evaluated (in a thread: it takes the model's lock)."""
         await run_in_thread(lambda: self.runtime.prefill(prefix), name="realtalk-prefill")
 
     def _generate(

@@ -9,13 +9,13 @@ connection, the onnxruntime session is shared (its `run` is thread-safe).
 from __future__ import annotations
 
 import importlib.util
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from realtalk.server.engines.base import VAD, EngineUnavailableError, VADStream, check_pcm16k
+from realtalk.server.engines.onnx import load_session
 
 __all__ = ["SileroVAD", "SileroVADStream", "silero_model_path"]
 
@@ -78,21 +78,8 @@ class SileroVAD(VAD):
     """The shared Silero model; checks at load that it takes the inputs this code feeds it."""
 
     def __init__(self, model_path: Path | None = None) -> None:
-        os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")  # before onnxruntime is imported
-        try:
-            import onnxruntime
-        except ImportError as exc:
-            raise EngineUnavailableError(
-                "onnxruntime is not installed (pip install .[local])"
-            ) from exc
-
         path = model_path or silero_model_path()
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = 1
-        options.inter_op_num_threads = 1
-        self._session = onnxruntime.InferenceSession(
-            str(path), sess_options=options, providers=["CPUExecutionProvider"]
-        )
+        self._session = load_session(path, "Silero VAD")
         self._check_inputs()
         self.model_path = path
 

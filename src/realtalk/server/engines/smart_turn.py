@@ -21,7 +21,6 @@ normalised to zero mean and unit variance first, as the model was trained.
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 import subprocess
 import sys
@@ -33,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from realtalk.server.engines.base import EngineUnavailableError, check_pcm16k
+from realtalk.server.engines.onnx import load_session
 
 __all__ = [
     "MODEL_FILE",
@@ -187,23 +187,8 @@ class SmartTurn:
     sample_rate = RATE
 
     def __init__(self, model_path: Path | None = None) -> None:
-        os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
-        try:
-            import onnxruntime
-        except ImportError as exc:
-            raise EngineUnavailableError(
-                "onnxruntime is not installed (pip install .[local])"
-            ) from exc
         path = model_path or smart_turn_model_path()
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = 1
-        options.inter_op_num_threads = 1
-        try:
-            self._session = onnxruntime.InferenceSession(
-                str(path), sess_options=options, providers=["CPUExecutionProvider"]
-            )
-        except Exception as exc:  # a truncated or corrupt file
-            raise EngineUnavailableError(f"cannot load the Smart Turn model {path}: {exc}") from exc
+        self._session = load_session(path, "Smart Turn")
         inputs = [(i.name, i.shape[1:]) for i in self._session.get_inputs()]
         if inputs != [("input_features", [_N_MELS, 800])]:
             raise EngineUnavailableError(f"unexpected Smart Turn model inputs {inputs} in {path}")
