@@ -23,9 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fractions
-import json
 import logging
-import subprocess
 import sys
 import time
 from typing import Any
@@ -36,7 +34,7 @@ import numpy as np
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from bench.common import Row, proc_cpu_s, proc_rss_mb, row
+from bench.common import ChildProcess, Row, proc_cpu_s, proc_rss_mb, row
 from bench.ramp import Probe, Step, at, failed, passing, ramp
 from bench.serve import ServerProcess
 from realtalk.web_guard import TOKEN_HEADER, token_from_page
@@ -84,38 +82,13 @@ class MicTrack(MediaStreamTrack):
         return frame
 
 
-class AgentProcess:
-    """The agent process (``bench.webrtc_agent``) with its stdin/stdout control line."""
+class AgentProcess(ChildProcess):
+    """The agent process (``bench.webrtc_agent``): ``start`` and ``stop`` its lateness record."""
 
     def __init__(self, base_url: str, *, bare: bool) -> None:
-        args = [sys.executable, "-m", "bench.webrtc_agent", base_url]
-        if bare:
-            args.append("--bare")
-        self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if not line.startswith("READY "):
-            self.close()
-            raise RuntimeError("the WebRTC agent process did not start")
-        self.url = line.split()[1]
-
-    async def command(self, command: str) -> dict[str, Any]:
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.write(command + "\n")
-        self.proc.stdin.flush()
-        reply = await asyncio.get_running_loop().run_in_executor(None, self.proc.stdout.readline)
-        answer: dict[str, Any] = json.loads(reply)
-        return answer
-
-    def close(self) -> None:
-        with contextlib.suppress(Exception):
-            assert self.proc.stdin is not None
-            self.proc.stdin.close()
-        try:
-            self.proc.wait(timeout=40)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        args = ["bench.webrtc_agent", base_url, *(["--bare"] if bare else [])]
+        super().__init__(args, "WebRTC agent")
+        self.url = self.address
 
 
 class Peers:

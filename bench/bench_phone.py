@@ -33,7 +33,6 @@ import re
 import secrets
 import socket
 import struct
-import subprocess
 import sys
 import time
 from typing import Any
@@ -41,7 +40,7 @@ from typing import Any
 import aiohttp
 import numpy as np
 
-from bench.common import Row, better_ratio, percentile, proc_cpu_s, row
+from bench.common import ChildProcess, Row, better_ratio, percentile, proc_cpu_s, row
 from bench.serve import ServerProcess
 from realtalk.media.g711 import ulaw_encode
 
@@ -65,37 +64,16 @@ def _tone(ms: int) -> list[bytes]:
     return [data[i : i + FRAME_BYTES] for i in range(0, len(data), FRAME_BYTES)]
 
 
-class PhoneAgent:
+class PhoneAgent(ChildProcess):
     """``bench.phone_agent`` in its own process."""
 
     def __init__(self, base_url: str, transport: str, *, talk: bool) -> None:
-        args = [sys.executable, "-m", "bench.phone_agent", base_url, "--transport", transport]
-        if talk:
-            args.append("--talk")
-        self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if not line.startswith("READY "):
-            self.close()
-            raise RuntimeError("the phone agent process did not start")
-        self.port = int(line.split()[1])
+        args = ["bench.phone_agent", base_url, "--transport", transport]
+        super().__init__([*args, *(["--talk"] if talk else [])], "phone agent")
+        self.port = int(self.address)
 
     async def sessions(self) -> int:
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.write("sessions\n")
-        self.proc.stdin.flush()
-        reply = await asyncio.get_running_loop().run_in_executor(None, self.proc.stdout.readline)
-        return int(json.loads(reply)["sessions"])
-
-    def close(self) -> None:
-        with contextlib.suppress(Exception):
-            assert self.proc.stdin is not None
-            self.proc.stdin.close()
-        try:
-            self.proc.wait(timeout=40)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        return int((await self.command("sessions"))["sessions"])
 
 
 # -- callers -------------------------------------------------------------------------------------

@@ -12,10 +12,15 @@ A benchmark module exposes ``run(quick: bool = False) -> list[dict]``. Each dict
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
 import math
 import os
+import subprocess
+import sys
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 Row = dict[str, Any]
@@ -161,3 +166,58 @@ def table(rows: Sequence[Row], *, markdown: bool = False) -> str:
         parts.append(line[5])
         out.append("  ".join(parts))
     return "\n".join(out)
+
+
+class ChildProcess:
+    """A bench helper (``python -m bench.X``) in its own process, so it has a CPU loop of its own.
+
+    The child prints ``READY <address>`` once serving, answers each command line on its stdin with
+    one JSON line (:func:`commands` is its side), and exits when its stdin closes: a crashed
+    parent never leaves it behind.
+    """
+
+    def __init__(self, args: list[str], what: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line.startswith("READY "):
+            self.close()
+            raise RuntimeError(f"the {what} process did not start")
+        self.address = line.split()[1]  # what it serves on (a URL or a port)
+
+    async def command(self, command: str) -> dict[str, Any]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+        reply = await asyncio.get_running_loop().run_in_executor(None, self.proc.stdout.readline)
+        answer: dict[str, Any] = json.loads(reply)
+        return answer
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            assert self.proc.stdin is not None
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+async def commands(max_seconds: float) -> AsyncIterator[str]:
+    """The child's side of :class:`ChildProcess`: command lines from stdin until it closes or
+    ``max_seconds`` pass."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + max_seconds
+    while loop.time() < end:
+        try:
+            line = await asyncio.wait_for(
+                loop.run_in_executor(None, sys.stdin.readline), end - loop.time()
+            )
+        except TimeoutError:
+            return
+        if not line:
+            return
+        yield line.strip()

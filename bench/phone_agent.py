@@ -16,9 +16,9 @@ import contextlib
 import json
 import os
 import random
-import sys
 from typing import Any
 
+from bench.common import commands
 from realtalk.agent import Agent
 from realtalk.media.playout import AudioOutput
 from realtalk.plugins.openai import OpenAIRealtime, OpenAIRealtimeConfig
@@ -65,18 +65,8 @@ async def _main(base_url: str, transport: str, talk: bool, max_seconds: float) -
         server = SipServer(on_call, port=0, max_calls=10_000)
     await server.start()
     print(f"READY {server.port}", flush=True)
-    loop = asyncio.get_running_loop()
-    end = loop.time() + max_seconds
     try:
-        while loop.time() < end:
-            try:
-                line = await asyncio.wait_for(
-                    loop.run_in_executor(None, sys.stdin.readline), end - loop.time()
-                )
-            except TimeoutError:
-                return
-            if not line:
-                return
+        async for _ in commands(max_seconds):  # any line asks how many sessions are alive
             alive = sum(1 for s in sessions if not s.closed)
             print(json.dumps({"sessions": alive}), flush=True)
     finally:

@@ -19,10 +19,10 @@ import contextlib
 import json
 import os
 import random
-import sys
 from collections.abc import Callable
 from typing import Any
 
+from bench.common import commands
 from bench.ramp import Lateness
 from realtalk.agent import Agent
 from realtalk.plugins.openai import OpenAIRealtime
@@ -84,18 +84,7 @@ class _Agents:
 
 
 async def _control(agents: _Agents, max_seconds: float) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + max_seconds
-    while loop.time() < end:
-        try:
-            line = await asyncio.wait_for(
-                loop.run_in_executor(None, sys.stdin.readline), end - loop.time()
-            )
-        except TimeoutError:
-            return
-        if not line:
-            return
-        command = line.strip()
+    async for command in commands(max_seconds):
         if command == "start":
             agents.lateness.values = []
             agents.lateness.recording = True
