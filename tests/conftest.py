@@ -16,11 +16,13 @@ import subprocess
 import wave
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
 
 from realtalk.server import LocalServer
+from realtalk.server.connection import Connection
 from realtalk.server.engines.base import Engines
 from realtalk.server.engines.energy import EnergyVAD
 from realtalk.server.engines.scripted import ScriptedLLM, ScriptedTranscriber, ToneVoice
@@ -107,3 +109,25 @@ def speech_pcm24k(tmp_path: Path) -> Callable[[str], bytes]:
         return read_wav_pcm24k(make_speech_wav(text, tmp_path / f"speech_{next(counter)}.wav"))
 
     return speak
+
+
+class RecordingConnection(Connection):
+    """The server's connection, keeping every client event it handled (and itself)."""
+
+    made: ClassVar[list[RecordingConnection]] = []
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.received: list[dict[str, Any]] = []
+        RecordingConnection.made.append(self)
+
+    async def handle(self, event: Any) -> None:
+        if isinstance(event, dict):
+            self.received.append(event)
+        await super().handle(event)
+
+    def items(self) -> list[dict[str, Any]]:
+        return [entry.item for entry in self.conversation]
+
+    def of(self, kind: str) -> list[dict[str, Any]]:
+        return [e for e in self.received if e.get("type") == kind]

@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, get_args
+from typing import Any, get_args
 
 import numpy as np
 import pytest
@@ -24,35 +24,12 @@ from realtalk.media.wav import iter_frames, read_wav
 from realtalk.plugins.openai import OpenAIRealtime, OpenAIRealtimeConfig
 from realtalk.realtime.events import ModelEventName
 from realtalk.server import LocalServer, app
-from realtalk.server.connection import Connection
-from tests.conftest import make_engines, make_speech_wav
+from tests.conftest import RecordingConnection, make_engines, make_speech_wav
 
 TIMEOUT_S = 15.0
 FRAME_MS = 20
 
 MODEL_EVENTS = get_args(ModelEventName)  # every event the model may emit
-
-
-class RecordingConnection(Connection):
-    """The server's connection, keeping every client event it handled (and itself)."""
-
-    made: ClassVar[list[RecordingConnection]] = []
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.received: list[dict[str, Any]] = []
-        RecordingConnection.made.append(self)
-
-    async def handle(self, event: Any) -> None:
-        if isinstance(event, dict):
-            self.received.append(event)
-        await super().handle(event)
-
-    def items(self) -> list[dict[str, Any]]:
-        return [entry.item for entry in self.conversation]
-
-    def of(self, kind: str) -> list[dict[str, Any]]:
-        return [e for e in self.received if e.get("type") == kind]
 
 
 class Log:
