@@ -3,12 +3,12 @@
 Ending a turn waits on silence (and on the end-of-turn model); the transcript of the utterance
 is already speculated at the pause's first silent window (see ``transcription``). With that text
 the LLM can start too: a :class:`ReplyGuess` runs the LLM on the context the reply *would*
-have, and reads ahead until the first sentence (or a function call) is there, then stops
-pulling, so a guess never costs more than a first sentence of work. When the turn ends, the
-response takes the guess only if the context it really builds is the same (same messages, tools
-and limits); otherwise, or when the user goes on speaking, the guess is closed and forgotten.
-Nothing of a guess is ever sent to the client: the response replays its chunks as if the LLM
-had produced them just then.
+have, and reads ahead until the first piece the voice would speak (or a function call) is
+there, then stops pulling, so a guess never costs more than a few words of work. When the turn
+ends, the response takes the guess only if the context it really builds is the same (same
+messages, tools and limits); otherwise, or when the user goes on speaking, the guess is closed
+and forgotten. Nothing of a guess is ever sent to the client: the response replays its chunks as
+if the LLM had produced them just then.
 
 A guess holds an open LLM stream (a local model may be busy with it), so every guess is closed as
 soon as it is known to be useless, before any other LLM call of the connection starts.
@@ -20,20 +20,15 @@ import asyncio
 import contextlib
 import json
 import logging
-import re
 from collections.abc import AsyncIterator
 from typing import Any
 
 from realtalk.server.engines.base import LLM, ChatMessage, LLMChunk, TextDelta, ToolCall
+from realtalk.server.engines.sentences import first_piece_ready
 
 __all__ = ["GuessTask", "ReplyGuess", "discard"]
 
 logger = logging.getLogger("realtalk.server")
-
-# A complete sentence in streamed text (as the response cuts them).
-_SENTENCE_END = re.compile(r"[.!?…][\"'”’)\]]*\s")
-#: Read-ahead stops at this much text even without a sentence end.
-READ_AHEAD_CHARS = 160
 
 
 class ReplyGuess:
@@ -93,7 +88,7 @@ class ReplyGuess:
                     return
                 if isinstance(chunk, TextDelta):
                     text += chunk.text
-                    if _SENTENCE_END.search(text) or len(text) >= READ_AHEAD_CHARS:
+                    if first_piece_ready(text):
                         return
         finally:
             self._grew.set()

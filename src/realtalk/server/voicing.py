@@ -29,7 +29,7 @@ from realtalk.media.resample import StreamResampler
 from realtalk.protocol import events as ev
 from realtalk.protocol.audio_formats import AudioFormat
 from realtalk.server.engines.base import Voice
-from realtalk.server.engines.sentences import split_sentences
+from realtalk.server.engines.sentences import first_piece_end, split_sentences
 from realtalk.server.engines.threads import iterate_in_thread
 
 from .conversation import Entry, SpokenSegment
@@ -43,14 +43,6 @@ Send = Callable[[dict[str, Any]], None]
 AUDIO_CHUNK_MS = 200
 # A complete sentence in streamed text: up to the last end mark followed by whitespace.
 _LAST_SENTENCE_END = re.compile(r".*[.!?…][\"'”’)\]]*\s", re.S)
-# Before anything is voiced, a first clause of this many words is spoken without waiting for the
-# rest of its sentence: the first audio is only as early as the first piece of text is short.
-FIRST_CLAUSE_MIN_WORDS = 3
-#: ...and with no clause mark, the first this many words are spoken on their own (Piper's first
-#: audio takes time in proportion to the piece's length).
-FIRST_PIECE_MAX_WORDS = 6
-_CLAUSE_END = re.compile(r"[,;:]\s")
-_WORD_END = re.compile(r"\S\s+")
 
 
 class Message:
@@ -71,22 +63,6 @@ class Message:
     def part(self) -> dict[str, Any]:
         content: list[dict[str, Any]] = self.entry.item["content"]
         return content[0]
-
-
-def _first_clause_end(text: str) -> int | None:
-    """Where the first piece ends: after the first clause of ``FIRST_CLAUSE_MIN_WORDS`` or more
-    words (its mark and the space that follows), or after ``FIRST_PIECE_MAX_WORDS`` words if no
-    such clause ends before them; None while ``text`` holds neither yet."""
-    for mark in _CLAUSE_END.finditer(text):
-        words = len(text[: mark.start()].split())
-        if words > FIRST_PIECE_MAX_WORDS:
-            break
-        if words >= FIRST_CLAUSE_MIN_WORDS:
-            return mark.end()
-    for count, word in enumerate(_WORD_END.finditer(text), start=1):
-        if count == FIRST_PIECE_MAX_WORDS:
-            return word.end()
-    return None
 
 
 class Voicing:
@@ -127,7 +103,7 @@ class Voicing:
         match = _LAST_SENTENCE_END.match(self.pending)
         end = match.end() if match is not None else None
         if end is None and self.queued == 0:
-            end = _first_clause_end(self.pending)  # first audio as early as possible
+            end = first_piece_end(self.pending)  # first audio as early as possible
         if end is not None:
             complete, self.pending = self.pending[:end], self.pending[end:]
             self._queue(complete)

@@ -20,6 +20,7 @@ from realtalk.server.engines.base import (
 )
 from realtalk.server.engines.qwen import QwenLLM
 from realtalk.server.engines.runtime import Completion
+from realtalk.server.engines.toolcalls import SPEECH_GOES_ON
 
 CALC = {
     "type": "function",
@@ -34,7 +35,8 @@ CALC = {
 
 
 class FakeRuntime:
-    """Replays `replies` (one per completion) in pieces and records each request."""
+    """Replays `replies` (one per completion) in pieces and records each request; a request
+    that continues speech (`SPEECH_GOES_ON`) gets what the one closed early had left."""
 
     n_ctx = 4096
 
@@ -42,17 +44,23 @@ class FakeRuntime:
         self.replies = list(replies)
         self.requests: list[dict[str, Any]] = []
         self.lock = threading.Lock()
+        self.rest = ""
 
     def complete(self, prompt: str, **kw: Any) -> Iterator[str]:
         self.requests.append({"prompt": prompt, **kw})
         usage: Completion | None = kw.get("usage")
-        reply = self.replies.pop(0)
+        reply = self.rest if kw.get("grammar") == SPEECH_GOES_ON else self.replies.pop(0)
         if usage is not None:
             usage.prompt_tokens = len(prompt) // 4
-        for i in range(0, len(reply), 3):
-            if usage is not None:
-                usage.output_tokens += 1
-            yield reply[i : i + 3]
+        sent = 0
+        try:
+            for i in range(0, len(reply), 3):
+                if usage is not None:
+                    usage.output_tokens += 1
+                sent = i + 3
+                yield reply[i : i + 3]
+        finally:
+            self.rest = reply[sent:]
 
     def prefill(self, prompt: str) -> None:
         self.requests.append({"prompt": prompt, "prefill": True})
@@ -83,6 +91,29 @@ async def test_speech_streams_and_stops_after_two_sentences() -> None:
     assert isinstance(chunks[-1], LLMUsage) and chunks[-1].output_tokens > 0
     grammar = runtime.requests[0]["grammar"]
     assert "start: speech | call" in grammar and '"const": "calculate"' in grammar
+
+
+async def test_speech_pauses_after_its_first_piece_and_goes_on_from_there() -> None:
+    """llama.cpp writes on whether or not it is read, so the reply is stopped once its first
+    piece is there (the voice speaks it alone) and continued by a second request whose prompt
+    ends with the words so far, constrained to go on as speech."""
+    llm, runtime = engine("The capital of France is Paris, a city on the Seine.")
+    chunks = await run(llm, ASK)
+    text = "".join(c.text for c in chunks if isinstance(c, TextDelta))
+    assert text == "The capital of France is Paris, a city on the Seine."
+    first, second = runtime.requests
+    said_first = second["prompt"].removeprefix(first["prompt"])
+    assert said_first.startswith("The capital of France ") and said_first in text
+    assert second["grammar"] == SPEECH_GOES_ON and second["max_tokens"] < first["max_tokens"]
+    usage = chunks[-1]
+    assert isinstance(usage, LLMUsage) and usage.output_tokens == len(text) // 3 + 1
+
+
+async def test_a_short_reply_needs_no_second_request() -> None:
+    llm, runtime = engine("Yes.")
+    chunks = await run(llm, ASK)
+    assert "".join(c.text for c in chunks if isinstance(c, TextDelta)) == "Yes."
+    assert len(runtime.requests) == 1
 
 
 async def test_a_call_is_parsed_validated_and_given_an_id() -> None:

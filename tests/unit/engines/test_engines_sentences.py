@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from realtalk.server.engines.sentences import split_sentences
+from realtalk.server.engines.sentences import first_piece_end, first_piece_ready, split_sentences
 
 
 def test_splits_at_sentence_ends_and_keeps_punctuation_and_quotes() -> None:
@@ -36,3 +36,19 @@ def test_rejoining_the_pieces_gives_back_single_spaced_text_dashes_included() ->
     pieces = split_sentences(text, max_chars=30)
     assert len(pieces) > 1
     assert " ".join(pieces) == text
+
+
+def test_the_first_piece_is_a_first_clause_or_four_words() -> None:
+    assert first_piece_end("Sure, I can") is None  # a clause of one word is too short
+    text = "Well, of course, I can help you"
+    assert text[: first_piece_end(text)] == "Well, of course, "  # three words and its mark
+    text = "The capital of France is"
+    assert text[: first_piece_end(text)] == "The capital of France "
+    assert first_piece_end("The capital of France") is None  # "France" may go on: "Frances"
+
+
+def test_a_first_piece_is_ready_at_a_sentence_or_a_first_piece() -> None:
+    assert first_piece_ready("Sure! Here")
+    assert not first_piece_ready("Sure!")  # "!" may be followed by more marks or a quote
+    assert first_piece_ready("The capital of France is")
+    assert not first_piece_ready("The capital of")

@@ -132,3 +132,22 @@ async def test_with_lookahead_the_producer_waits_for_a_reader_and_still_stops() 
         assert len(produced) <= 1 + 3 + 1  # the item read, the lookahead, one being made
         assert [await anext(stream) for _ in range(5)] == [1, 2, 3, 4, 5]
     assert len(produced) < 20  # closing while it waited stopped it
+
+
+async def test_with_no_lookahead_an_item_is_computed_only_when_asked_for() -> None:
+    """The LLM relies on this to pause llama.cpp between a reply's first piece and the rest."""
+    produced: list[int] = []
+
+    def produce(stop: threading.Event) -> Iterator[int]:
+        for i in range(10):
+            produced.append(i)
+            yield i
+
+    stream = iterate_in_thread(produce, lookahead=0)
+    async with contextlib.aclosing(stream):
+        assert await anext(stream) == 0
+        await asyncio.sleep(0.2)
+        assert produced == [0]  # nothing beyond what was asked for
+        assert await anext(stream) == 1
+        await asyncio.sleep(0.1)
+        assert produced == [0, 1]

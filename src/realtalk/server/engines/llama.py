@@ -67,7 +67,6 @@ _MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 #: Follows the tool results in the prompt of the reply that answers with them.
 TOOL_RESULT_PROMPT = "Answer the question in one short sentence, using the context."
 SENTENCE_END = re.compile(r"[.!?]+(?=\s|$)")
-_LOOKAHEAD_TOKENS = 4
 _CHARS_PER_TOKEN = 3  # a cautious estimate, to keep a long conversation inside the context
 
 
@@ -107,9 +106,10 @@ class ThreadedLLM(LLM):
         def produce(stop: threading.Event) -> Iterator[LLMChunk]:
             return self._generate(messages, tools, tool_choice, max_output_tokens, stop)
 
-        # Closed explicitly, so closing this generator stops the thread (and waits for it). A few
-        # tokens of lookahead: a consumer that stops reading (the voice is busy) pauses the model.
-        chunks = iterate_in_thread(produce, name=self.thread_name, lookahead=_LOOKAHEAD_TOKENS)
+        # Closed explicitly, so closing this generator stops the thread (and waits for it). On
+        # demand (no lookahead): `_generate` runs on only when the consumer asks for more, which
+        # lets it pause the model while the consumer is busy (QwenLLM after a first piece).
+        chunks = iterate_in_thread(produce, name=self.thread_name, lookahead=0)
         async with contextlib.aclosing(chunks) as items:
             async for chunk in items:
                 yield chunk

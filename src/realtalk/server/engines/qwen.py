@@ -38,9 +38,11 @@ from realtalk.server.engines.base import (
 from realtalk.server.engines.llama import QWEN_SYSTEM_PROMPT, SENTENCE_END, ThreadedLLM
 from realtalk.server.engines.models import DEFAULT_MODEL, model_path
 from realtalk.server.engines.runtime import Completion, LlamaRuntime
+from realtalk.server.engines.sentences import first_piece_ready
 from realtalk.server.engines.threads import run_in_thread
 from realtalk.server.engines.toolcalls import (
     REPLY_START,
+    SPEECH_GOES_ON,
     call_grammar,
     function_tools,
     parse_reply,
@@ -111,6 +113,7 @@ class QwenLLM(ThreadedLLM):
         limit = max(1, min(max_output_tokens or self.max_reply_tokens, self.runtime.n_ctx // 4))
         prompt = self._fit(messages, listed, max(limit, _MAX_CALL_TOKENS))
         usage = Completion()
+        paused = False
         with self.runtime.lock:
             if stop.is_set():
                 return
@@ -132,12 +135,51 @@ class QwenLLM(ThreadedLLM):
                         if is_call is False:
                             piece = text.lstrip()
                     if is_call is False:
+                        paused = first_piece_ready(text) and not self._said_enough(text)
+                        if paused:  # llama.cpp stops before the voice starts (see _go_on)
+                            pieces.close()
                         yield TextDelta(piece)
-                        if len(SENTENCE_END.findall(text)) >= self.max_sentences:
+                        if paused or self._said_enough(text):
                             break
             if is_call:
                 yield from self._call(prompt, text, allowed, usage, stop)
+            elif paused and not stop.is_set():
+                yield from self._go_on(prompt, text, limit, usage, stop)
             yield LLMUsage(usage.prompt_tokens, usage.output_tokens)
+
+    def _said_enough(self, text: str) -> bool:
+        return len(SENTENCE_END.findall(text)) >= self.max_sentences
+
+    def _go_on(
+        self, prompt: str, text: str, limit: int, usage: Completion, stop: threading.Event
+    ) -> Iterator[LLMChunk]:
+        """The rest of a reply paused after its first piece.
+
+        The first piece is voiced on its own (a short first piece is heard soonest). llama.cpp
+        generates in a loop of its own, whether or not anyone reads, and on 2 cores an LLM
+        writing on beside the voice slows it down (Piper's first audio of four words: ~70 ms
+        alone, 140-250 ms beside it; stopping the model first costs ~25 ms). So the model is
+        stopped there, and continues from its cache once the reader asks for more, when that
+        piece is out.
+        """
+        if usage.finish_reason is not None or usage.output_tokens >= limit:
+            return  # the reply had ended there anyway
+        more = Completion()
+        pieces = self.runtime.complete(
+            prompt + text,
+            max_tokens=limit - usage.output_tokens,
+            temperature=self.temperature,
+            grammar=SPEECH_GOES_ON,
+            stop=stop,
+            usage=more,
+        )
+        with contextlib.closing(pieces):
+            for piece in pieces:
+                text += piece
+                yield TextDelta(piece)
+                if self._said_enough(text):
+                    break
+        usage.output_tokens += more.output_tokens
 
     def _fit(self, messages: list[ChatMessage], tools: list[dict[str, Any]], reserve: int) -> str:
         """The prompt, without the oldest turns if it would not leave `reserve` tokens free.

@@ -33,8 +33,6 @@ __all__ = ["Completion", "LlamaRuntime", "default_threads"]
 
 logger = logging.getLogger("realtalk.server")
 
-_PAUSE_POLL_S = 0.05
-_BUFFERED_PIECES = 2  # the model runs at most this far ahead of a reader that stopped reading
 _HOST_PROMPT_CACHE_MIB = 64  # llama.cpp's host-memory copy of old prompts (default 8 GiB)
 _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100  # /proc/stat's unit
 
@@ -131,8 +129,10 @@ class LlamaRuntime:
     ) -> Generator[str, None, None]:
         """The completion of `prompt`, piece by piece; closing the iterator stops the model.
 
-        The caller holds `lock`. A model that outruns its reader waits (`_BUFFERED_PIECES`), so a
-        reader that pauses (the voice is busy) pauses the model too.
+        The caller holds `lock`. llama.cpp generates in a loop of its own and hands pieces over
+        as they come: a reader that stops reading does not stop it. To pause, set `stop` (the
+        model stops at its next token) and later continue with a new request whose prompt ends
+        with the text so far (its evaluation is cached, so that costs about one token).
         """
         request: dict[str, Any] = {
             "prompt": prompt,
@@ -148,17 +148,11 @@ class LlamaRuntime:
         if grammar is not None:
             request["grammar"] = grammar
         counts = usage if usage is not None else Completion()
-        pieces: queue.Queue[tuple[str, Any]] = queue.Queue(_BUFFERED_PIECES)
+        # Unbounded: llama.cpp's loop does not wait for this callback's reader anyway, and a
+        # callback that never blocks sees `stop` at the very next token.
+        pieces: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
         halt = threading.Event()
-
-        def deliver(item: tuple[str, Any]) -> bool:
-            while not halt.is_set():
-                try:
-                    pieces.put(item, timeout=_PAUSE_POLL_S)
-                    return True
-                except queue.Full:
-                    continue
-            return False
+        deliver = pieces.put
 
         def on_chunk(raw: str) -> bool:
             if halt.is_set() or (stop is not None and stop.is_set()):
@@ -180,7 +174,7 @@ class LlamaRuntime:
                 counts.output_tokens = int(found.get("completion_tokens", 0))
             if text:
                 counts.output_tokens += 0 if found else 1
-                return not deliver(("text", text))
+                deliver(("text", text))
             return False
 
         def work() -> None:

@@ -8,12 +8,29 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["split_sentences"]
+__all__ = [
+    "FIRST_CLAUSE_MIN_WORDS",
+    "FIRST_PIECE_MAX_WORDS",
+    "first_piece_end",
+    "first_piece_ready",
+    "split_sentences",
+]
 
 # End of sentence: . ! ? … (optionally followed by closing quotes/brackets), then whitespace.
 _SENTENCE_END = re.compile(r"(?<=[.!?…])\s+|(?<=[.!?…][\"'”’)\]])\s+|\n+")
 # A clause ends after , ; : or a spaced dash; the mark stays with its clause (nothing is lost).
 _CLAUSE_END = re.compile(r"(?<=[,;:])\s+|(?<=\s[–—-])\s+")
+
+# Before anything is voiced, a first clause of this many words is spoken without waiting for the
+# rest of its sentence: the first audio is only as early as the first piece of text is short.
+FIRST_CLAUSE_MIN_WORDS = 3
+#: ...and with no clause mark, the first this many words are spoken on their own: each word is a
+#: token or two of the LLM (~35 ms each on 2 cores) and ~20 ms of Piper before the first audio.
+FIRST_PIECE_MAX_WORDS = 4
+_FIRST_CLAUSE_END = re.compile(r"[,;:]\s")
+# A complete sentence in streamed text (its end mark, closing quotes, then whitespace).
+_STREAMED_SENTENCE_END = re.compile(r"[.!?…][\"'”’)\]]*\s")
+_WORD_END = re.compile(r"\S\s+")
 
 
 def split_sentences(text: str, max_chars: int = 160) -> list[str]:
@@ -39,3 +56,26 @@ def split_sentences(text: str, max_chars: int = 160) -> list[str]:
         if piece:
             out.append(piece)
     return out
+
+
+def first_piece_end(text: str) -> int | None:
+    """Where the first piece of a reply ends in its streamed ``text``: after a first clause of
+    ``FIRST_CLAUSE_MIN_WORDS`` or more words (its mark and the space that follows), or after
+    ``FIRST_PIECE_MAX_WORDS`` words if no such clause ends before them; None while ``text``
+    holds neither yet (a word counts once the space after it has arrived)."""
+    for mark in _FIRST_CLAUSE_END.finditer(text):
+        words = len(text[: mark.start()].split())
+        if words > FIRST_PIECE_MAX_WORDS:
+            break
+        if words >= FIRST_CLAUSE_MIN_WORDS:
+            return mark.end()
+    for count, word in enumerate(_WORD_END.finditer(text), start=1):
+        if count == FIRST_PIECE_MAX_WORDS:
+            return word.end()
+    return None
+
+
+def first_piece_ready(text: str) -> bool:
+    """Whether streamed ``text`` holds the first piece a voice would speak: a sentence, or the
+    first clause or words of :func:`first_piece_end`."""
+    return _STREAMED_SENTENCE_END.search(text) is not None or first_piece_end(text) is not None

@@ -88,9 +88,10 @@ async def iterate_in_thread(
     `produce` receives the stop event so it can also give up before starting (for instance after
     waiting for a model lock); between items the stop event is checked here. When the consumer
     stops early (closes this generator, or is cancelled), the stop event is set and the generator
-    ends only once the thread has. With `lookahead`, the producer runs at most that many items
-    ahead of the consumer and waits while the consumer is not reading (it then leaves the CPU to
-    others); without, it runs freely.
+    ends only once the thread has. With `lookahead`, the producer computes an item only when the
+    consumer has asked for it, or for one of the `lookahead` items before it (0: strictly on
+    demand), and waits while the consumer is not asking (it then leaves the CPU to others);
+    without, it runs freely.
     """
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[tuple[int, Any]] = asyncio.Queue()
@@ -102,8 +103,8 @@ async def iterate_in_thread(
         if not _notify(loop, queue.put_nowait, (kind, value)):
             stop.set()
 
-    def may_put() -> bool:
-        """Wait for the consumer to make room (when limited); False once told to stop."""
+    def wanted() -> bool:
+        """Wait until the consumer wants another item (when limited); False once told to stop."""
         if credits is None:
             return not stop.is_set()
         while not credits.acquire(timeout=0.05):
@@ -115,8 +116,10 @@ async def iterate_in_thread(
         try:
             items = produce(stop)
             try:
-                for item in items:
-                    if not may_put():
+                while wanted():
+                    try:
+                        item = next(items)
+                    except StopIteration:
                         break
                     put(_ITEM, item)
             finally:
@@ -133,13 +136,13 @@ async def iterate_in_thread(
     threading.Thread(target=work, name=name, daemon=True).start()
     try:
         while True:
+            if credits is not None:
+                credits.release()  # asking for the next item
             kind, value = await queue.get()
             if kind == _END:
                 return
             if kind == _ERROR:
                 raise value
-            if credits is not None:
-                credits.release()
             yield value
     finally:
         stop.set()

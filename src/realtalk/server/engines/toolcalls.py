@@ -29,6 +29,7 @@ __all__ = [
     "CALL_CLOSE",
     "CALL_OPEN",
     "REPLY_START",
+    "SPEECH_GOES_ON",
     "ParsedCall",
     "call_grammar",
     "check_arguments",
@@ -61,6 +62,8 @@ _TOOLS_FOOTER = (
 # asterisks, hashes, underscores or equals signs), so a model that would write a call as code
 # (a JSON block, `convert_units("2", ...)`) cannot do so as speech.
 _SPEECH = "/[^<>{}\\[\\]`*#|_=\\s][^<>{}\\[\\]`*#|_=]*/"
+#: The rest of a reply that has started as speech (a second request that continues it).
+SPEECH_GOES_ON = "%llguidance {}\nstart: /[^<>{}\\[\\]`*#|_=]*/\n"
 
 
 def function_tools(tools: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:

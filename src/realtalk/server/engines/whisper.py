@@ -17,6 +17,11 @@ cores). Utterances that fit are encoded in a shorter zero-padded window instead,
 `MIN_WINDOW_FRAMES` (10 s): ~60 ms of encoder, ~170 ms in all, with the same word error rate on
 30 Piper and espeak-ng utterances (0.06 against 0.07). Shorter windows made the decoder repeat
 itself. Longer utterances take faster-whisper's own path.
+
+One CPU thread by default: for these short utterances a second thread gains nothing (2 s
+questions, alone on 2 idle cores: 140-180 ms on one thread, 155-235 ms on two; the greedy
+decoder's small steps pay for the threads' synchronisation), and it leaves the other core to
+the end-of-turn model, which is asked at the same moment.
 """
 
 from __future__ import annotations
@@ -99,7 +104,7 @@ class WhisperTranscriber(Transcriber):
         self,
         model_path: Path | None = None,
         *,
-        cpu_threads: int = 2,
+        cpu_threads: int = 1,
         expected_sha256: str | None = MODEL_BIN_SHA256,
         warn: Callable[[str], None] | None = None,
     ) -> None:
