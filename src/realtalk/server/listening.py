@@ -327,11 +327,32 @@ class Listener:
             except Exception as exc:  # the silence rule still ends the turn
                 logger.warning("the end-of-turn model failed: %s", exc)
                 return
+            question = False
+            if probability < turns.settings.complete_threshold:
+                question = await self._asks_a_question(draft, pause_ms)
             if self._turns is turns and not self.closed:
-                logger.debug("pause at %.0f ms: finished with p=%.2f", pause_ms, probability)
-                self._decide(turns.conclude(pause_ms, probability))
+                logger.debug(
+                    "pause at %.0f ms: finished with p=%.2f%s",
+                    pause_ms,
+                    probability,
+                    ", a question" if question else "",
+                )
+                self._decide(turns.conclude(pause_ms, probability, question=question))
 
         self._track(asyncio.create_task(ask()))
+
+    @staticmethod
+    async def _asks_a_question(draft: Draft, pause_ms: float) -> bool:
+        """Whether the words before this pause (its speculative transcript) end in a question
+        mark; False if they were not transcribed there."""
+        speculation = draft.speculation
+        if speculation is None or speculation[0] != pause_ms:
+            return False
+        try:
+            transcript = await asyncio.shield(speculation[1])
+        except Exception:  # the silence rule still ends the turn
+            return False
+        return transcript.text.rstrip().endswith("?")
 
     def _speech_started(self, audio_start_ms: int) -> None:
         assert self._turns is not None

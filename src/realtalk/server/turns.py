@@ -17,7 +17,10 @@ Rules (as Silero's own segmenter does it, tuned for conversation):
   finished; the caller runs the model and hands the answer to :meth:`TurnDetector.conclude`. A
   finished sentence ends the turn once the pause has lasted ``min_silence_ms`` (at once if it
   already has); an unfinished one waits for more speech up to ``silence_duration_ms`` (~0.8 s
-  at medium eagerness). Eagerness sets all four numbers.
+  at medium eagerness), or up to ``question_wait_ms`` (half that) when the words heard so far
+  end in a question mark: the transcript says the question is complete where the intonation
+  did not (voices that ask without the contour Smart Turn listens for, synthetic ones above
+  all). Eagerness sets all five numbers.
   Without a model, ``semantic_vad`` is a silence timeout chosen by its eagerness.
 """
 
@@ -43,13 +46,14 @@ EAGERNESS_SILENCE_MS = {"low": 1200, "medium": 700, "high": 350, "auto": 700}
 
 #: semantic_vad with an end-of-turn model, by eagerness: (pause before asking the model, ms;
 #: shortest pause a finished sentence ends the turn after, ms; longest wait after an unfinished
-#: one, ms; probability that counts as finished). The model is asked early, so its answer is in
-#: by the time the shortest pause has passed (it takes ~50–120 ms on a quiet core).
+#: one, ms; the same when its words end in a question mark, ms; probability that counts as
+#: finished). The model is asked early, so its answer is in by the time the shortest pause has
+#: passed (it takes ~50–120 ms on a quiet core).
 SMART_EAGERNESS = {
-    "low": (160, 320, 1500, 0.7),
-    "medium": (96, 192, 800, 0.5),
-    "high": (64, 128, 500, 0.3),
-    "auto": (96, 192, 800, 0.5),
+    "low": (160, 320, 1500, 750, 0.7),
+    "medium": (96, 192, 800, 400, 0.5),
+    "high": (64, 128, 500, 250, 0.3),
+    "auto": (96, 192, 800, 400, 0.5),
 }
 
 _HYSTERESIS = 0.15
@@ -69,6 +73,8 @@ class TurnSettings:
     check_after_ms: int | None = None
     #: A pause the model called finished ends the turn once it has lasted this long.
     min_silence_ms: int = 0
+    #: ...and one it called unfinished, after words that end in a question mark, this long.
+    question_wait_ms: int | None = None
     complete_threshold: float = 0.5
 
     @classmethod
@@ -82,13 +88,14 @@ class TurnSettings:
         if turn_detection.get("type") == "semantic_vad":
             eagerness = str(turn_detection.get("eagerness") or "auto")
             if smart:
-                check, least, wait, threshold = SMART_EAGERNESS.get(
+                check, least, wait, question, threshold = SMART_EAGERNESS.get(
                     eagerness, SMART_EAGERNESS["auto"]
                 )
                 return cls(
                     silence_duration_ms=wait,
                     check_after_ms=check,
                     min_silence_ms=least,
+                    question_wait_ms=question,
                     complete_threshold=threshold,
                     **common,
                 )
@@ -143,6 +150,7 @@ class TurnDetector:
         self._silence_ms: float | None = None  # where the current silence began
         self._asked_ms: float | None = None  # the pause the model was last asked about
         self._finished_ms: float | None = None  # the pause the model called finished
+        self._question_ms: float | None = None  # ...or unfinished, after a question mark
 
     @property
     def position_ms(self) -> float:
@@ -180,9 +188,7 @@ class TurnDetector:
                 if self._silence_ms is None:
                     self._silence_ms = start
                 silent = self._now_ms - self._silence_ms
-                if silent >= s.silence_duration_ms or (
-                    self._finished_ms == self._silence_ms and silent >= s.min_silence_ms
-                ):
+                if silent >= self._wait_ms():
                     out.append(self._stop())
                 elif (
                     s.check_after_ms is not None
@@ -193,18 +199,30 @@ class TurnDetector:
                     out.append(PauseCheck(self._silence_ms))
         return out
 
-    def conclude(self, pause_ms: float, probability: float) -> list[TurnDecision]:
-        """The model's answer to ``PauseCheck(pause_ms)``: the turn ends now if the speech
-        sounds finished and that pause is still going on; otherwise the detector waits on."""
-        if (
-            self.speaking
-            and self._silence_ms == pause_ms
-            and probability >= self.settings.complete_threshold
-        ):
-            if self._now_ms - pause_ms >= self.settings.min_silence_ms:
-                return [self._stop()]
-            self._finished_ms = pause_ms  # ends once the pause is long enough (see feed)
+    def conclude(
+        self, pause_ms: float, probability: float, *, question: bool = False
+    ) -> list[TurnDecision]:
+        """The model's answer to ``PauseCheck(pause_ms)`` (``question``: the words before the
+        pause end in a question mark): the turn ends now if that pause, still going on, has
+        lasted as long as the answer asks for; otherwise once it has (see ``feed``)."""
+        if not self.speaking or self._silence_ms != pause_ms:
+            return []
+        if probability >= self.settings.complete_threshold:
+            self._finished_ms = pause_ms
+        elif question and self.settings.question_wait_ms is not None:
+            self._question_ms = pause_ms
+        if self._now_ms - pause_ms >= self._wait_ms():
+            return [self._stop()]
         return []
+
+    def _wait_ms(self) -> float:
+        """How long the current pause must last to end the turn."""
+        s = self.settings
+        if self._finished_ms == self._silence_ms:
+            return s.min_silence_ms
+        if self._question_ms == self._silence_ms and s.question_wait_ms is not None:
+            return min(s.question_wait_ms, s.silence_duration_ms)
+        return s.silence_duration_ms
 
     def _stop(self) -> SpeechStopped:
         assert self._silence_ms is not None
@@ -214,5 +232,6 @@ class TurnDetector:
         self._silence_ms = None
         self._asked_ms = None
         self._finished_ms = None
+        self._question_ms = None
         self._origin_ms = self._now_ms  # audio up to here is committed
         return stopped

@@ -191,3 +191,16 @@ async def test_a_long_conversation_drops_its_oldest_turns_to_fit_the_context() -
     assert "question 0\n" not in prompt and "answer 29" in prompt
     assert prompt.index("<|im_start|>user") < prompt.index("<|im_start|>assistant\nanswer")
     assert len(prompt) <= (800 - 160 - 16) * 3
+
+
+async def test_warming_evaluates_up_to_the_users_first_word() -> None:
+    """While the user speaks, the conversation so far and the start of their turn are evaluated:
+    the reply's prompt starts with exactly that, so only their words are left to evaluate."""
+    llm, runtime = engine("Paris.")
+    before = [ChatMessage("user", "Hi."), ChatMessage("assistant", "Hello! How can I help?")]
+    await llm.warm(before, [CALC])
+    await run(llm, [*before, ChatMessage("user", "What is the capital of France?")])
+    warmed, asked = runtime.requests
+    assert warmed["prefill"] and warmed["prompt"].endswith("<|im_end|>\n<|im_start|>user\n")
+    assert asked["prompt"].startswith(warmed["prompt"])
+    assert asked["prompt"][len(warmed["prompt"]) :].startswith("What is the capital of France?")

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from realtalk.protocol import events as ev
+from realtalk.server.engines.scripted import ScriptedTranscriber
 from realtalk.server.turns import SMART_EAGERNESS
 from tests.conftest import make_engines
 from tests.unit.server.conftest import Harness, silence, tone_speech
@@ -91,5 +92,35 @@ async def test_without_the_model_semantic_vad_ends_turns_on_silence_alone() -> N
         await h.append(silence(300) + tone_speech("one two three") + silence(900), chunk_ms=20)
         await h.wait_for("input_audio_buffer.speech_stopped")
         assert model.heard_s == []
+    finally:
+        await h.connection.aclose()
+
+
+@pytest.mark.parametrize(("heard", "ends_after_ms"), [("Is it raining?", 400), ("It is", 800)])
+async def test_words_ending_in_a_question_mark_halve_the_unfinished_wait(
+    heard: str, ends_after_ms: int
+) -> None:
+    """Smart Turn says "unfinished"; the speculative transcript of the pause decides between
+    the question's wait (400 ms at medium) and the unfinished one (800 ms)."""
+    model = FakeEndOfTurn(0.05)
+    h = await _harness(model, speculative_transcripts=True)
+    transcriber = h.connection.engines.transcriber
+    assert isinstance(transcriber, ScriptedTranscriber)
+    try:
+        for _ in range(50):  # what every transcription hears (the gaps between words too)
+            transcriber.set_next(heard)
+        await h.append(silence(300) + tone_speech("one two three"), chunk_ms=20)
+        await h.append(silence(600), chunk_ms=20)
+        await asyncio.wait_for(model.asked.wait(), 10)
+        if ends_after_ms < 600:  # ends as the answer lands: the pause is long enough already
+            await h.wait_for("input_audio_buffer.speech_stopped")
+        else:
+            await asyncio.sleep(0.2)
+            assert h.of("input_audio_buffer.speech_stopped") == []
+            await h.append(silence(300), chunk_ms=20)
+            await h.wait_for("input_audio_buffer.speech_stopped")
+        await h.wait_for("response.done")  # the reply answers those very words
+        said = "".join(d["delta"] for d in h.of("response.output_audio_transcript.delta"))
+        assert heard.rstrip("?") in said
     finally:
         await h.connection.aclose()

@@ -161,6 +161,35 @@ def test_an_unfinished_sentence_waits_for_the_longest_silence() -> None:
     assert detector.feed([0.0]) == [SpeechStopped(320)]  # 800 ms
 
 
+def test_an_unfinished_question_waits_half_as_long() -> None:
+    """The intonation says unfinished, the words end in "?": the wait is halved (medium: 400
+    ms instead of 800), not dropped, so a user who pauses mid-question can still go on."""
+    detector = _smart()
+    detector.feed([0.9] * 10)
+    (check,) = detector.feed([0.0] * 3)
+    assert detector.conclude(check.pause_ms, 0.1, question=True) == []
+    assert detector.feed([0.0] * 9) == []  # 384 ms of silence
+    assert detector.feed([0.0]) == [SpeechStopped(320)]  # 416 ms
+
+
+def test_a_late_answer_about_a_question_ends_a_pause_long_enough_at_once() -> None:
+    detector = _smart()
+    detector.feed([0.9] * 10)
+    (check,) = detector.feed([0.0] * 13)  # 416 ms: the model answered late
+    assert detector.conclude(check.pause_ms, 0.1, question=True) == [SpeechStopped(320)]
+
+
+def test_a_question_goes_on_after_a_pause_as_any_speech_does() -> None:
+    detector = _smart()
+    detector.feed([0.9] * 10)
+    (check,) = detector.feed([0.0] * 3)
+    detector.conclude(check.pause_ms, 0.1, question=True)
+    detector.feed([0.0] * 5)
+    assert detector.feed([0.9] * 3) == []  # speaking again before 400 ms: the turn goes on
+    assert detector.feed([0.0] * 17) == [PauseCheck(check.pause_ms + 8 * 32 + 3 * 32)]
+    assert detector.speaking  # the new pause is unfinished until the model says otherwise
+
+
 def test_an_answer_about_a_pause_that_ended_is_ignored() -> None:
     detector = _smart()
     detector.feed([0.9] * 10)
@@ -177,10 +206,11 @@ def test_eagerness_sets_when_to_ask_how_long_to_wait_and_how_sure(eagerness: str
     settings = TurnSettings.from_session(
         {"type": "semantic_vad", "eagerness": eagerness}, smart=True
     )
-    check, least, wait, threshold = SMART_EAGERNESS[eagerness]
+    check, least, wait, question, threshold = SMART_EAGERNESS[eagerness]
     assert (settings.check_after_ms, settings.silence_duration_ms) == (check, wait)
     assert (settings.min_silence_ms, settings.complete_threshold) == (least, threshold)
-    assert check < least < wait
+    assert settings.question_wait_ms == question
+    assert check < least < question < wait
     low, high = SMART_EAGERNESS["low"], SMART_EAGERNESS["high"]
     assert all(h < lo for h, lo in zip(high, low, strict=True))
 

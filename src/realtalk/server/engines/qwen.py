@@ -43,6 +43,7 @@ from realtalk.server.engines.threads import run_in_thread
 from realtalk.server.engines.toolcalls import (
     REPLY_START,
     SPEECH_GOES_ON,
+    USER_START,
     call_grammar,
     function_tools,
     parse_reply,
@@ -92,7 +93,9 @@ class QwenLLM(ThreadedLLM):
 
     async def warm(self, messages: list[ChatMessage], tools: list[dict[str, Any]]) -> None:
         prompt = self._fit(list(messages), function_tools(tools), _MAX_CALL_TOKENS)
-        await self._evaluate(prompt.removesuffix(REPLY_START))  # what the next reply starts with
+        # What the reply to the user's coming turn starts with, up to their first word (three
+        # tokens fewer to evaluate once their words are known: ~40 ms on 2 cores).
+        await self._evaluate(prompt.removesuffix(REPLY_START) + USER_START)
 
     async def _evaluate(self, prefix: str) -> None:
         """Have llama.cpp keep ``prefix`` evaluated (in a thread: it takes the model's lock)."""

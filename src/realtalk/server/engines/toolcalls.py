@@ -30,6 +30,7 @@ __all__ = [
     "CALL_OPEN",
     "REPLY_START",
     "SPEECH_GOES_ON",
+    "USER_START",
     "ParsedCall",
     "call_grammar",
     "check_arguments",
@@ -45,6 +46,8 @@ CALL_OPEN = "<tool_call>"
 CALL_CLOSE = "</tool_call>"
 #: Where the assistant's reply starts: every prompt ends with it.
 REPLY_START = "<|im_start|>assistant\n"
+#: What a user's turn starts with (known before their words are).
+USER_START = "<|im_start|>user\n"
 #: Closes the turn of fresh tool results, so the model answers from them in words.
 ANSWER_FROM_RESULT = "Reply to my question in one short sentence, using this result."
 MAX_STRING_CHARS = 80  # a runaway string argument ends here instead of at max_tokens
@@ -128,7 +131,7 @@ def render_prompt(
             if not started:
                 continue
         if m.role == "user":
-            prompt += f"<|im_start|>user\n{m.content}<|im_end|>\n"
+            prompt += f"{USER_START}{m.content}<|im_end|>\n"
         elif m.role == "assistant":
             parts = [m.content] if m.content else []
             parts += [_call_text(c) for c in m.tool_calls]
@@ -139,7 +142,7 @@ def render_prompt(
             if previous == "tool":  # join the open user turn
                 prompt = prompt[: -len("<|im_end|>\n")] + "\n" + response + "<|im_end|>\n"
             else:
-                prompt += f"<|im_start|>user\n{response}<|im_end|>\n"
+                prompt += f"{USER_START}{response}<|im_end|>\n"
         previous = m.role
     if previous == "tool":  # say how to use the results: a small model otherwise comments on them
         prompt = prompt[: -len("<|im_end|>\n")] + "\n" + ANSWER_FROM_RESULT + "<|im_end|>\n"
