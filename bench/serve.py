@@ -130,7 +130,11 @@ async def _serve(
     engines = None
     if baseline:  # the pipeline before issue 9: Whisper's 30 s window, silence alone, no guesses
         engines = load_engines(engine, voice=voice)  # type: ignore[arg-type]
-        if hasattr(engines.transcriber, "full_window"):
+        from realtalk.server.engines.whisper import WhisperTranscriber
+
+        if isinstance(engines.transcriber, WhisperTranscriber):
+            # as it ran then: on two threads (the 30 s window's encoder gains from the second)
+            engines.transcriber = WhisperTranscriber(cpu_threads=2)
             engines.transcriber.full_window = True
     server = LocalServer(
         "127.0.0.1",
