@@ -143,6 +143,15 @@ async def test_spoken_question_gets_a_spoken_answer_with_transcripts_and_latency
     latency_cell = await page.locator("#metrics tbody tr td").first.inner_text()
     assert re.fullmatch(r"\d+ ms", latency_cell), latency_cell
     assert "ms" in await page.locator("#last-latency").inner_text()
+    # ...and the page timed the user's wait itself, from its own audio (the level probe's
+    # AudioWorklet): end of the speech at its microphone to the reply's first sound here.
+    await page.wait_for_function("window.realtalk.waits().length > 0", timeout=20_000)
+    (wait,) = (await page.evaluate("window.realtalk.waits()"))[:1]
+    assert 0 < wait["wait_ms"] < 20_000, wait
+    assert wait["agent_audio_wall_ms"] - wait["speech_end_wall_ms"] == pytest.approx(
+        wait["wait_ms"], abs=50
+    )
+    assert (await page.locator("#last-latency").inner_text()) == f"{round(wait['wait_ms'])} ms"
 
     # The microphone really reached the session: it heard speech (a user turn happened) and
     # the page shows a live input level.

@@ -153,7 +153,11 @@ async def test_page_and_static_files_are_served_with_a_strict_policy(client: Tes
     html = await resp.text()
     assert 'id="connect"' in html
     assert "default-src 'self'" in resp.headers["Content-Security-Policy"]
-    for name, kind in (("app.js", "javascript"), ("style.css", "css")):
+    for name, kind in (
+        ("app.js", "javascript"),
+        ("level-probe.js", "javascript"),
+        ("style.css", "css"),
+    ):
         r = await client.get(f"/static/{name}")
         assert r.status == 200
         assert kind in r.headers["Content-Type"]

@@ -19,6 +19,7 @@ __all__ = ["SECURITY_HEADERS", "WEB_DIR", "PageRoutes"]
 WEB_DIR = Path(__file__).with_name("web")
 _STATIC = {
     "app.js": "text/javascript",
+    "level-probe.js": "text/javascript",
     "style.css": "text/css",
 }
 _CSP = (

@@ -355,48 +355,56 @@
 
   // ---- the user's real wait, measured in the page ---------------------------------------
   // From the end of the user's speech at the microphone to the first agent audio this page
-  // plays, both read from the audio as it passes through one AudioContext (256-sample blocks,
-  // ~5 ms), so the figure holds everything: uplink, turn detection, the model, downlink, jitter
-  // buffers. The agent's own latency figure (metrics table) cannot see either end of that wait.
+  // plays, both read from the audio as it passes through one AudioContext (an AudioWorklet on
+  // the audio thread, static/level-probe.js; 128-sample blocks, ~3 ms), so the figure holds
+  // everything: uplink, turn detection, the model, downlink, jitter buffers. The agent's own
+  // latency figure (metrics table) cannot see either end of that wait. Without AudioWorklet
+  // (an old browser) the page shows the agent's figure instead.
   const LOUD = 0.02; // peak level of speech; room noise and the fake mic's silence are below
   const NEW_REPLY_AFTER_S = 0.3; // agent audio after this much quiet is the start of a reply
-  const probe = { micEnd: null, counted: null, remoteAt: null, taps: [], waits: [] };
+  const probe = { micEnd: null, counted: null, taps: [], waits: [], module: null };
 
-  function peak(buf) {
-    let m = 0;
-    for (let i = 0; i < buf.length; i += 1) { const v = Math.abs(buf[i]); if (v > m) m = v; }
-    return m;
+  function probeModule(ctx) {
+    if (!probe.module) probe.module = ctx.audioWorklet.addModule("static/level-probe.js");
+    return probe.module;
   }
 
-  function tapLevels(stream, onBlock) {
+  async function tapLevels(stream, onChange) {
     const ctx = ensureAudioContext();
+    if (!ctx.audioWorklet) return;
+    try {
+      await probeModule(ctx);
+    } catch (err) {
+      logEvent("latency probe", String(err), true);
+      return;
+    }
     const src = ctx.createMediaStreamSource(stream);
-    const node = ctx.createScriptProcessor(256, 1, 1);
+    const node = new AudioWorkletNode(ctx, "realtalk-level-probe", {
+      numberOfInputs: 1, numberOfOutputs: 1, outputChannelCount: [1],
+      processorOptions: { loud: LOUD, gapS: NEW_REPLY_AFTER_S },
+    });
     const mute = ctx.createGain();
-    mute.gain.value = 0; // the processor must reach the destination to run; it adds nothing
-    node.onaudioprocess = (e) => {
-      // playbackTime: the context time of this block, one clock for mic and agent audio; its
-      // wall-clock time comes from the context's own output timestamp, not from when this
-      // callback got the main thread (late on a busy machine).
+    mute.gain.value = 0; // the probe must reach the destination to run; it adds nothing
+    node.port.onmessage = (e) => {
+      // The block's context time to the wall clock, through the context's own output
+      // timestamp (not the time this message got the main thread: late on a busy machine).
       const ts = ctx.getOutputTimestamp();
       const wall = ts.performanceTime === undefined ? performance.now()
-        : ts.performanceTime + (e.playbackTime - ts.contextTime) * 1000;
-      onBlock(peak(e.inputBuffer.getChannelData(0)), e.playbackTime, performance.timeOrigin + wall);
+        : ts.performanceTime + (e.data.t - ts.contextTime) * 1000;
+      onChange(e.data.kind, e.data.t, performance.timeOrigin + wall);
     };
     src.connect(node); node.connect(mute); mute.connect(ctx.destination);
     probe.taps.push({ src, node, mute });
   }
 
-  function onMicLevel(level, t, wall) {
-    if (level >= LOUD) probe.micEnd = { t, wall };
+  function onMicLevel(kind, t, wall) {
+    if (kind === "offset") probe.micEnd = { t, wall };
   }
 
-  function onAgentLevel(level, t, wall) {
-    if (level < LOUD) return;
-    const startsReply = probe.remoteAt === null || t - probe.remoteAt > NEW_REPLY_AFTER_S;
-    probe.remoteAt = t;
+  function onAgentLevel(kind, t, wall) {
+    if (kind !== "onset") return; // a reply starts: agent audio after a quiet spell
     const end = probe.micEnd;
-    if (!startsReply || !end || end === probe.counted || t <= end.t) return;
+    if (!end || end === probe.counted || t <= end.t) return;
     probe.counted = end;
     const waitMs = (t - end.t) * 1000;
     if (waitMs > 60000) return; // not an answer to that speech
@@ -408,11 +416,13 @@
   }
 
   function stopProbe() {
-    for (const t of probe.taps) { t.src.disconnect(); t.node.disconnect(); t.mute.disconnect(); }
+    for (const t of probe.taps) {
+      t.node.port.onmessage = null;
+      t.src.disconnect(); t.node.disconnect(); t.mute.disconnect();
+    }
     probe.taps = [];
     probe.micEnd = null;
     probe.counted = null;
-    probe.remoteAt = null;
   }
 
   // ---- devices ---------------------------------------------------------------------------
@@ -456,7 +466,7 @@
       micStream?.getTracks().forEach((t) => t.stop());
       micStream = stream;
       micAnalyser = analyserFor(stream);
-      tapLevels(stream, onMicLevel);
+      tapLevels(stream, onMicLevel).catch(() => {});
       logEvent("microphone", track.label || "switched");
     } catch (err) {
       showBanner(`Could not switch microphone: ${err.message || err}`);
@@ -504,7 +514,7 @@
       micStream = await openMicrophone();
       listMicrophones().catch(() => {});
       micAnalyser = analyserFor(micStream);
-      tapLevels(micStream, onMicLevel);
+      tapLevels(micStream, onMicLevel).catch(() => {});
       startMeter();
 
       const config = await fetchConfig();
@@ -527,7 +537,7 @@
         ui.remoteAudio.srcObject = stream;
         ui.remoteAudio.play().catch((err) => logEvent("autoplay", String(err), true));
         remoteAnalyser = analyserFor(stream);
-        tapLevels(stream, onAgentLevel);
+        tapLevels(stream, onAgentLevel).catch(() => {});
       };
       pc.onconnectionstatechange = () => {
         if (pc !== peer) return;
