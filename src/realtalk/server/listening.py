@@ -60,8 +60,13 @@ INLINE_VAD_MS = 120
 IDLE_KEEP_MS = 500
 MIN_COMMIT_MS = 100
 #: This far into the user's speech the LLM evaluates the conversation their turn follows (by
-#: then a barge-in has cut the last reply to what was heard).
+#: then a barge-in has cut the last reply to what was heard)...
 WARM_AFTER_SPEECH_MS = 200
+#: ...and this far in, the words they have said so far too, if the LLM can use them: the reply
+#: then evaluates only their last words. Late enough that most turns this long go on for a
+#: while (the transcription and evaluation take ~250 ms of CPU, which the pause's own work
+#: would otherwise wait for), early enough for a two-second question.
+WARM_WORDS_AFTER_SPEECH_MS = 800
 
 
 class Listener:
@@ -113,6 +118,7 @@ class Listener:
         self.speculative_replies = speculative_replies and transcripts.speculate
         self._guess: tuple[float, GuessTask] | None = None  # (the pause, the guess being made)
         self._warmed: str | None = None  # the turn (item id) the LLM was warmed for
+        self._warmed_words: str | None = None  # ...and warmed with its words so far
         self._configure_turns()
 
     @property
@@ -388,23 +394,36 @@ class Listener:
 
     def _warm_llm(self, draft: Draft, turns: TurnDetector) -> None:
         """Once the user has been speaking a while, have the LLM evaluate the conversation
-        their turn follows, so the reply (or its guess) evaluates only the new turn."""
-        if self._warmed == draft.item_id or self._replying() is not None or self.closed:
+        their turn follows, and later their words so far, so the reply (or its guess)
+        evaluates only the rest of the turn."""
+        if self._replying() is not None or self.closed:
             return
         if turns.pause_began_ms is not None:  # a pause: the guess needs the LLM now, not this
             return
         speech_ms = turns.position_ms - draft.start_ms - turns.settings.prefix_padding_ms
-        if speech_ms < WARM_AFTER_SPEECH_MS:
-            return
-        self._warmed = draft.item_id
+        if self._warmed != draft.item_id:
+            if speech_ms >= WARM_AFTER_SPEECH_MS:
+                self._warmed = draft.item_id
+                self._warm(None)
+        elif (
+            self._warmed_words != draft.item_id
+            and speech_ms >= WARM_WORDS_AFTER_SPEECH_MS
+            and self.engines.llm.warms_words
+        ):
+            self._warmed_words = draft.item_id
+            self._warm((self.buffer.peek(draft.start_ms), self.buffer.format))
+
+    def _warm(self, audio: tuple[bytes, AudioFormat] | None) -> None:
+        """Warm the LLM up, with the words in ``audio`` (the turn so far) if given."""
         items = self._conversation_now()
         settings, text_of = self._reply_settings(), self.transcripts.text_of
 
         async def warm() -> None:
             try:
+                words = "" if audio is None else await self.transcripts.so_far(*audio)
                 context = await build_context(settings.instructions, items, text_of)
                 if not self.closed:
-                    await self.engines.llm.warm(context.messages, settings.tools)
+                    await self.engines.llm.warm(context.messages, settings.tools, words)
             except Exception as exc:  # only time is lost: the reply evaluates it all then
                 logger.debug("warming the LLM failed: %s", exc)
 

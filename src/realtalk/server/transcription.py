@@ -179,6 +179,10 @@ class UserTranscripts:
             self._on_text(item_id, index, text)
         return text
 
+    async def so_far(self, data: bytes, fmt: AudioFormat) -> str:
+        """The words in ``data`` (the turn so far), for the server's own use: nothing is sent."""
+        return (await self._run(data, fmt)).text.strip()
+
     async def _run(self, data: bytes, fmt: AudioFormat) -> Transcript:
         if not data:  # an idle-timeout commit may hold no audio at all
             return Transcript("", 0.0)

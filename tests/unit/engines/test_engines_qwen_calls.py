@@ -204,3 +204,12 @@ async def test_warming_evaluates_up_to_the_users_first_word() -> None:
     assert warmed["prefill"] and warmed["prompt"].endswith("<|im_end|>\n<|im_start|>user\n")
     assert asked["prompt"].startswith(warmed["prompt"])
     assert asked["prompt"][len(warmed["prompt"]) :].startswith("What is the capital of France?")
+
+
+async def test_warming_with_the_words_so_far_evaluates_them_too() -> None:
+    llm, runtime = engine("Paris.")
+    await llm.warm([], [CALC], user_words=" What is the capital ")
+    await run(llm, [ChatMessage("user", "What is the capital of France?")])
+    warmed, asked = runtime.requests
+    assert warmed["prompt"].endswith("<|im_start|>user\nWhat is the capital")
+    assert asked["prompt"].startswith(warmed["prompt"])  # llama.cpp reuses all of it

@@ -164,9 +164,13 @@ class WarmedLLM(WatchedLLM):
     def __init__(self, harness: list[Harness]) -> None:
         super().__init__(harness)
         self.log: list[tuple[str, str]] = []
+        self.words: list[str] = []  # the user's words each warm-up was given
 
-    async def warm(self, messages: list[ChatMessage], tools: list[dict[str, Any]]) -> None:
+    async def warm(
+        self, messages: list[ChatMessage], tools: list[dict[str, Any]], user_words: str = ""
+    ) -> None:
         self.log.append(("warm", messages[-1].content if messages else ""))
+        self.words.append(user_words)
 
     async def stream(self, messages: list[ChatMessage], **options: Any) -> AsyncIterator[LLMChunk]:
         self.log.append(("reply", messages[-1].content))
@@ -188,6 +192,38 @@ async def test_the_llm_evaluates_the_conversation_while_the_user_speaks() -> Non
         assert kinds == ["warm", "reply", "warm", "reply"]
         assert llm.log[2][1] == said
         assert llm.log[3][1] not in (said, llm.log[1][1])  # the second turn's own words
+    finally:
+        await h.connection.aclose()
+
+
+class WordsLLM(WarmedLLM):
+    warms_words = True  # can use the user's words so far: worth a partial transcript
+
+
+async def test_a_longer_turn_warms_the_llm_with_the_words_said_so_far() -> None:
+    """800 ms into the speech, the turn so far is transcribed and the LLM evaluates it too;
+    nothing of that partial transcript reaches the client, and the reply answers the turn."""
+    h, llm = await _harness(WordsLLM)
+    transcriber = h.connection.engines.transcriber
+    assert isinstance(transcriber, ScriptedTranscriber)
+    try:
+        speech = tone_speech("one two three four five six")  # 1.5 s
+        await h.append(silence(200) + speech[: len(speech) * 2 // 3], chunk_ms=20)
+        for _ in range(500):  # the first warm-up (200 ms in) and the words' one (800 ms in)
+            if len(llm.words) == 2:
+                break
+            await asyncio.sleep(0.01)
+        assert llm.words[0] == ""
+        assert llm.words[1].startswith("(speech 1.")  # the scripted transcriber's account
+        for _ in range(20):  # what the rest hears (the gaps between words are heard too)
+            transcriber.set_next("one two three four five six")
+        await h.append(speech[len(speech) * 2 // 3 :] + silence(700), chunk_ms=20)
+        done = await h.wait_for("response.done")
+        assert "one two three four five six" in done["response"]["output"][0]["content"][0][
+            "transcript"
+        ]
+        assert [kind for kind, _ in llm.log] == ["warm", "warm", "reply"]
+        assert not h.of("conversation.item.input_audio_transcription.delta")
     finally:
         await h.connection.aclose()
 

@@ -182,13 +182,19 @@ class LLM(ABC):
         the default does nothing.
         """
 
-    async def warm(self, messages: list[ChatMessage], tools: list[dict[str, Any]]) -> None:  # noqa: B027
+    #: `warm` can use the user's words so far (a partial transcript is worth making for it).
+    warms_words: bool = False
+
+    async def warm(  # noqa: B027
+        self, messages: list[ChatMessage], tools: list[dict[str, Any]], user_words: str = ""
+    ) -> None:
         """Evaluate the conversation so far while the user is still speaking.
 
         The reply to their turn will be asked for with `messages` plus that turn, so a local
         model that keeps its evaluated prompt pays only for the new turn then (what the agent
-        said last, cut where the user barged in, is the part no earlier call has seen). The
-        default does nothing.
+        said last, cut where the user barged in, is the part no earlier call has seen).
+        `user_words`: what the user has said so far in that turn, if known (the reply's prompt
+        will most likely start with them too). The default does nothing.
         """
 
 
