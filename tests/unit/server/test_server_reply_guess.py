@@ -219,9 +219,10 @@ async def test_a_longer_turn_warms_the_llm_with_the_words_said_so_far() -> None:
             transcriber.set_next("one two three four five six")
         await h.append(speech[len(speech) * 2 // 3 :] + silence(700), chunk_ms=20)
         done = await h.wait_for("response.done")
-        assert "one two three four five six" in done["response"]["output"][0]["content"][0][
-            "transcript"
-        ]
+        assert (
+            "one two three four five six"
+            in done["response"]["output"][0]["content"][0]["transcript"]
+        )
         assert [kind for kind, _ in llm.log] == ["warm", "warm", "reply"]
         assert not h.of("conversation.item.input_audio_transcription.delta")
     finally:
