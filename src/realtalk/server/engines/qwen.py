@@ -64,6 +64,7 @@ class QwenLLM(ThreadedLLM):
     """A local Qwen2.5 GGUF that speaks or calls the session's tools; see the module docstring."""
 
     thread_name = "realtalk-qwen"
+    warms_words = True
 
     def __init__(
         self,
@@ -90,8 +91,6 @@ class QwenLLM(ThreadedLLM):
 
     async def prefill(self, instructions: str, tools: list[dict[str, Any]]) -> None:
         await self._evaluate(system_block(self._system(instructions), function_tools(tools)))
-
-    warms_words = True
 
     async def warm(
         self, messages: list[ChatMessage], tools: list[dict[str, Any]], user_words: str = ""

@@ -6,7 +6,7 @@ the pin was chosen. A mismatch is logged as a warning (and reported as a progres
 refused: the file is model data, not code, and a different repackaging may still work; the warning
 tells the operator the model is not the one the project measured.
 
-Decoding is tuned for short live utterances: greedy (beam 1) in one pass (temperature 0, so a
+Decoding is tuned for short live utterances: a beam of 3 in one pass (temperature 0, so a
 doubtful result is not decoded again at higher temperatures: each retry costs a whole decode),
 English only, no timestamps, and no conditioning on previous text (each turn stands alone, so
 one bad turn cannot derail the next).
@@ -61,6 +61,16 @@ MIN_WINDOW_FRAMES = 1000
 _FULL_WINDOW_FRAMES = 3000  # Whisper's native 30 s
 _WINDOW_STEP_FRAMES = 500
 _TAIL_FRAMES = 50  # at least half a second of padding after the speech
+#: A small beam, and no run of three tokens said twice: on 126 spoken questions (Piper and two
+#: espeak-ng voices; numbers in words in the reference, so digits count as errors throughout) the
+#: word error rate fell from 0.195 / 0.205 / 0.285 (greedy) to 0.187 /
+#: 0.200 / 0.242 ("debris cells in a star" became "degrees Celsius to Fahrenheit", "kilodram"
+#: "kilograms"), for 13 ms more per utterance (p50 137 -> 150 ms, one thread). A beam alone made
+#: the decoder say short questions twice into the padded window ("What is 12 squared? What is 12
+#: squared?"); barring repeated three-token runs stops that (and would also shorten a user who
+#: really says the same three words twice, "no no no no": rare in a question to an assistant).
+_BEAM = 3
+_NO_REPEAT_NGRAM = 3
 _NO_SPEECH_PROB = 0.6  # faster-whisper's defaults for "this window holds no speech"
 _NO_SPEECH_LOGPROB = -1.0
 
@@ -163,7 +173,8 @@ class WhisperTranscriber(Transcriber):
         result = model.generate(
             encoded,
             [self._prompt],
-            beam_size=1,
+            beam_size=_BEAM,
+            no_repeat_ngram_size=_NO_REPEAT_NGRAM,
             # ~3 tokens a second of speech; the cap stops a decoder stuck repeating itself
             max_length=len(self._prompt) + 16 + math.ceil(8 * duration_s),
             suppress_blank=True,
