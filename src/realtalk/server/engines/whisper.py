@@ -61,12 +61,12 @@ MIN_WINDOW_FRAMES = 1000
 _FULL_WINDOW_FRAMES = 3000  # Whisper's native 30 s
 _WINDOW_STEP_FRAMES = 500
 _TAIL_FRAMES = 50  # at least half a second of padding after the speech
-#: A small beam, and no run of three tokens said twice: on 126 spoken questions (Piper and two
-#: espeak-ng voices; numbers in words in the reference, so digits count as errors throughout) the
-#: word error rate fell from 0.195 / 0.205 / 0.285 (greedy) to 0.187 /
-#: 0.200 / 0.242 ("debris cells in a star" became "degrees Celsius to Fahrenheit", "kilodram"
-#: "kilograms"), for 13 ms more per utterance (p50 137 -> 150 ms, one thread). A beam alone made
-#: the decoder say short questions twice into the padded window ("What is 12 squared? What is 12
+#: A small beam, and no run of three tokens said twice. On 126 spoken questions (Piper and two
+#: espeak-ng voices; numbers in words in the reference, so digits count as errors throughout)
+#: the word error rate fell from 0.195 / 0.205 / 0.285 (greedy) to 0.187 / 0.200 / 0.242
+#: ("debris cells in a star" became "degrees Celsius to Fahrenheit", "kilodram" "kilograms"),
+#: for 13 ms more per utterance (p50 137 -> 150 ms, one thread). A beam alone made the decoder
+#: say short questions twice into the padded window ("What is 12 squared? What is 12
 #: squared?"); barring repeated three-token runs stops that (and would also shorten a user who
 #: really says the same three words twice, "no no no no": rare in a question to an assistant).
 _BEAM = 3
