@@ -4,11 +4,19 @@ Piper phonemizes the whole text before rendering the first sentence, so the text
 sentences here and each is handed over alone: the first audio is ready after one short sentence.
 Piper peak-normalizes every sentence to full scale; `volume` (0.9) leaves headroom so the server's
 resampler cannot clip the overshoot.
+
+Piper pads what it renders with quiet: 30-60 ms before the first word and 120-300 ms after the
+last. Before a reply's first words that is time the user waits for nothing, and after a piece
+that ends mid-sentence (the server voices a short first piece on its own: "The capital of
+France" | "is Paris.") it is a gap in the middle of a sentence. So each text starts 10 ms before
+its first sound, and one that does not end a sentence stops 40 ms after its last; a sentence
+keeps its pause.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +27,12 @@ from realtalk.server.engines.base import EngineUnavailableError, Voice
 from realtalk.server.engines.sentences import split_sentences
 
 __all__ = ["PiperVoice", "piper_model_path"]
+
+_QUIET = 328  # int16: -40 dBFS, below any word and above Piper's padding
+_KEEP_BEFORE_S = 0.01
+_KEEP_AFTER_S = 0.04
+# Text that ends a sentence: an end mark, maybe closing quotes or brackets, at its very end.
+_SENTENCE_END = re.compile(r"[.!?…][\"'”’)\]]*\s*$")
 
 
 def piper_model_path() -> Path:
@@ -57,8 +71,26 @@ class PiperVoice(Voice):
         self._config = SynthesisConfig(volume=volume)
 
     def synthesize(self, text: str) -> Iterator[np.ndarray]:
+        held: np.ndarray | None = None  # the last chunk, until it is known to be the last
         for sentence in split_sentences(text):
             for chunk in self._voice.synthesize(sentence, syn_config=self._config):
                 if chunk.sample_rate != self.sample_rate:  # one model, one rate: never expected
                     raise RuntimeError(f"Piper produced {chunk.sample_rate} Hz")
-                yield chunk.audio_int16_array
+                audio = chunk.audio_int16_array
+                if held is None:
+                    audio = audio[self._sound_starts(audio) :]
+                else:
+                    yield held
+                held = audio
+        if held is not None:
+            yield held if _SENTENCE_END.search(text) else held[: self._sound_ends(held)]
+
+    def _sound_starts(self, audio: np.ndarray) -> int:
+        loud = np.flatnonzero(np.abs(audio) > _QUIET)
+        lead = int(self.sample_rate * _KEEP_BEFORE_S)
+        return max(int(loud[0]) - lead, 0) if loud.size else 0
+
+    def _sound_ends(self, audio: np.ndarray) -> int:
+        loud = np.flatnonzero(np.abs(audio) > _QUIET)
+        tail = int(self.sample_rate * _KEEP_AFTER_S)
+        return min(int(loud[-1]) + 1 + tail, audio.size) if loud.size else audio.size
