@@ -49,6 +49,23 @@ def piper_model_path() -> Path:
     return path
 
 
+def _session(path: Path) -> Any:
+    """The voice's onnxruntime session, with threads that wait without spinning.
+
+    Piper's own session spins its two threads between steps. Beside a busy process (a browser
+    on the same 2 cores, the LLM) a spinning thread takes the CPU its partner needs: first audio
+    of a four-word piece, p50 with one core 40 % busy elsewhere 96 -> 85 ms, both 128 -> 111 ms;
+    idle 71 -> 75 ms.
+    """
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return onnxruntime.InferenceSession(
+        str(path), sess_options=options, providers=["CPUExecutionProvider"]
+    )
+
+
 class PiperVoice(Voice):
     """Piper voice; `synthesize` yields one int16 chunk per sentence at the voice's sample rate.
 
@@ -67,6 +84,7 @@ class PiperVoice(Voice):
             ) from exc
         path = model_path or piper_model_path()
         self._voice: Any = _Piper.load(path)
+        self._voice.session = _session(path)
         self.sample_rate = int(self._voice.config.sample_rate)
         self._config = SynthesisConfig(volume=volume)
 
