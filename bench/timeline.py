@@ -150,10 +150,6 @@ async def _play(base_url: str, turns: int) -> list[tuple[float, dict[str, float]
     return out[1:]  # the first turn is the warm-up
 
 
-def _first(stamps: dict[str, float], name: str) -> None:
-    stamps.setdefault(name, time.perf_counter())
-
-
 def _server_stamps(log: str) -> list[tuple[float, str]]:
     found = []
     with open(log) as f:
