@@ -113,6 +113,19 @@ def seed_way(base_url: str) -> Runner:
     return run
 
 
+def _livekit_session(model_type: Any, base_url: str, http: Any) -> Any:
+    """A LiveKit realtime session on our server, its turn detection and transcription off (the
+    bench drives the turns)."""
+    model = model_type(
+        base_url=base_url,
+        api_key="sk-bench",
+        http_session=http,
+        turn_detection=None,
+        input_audio_transcription=None,
+    )
+    return model.session()
+
+
 def livekit(base_url: str) -> Runner | None:
     try:
         import aiohttp
@@ -124,14 +137,7 @@ def livekit(base_url: str) -> Runner | None:
 
     async def run(frames: list[bytes]) -> float:
         async with aiohttp.ClientSession() as http:
-            model = RealtimeModel(
-                base_url=base_url,
-                api_key="sk-bench",
-                http_session=http,
-                turn_detection=None,
-                input_audio_transcription=None,
-            )
-            session = model.session()
+            session = _livekit_session(RealtimeModel, base_url, http)
             try:
                 audio = [rtc.AudioFrame(data, IN_RATE, 2, FRAME_SAMPLES) for data in frames]
                 await asyncio.sleep(1.0)  # its connect runs in its own task
@@ -208,14 +214,7 @@ def livekit_downlink(base_url: str) -> DownRunner | None:
 
     async def run(replies: int) -> tuple[float, int]:
         async with aiohttp.ClientSession() as http:
-            model = RealtimeModel(
-                base_url=base_url,
-                api_key="sk-bench",
-                http_session=http,
-                turn_detection=None,
-                input_audio_transcription=None,
-            )
-            session = model.session()
+            session = _livekit_session(RealtimeModel, base_url, http)
             try:
                 await asyncio.sleep(1.0)  # its connect runs in its own task
                 frames = 0

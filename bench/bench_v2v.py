@@ -46,7 +46,7 @@ from typing import Any
 import numpy as np
 
 from bench.common import Row, better_ratio, percentile, row
-from bench.harness import Mic, Tap
+from bench.harness import Tap, live_call
 from bench.serve import ServerProcess
 from realtalk.media.frame import AudioFrame
 from realtalk.media.playout import AudioOutput
@@ -86,6 +86,12 @@ class Clip:
     frames: list[AudioFrame]
     pcm16k: np.ndarray  # float32, for the direct STT run
     speech_end: int  # sample index (48 kHz) just after the last loud sample
+
+    def speech_ended(self, pushed: list[float]) -> float:
+        """When the speech ended (perf_counter), given when each frame was pushed."""
+        k = (self.speech_end - 1) // FRAME  # the frame holding the last loud sample
+        # That frame was captured over the 20 ms before its push; speech ended inside it.
+        return pushed[k] - (FRAME * (k + 1) - self.speech_end) / MIC_RATE
 
 
 @dataclass
@@ -169,17 +175,9 @@ async def _end_to_end(
     tap.on("conversation.item.input_audio_transcription.completed", stamp("stt"))
     tap.on("response.output_audio.delta", stamp("delta"))
 
-    async def speaker() -> None:
-        while True:
-            await output.next_frame()
-
-    await model.connect()
-    mic = Mic(model.handle_audio_input)
-    mic.start()
-    play = asyncio.get_running_loop().create_task(speaker())
     turns: list[Turn] = []
     end = time.monotonic() + PASS_LIMIT_S
-    try:
+    async with live_call(model, output) as mic:
         await asyncio.sleep(1.0)
         for clip in clips:
             if time.monotonic() > end:
@@ -193,9 +191,7 @@ async def _end_to_end(
             while len(pushed) < len(clip.frames):
                 await asyncio.sleep(0.02)
             await _until(lambda: bool(first_frame), 30.0)
-            k = (clip.speech_end - 1) // FRAME  # the frame holding the last loud sample
-            # That frame was captured over the 20 ms before its push; speech ended inside it.
-            t_end = pushed[k] - (FRAME * (k + 1) - clip.speech_end) / MIC_RATE
+            t_end = clip.speech_ended(pushed)
             turn = Turn(transcript=" ".join(transcripts))
             if first_frame:
                 t_vad, t_stt = stamps.get("vad", np.nan), stamps.get("stt", np.nan)
@@ -218,12 +214,6 @@ async def _end_to_end(
             if engines is not None:
                 await asyncio.to_thread(engines.measure, clip, turn.transcript, direct)
                 await asyncio.sleep(0.3)
-    finally:
-        await mic.stop()
-        play.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await play
-        await model.aclose()
     for values in (direct.stt, direct.llm_first_sentence, direct.tts_first_audio):
         del values[:1]  # the first clip is the warm-up
     del direct.vad_per_turn[:1], direct.replies[:1]

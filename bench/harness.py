@@ -16,7 +16,7 @@ import base64
 import contextlib
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import numpy as np
@@ -149,3 +149,26 @@ class Mic:
             if delay < -0.1:  # fell far behind: re-anchor rather than burst
                 t0, n = loop.time(), 0
             await asyncio.sleep(max(delay, 0.0))
+
+
+@contextlib.asynccontextmanager
+async def live_call(model: OpenAIRealtime, output: Any) -> AsyncIterator[Mic]:
+    """``model`` connected, a real-time :class:`Mic` pushing into it and a speaker pulling
+    ``output`` (an ``AudioOutput``, the model's) frame by frame; all closed on the way out."""
+
+    async def speaker() -> None:
+        while True:
+            await output.next_frame()
+
+    await model.connect()
+    mic = Mic(model.handle_audio_input)
+    mic.start()
+    play = asyncio.get_running_loop().create_task(speaker())
+    try:
+        yield mic
+    finally:
+        await mic.stop()
+        play.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await play
+        await model.aclose()

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import statistics
 import subprocess
@@ -102,7 +101,7 @@ def _serve() -> None:
 async def _play(base_url: str, turns: int) -> list[tuple[float, dict[str, float], str]]:
     """Each turn: (the end of speech, the client's stamps, the question), perf_counter."""
     from bench import bench_v2v as v2v
-    from bench.harness import Mic, Tap
+    from bench.harness import Tap, live_call
     from realtalk.media.playout import AudioOutput
     from realtalk.plugins.openai import OpenAIRealtime, OpenAIRealtimeConfig
 
@@ -118,16 +117,8 @@ async def _play(base_url: str, turns: int) -> list[tuple[float, dict[str, float]
     )
     tap.on("response.output_audio.delta", lambda _e, at: stamps.setdefault("first delta", at))
 
-    async def speaker() -> None:
-        while True:
-            await output.next_frame()
-
-    await model.connect()
-    mic = Mic(model.handle_audio_input)
-    mic.start()
-    play = asyncio.get_running_loop().create_task(speaker())
     out = []
-    try:
+    async with live_call(model, output) as mic:
         await asyncio.sleep(1.0)
         for clip in clips:
             stamps.clear()
@@ -136,17 +127,10 @@ async def _play(base_url: str, turns: int) -> list[tuple[float, dict[str, float]
             while len(pushed) < len(clip.frames):
                 await asyncio.sleep(0.02)
             await done
-            k = (clip.speech_end - 1) // v2v.FRAME
-            end = pushed[k] - (v2v.FRAME * (k + 1) - clip.speech_end) / v2v.MIC_RATE
+            end = clip.speech_ended(pushed)
             out.append((end, dict(stamps), clip.text))
             await model.interrupt()
             await asyncio.sleep(0.6)
-    finally:
-        await mic.stop()
-        play.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await play
-        await model.aclose()
     return out[1:]  # the first turn is the warm-up
 
 

@@ -8,7 +8,7 @@ import json
 import logging
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import aiohttp
 import numpy as np
@@ -23,7 +23,6 @@ from realtalk.media.wav import read_wav
 from realtalk.plugins.openai import OpenAIRealtime, OpenAIRealtimeConfig
 from realtalk.runner import JobContext
 from realtalk.server import LocalServer, app
-from realtalk.server.connection import Connection
 from realtalk.server.engines.scripted import ScriptedTranscriber
 from realtalk.session import AgentSession
 from realtalk.transports.telephony.phone import PhoneTransport
@@ -31,30 +30,11 @@ from realtalk.transports.telephony.serve import run_call
 from realtalk.transports.telephony.server import MediaStreamServer, TwilioCredentials
 from realtalk.transports.telephony.signature import twilio_signature
 from realtalk.transports.telephony.stream_transport import MediaStreamTransport
-from tests.conftest import make_engines, make_speech_wav
+from tests.conftest import RecordingConnection, make_engines, make_speech_wav
 from tests.integration.telephony.twilio_standin import TwilioCall
 
 TOKEN = "test-auth-token-0123456789abcdef"
 TIMEOUT_S = 30.0
-
-
-class RecordingConnection(Connection):
-    """The local server's connection, keeping every client event it handled."""
-
-    made: ClassVar[list[RecordingConnection]] = []
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.received: list[dict[str, Any]] = []
-        RecordingConnection.made.append(self)
-
-    async def handle(self, event: Any) -> None:
-        if isinstance(event, dict):
-            self.received.append(event)
-        await super().handle(event)
-
-    def of(self, kind: str) -> list[dict[str, Any]]:
-        return [e for e in self.received if e.get("type") == kind]
 
 
 class PhoneAgent(Agent):
