@@ -15,6 +15,7 @@ keeps its pause.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Iterator
@@ -76,15 +77,22 @@ class PiperVoice(Voice):
     def __init__(self, model_path: Path | None = None, *, volume: float = 0.9) -> None:
         os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")  # before piper imports onnxruntime
         try:
+            from piper import PiperConfig, SynthesisConfig
             from piper import PiperVoice as _Piper
-            from piper import SynthesisConfig
+            from piper.voice import ESPEAK_DATA_DIR
         except ImportError as exc:
             raise EngineUnavailableError(
                 "piper-tts is not installed (pip install .[local])"
             ) from exc
         path = model_path or piper_model_path()
-        self._voice: Any = _Piper.load(path)
-        self._voice.session = _session(path)
+        # What `_Piper.load` does, with our session: loading the model costs ~2 s the first time.
+        config = json.loads(Path(f"{path}.json").read_text(encoding="utf-8"))
+        self._voice: Any = _Piper(
+            config=PiperConfig.from_dict(config),
+            session=_session(path),
+            espeak_data_dir=Path(ESPEAK_DATA_DIR),
+            download_dir=Path.cwd(),
+        )
         self.sample_rate = int(self._voice.config.sample_rate)
         self._config = SynthesisConfig(volume=volume)
 
