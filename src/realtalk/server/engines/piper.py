@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from realtalk.server.engines.base import EngineUnavailableError, Voice
+from realtalk.server.engines.onnx import load_session
 from realtalk.server.engines.sentences import split_sentences
 
 __all__ = ["PiperVoice", "piper_model_path"]
@@ -50,23 +51,6 @@ def piper_model_path() -> Path:
     return path
 
 
-def _session(path: Path) -> Any:
-    """The voice's onnxruntime session, with threads that wait without spinning.
-
-    Piper's own session spins its two threads between steps. Beside a busy process (a browser
-    on the same 2 cores, the LLM) a spinning thread takes the CPU its partner needs: first audio
-    of a four-word piece, p50 with one core 40 % busy elsewhere 96 -> 85 ms, both 128 -> 111 ms;
-    idle 71 -> 75 ms.
-    """
-    import onnxruntime
-
-    options = onnxruntime.SessionOptions()
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return onnxruntime.InferenceSession(
-        str(path), sess_options=options, providers=["CPUExecutionProvider"]
-    )
-
-
 class PiperVoice(Voice):
     """Piper voice; `synthesize` yields one int16 chunk per sentence at the voice's sample rate.
 
@@ -86,10 +70,14 @@ class PiperVoice(Voice):
             ) from exc
         path = model_path or piper_model_path()
         # What `_Piper.load` does, with our session: loading the model costs ~2 s the first time.
+        # Its threads wait without spinning: beside a busy process (a browser on the same 2
+        # cores, the LLM) a spinning thread takes the CPU its partner needs. First audio of a
+        # four-word piece, p50, one core 40 % busy elsewhere: 96 -> 85 ms, both 128 -> 111 ms;
+        # idle 71 -> 75 ms.
         config = json.loads(Path(f"{path}.json").read_text(encoding="utf-8"))
         self._voice: Any = _Piper(
             config=PiperConfig.from_dict(config),
-            session=_session(path),
+            session=load_session(path, "Piper voice", threads=0, spin=False),
             espeak_data_dir=Path(ESPEAK_DATA_DIR),
             download_dir=Path.cwd(),
         )
