@@ -36,7 +36,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import re
 import statistics
 import sys
 import time
@@ -52,6 +51,7 @@ from realtalk.media.frame import AudioFrame
 from realtalk.media.playout import AudioOutput
 from realtalk.media.resample import resample_oneshot
 from realtalk.plugins.openai import OpenAIRealtime, OpenAIRealtimeConfig
+from realtalk.server.engines.sentences import complete_sentences_end
 
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
@@ -76,8 +76,6 @@ QUESTIONS = [
     "Give me a tip for sleeping better.",
     "Why do cats purr?",
 ]
-# The server's rule for "a sentence is complete" in streamed text (realtalk.server.voicing).
-_LAST_SENTENCE_END = re.compile(r".*[.!?…][\"'”’)\]]*\s", re.S)
 
 
 @dataclass
@@ -275,7 +273,7 @@ async def _first_sentence(llm: Any, messages: list[Any], delta_type: type) -> tu
         async for chunk in chunks:
             if isinstance(chunk, delta_type):
                 text += chunk.text  # type: ignore[attr-defined]
-                if _LAST_SENTENCE_END.match(text):
+                if complete_sentences_end(text) is not None:
                     first = time.perf_counter() - t0
                     break
     if first != first:  # no sentence end before the reply ended: the whole reply is voiced

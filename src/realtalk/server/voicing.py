@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import re
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -29,7 +28,11 @@ from realtalk.media.resample import StreamResampler
 from realtalk.protocol import events as ev
 from realtalk.protocol.audio_formats import AudioFormat
 from realtalk.server.engines.base import Voice
-from realtalk.server.engines.sentences import first_piece_end, split_sentences
+from realtalk.server.engines.sentences import (
+    complete_sentences_end,
+    first_piece_end,
+    split_sentences,
+)
 from realtalk.server.engines.threads import iterate_in_thread
 
 from .conversation import Entry, SpokenSegment
@@ -41,8 +44,6 @@ Send = Callable[[dict[str, Any]], None]
 
 #: Audio per ``response.output_audio.delta``.
 AUDIO_CHUNK_MS = 200
-# A complete sentence in streamed text: up to the last end mark followed by whitespace.
-_LAST_SENTENCE_END = re.compile(r".*[.!?…][\"'”’)\]]*\s", re.S)
 
 
 class Message:
@@ -100,8 +101,7 @@ class Voicing:
     def add(self, text: str) -> None:
         """More of the message's text: hand the pieces it completes to the worker."""
         self.pending += text
-        match = _LAST_SENTENCE_END.match(self.pending)
-        end = match.end() if match is not None else None
+        end = complete_sentences_end(self.pending)
         if end is None and self.queued == 0:
             end = first_piece_end(self.pending)  # first audio as early as possible
         if end is not None:

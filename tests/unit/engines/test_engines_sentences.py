@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from realtalk.server.engines.sentences import first_piece_end, first_piece_ready, split_sentences
+from realtalk.server.engines.sentences import (
+    complete_sentences_end,
+    ends_sentence,
+    first_piece_end,
+    first_piece_ready,
+    split_sentences,
+)
 
 
 def test_splits_at_sentence_ends_and_keeps_punctuation_and_quotes() -> None:
@@ -52,3 +58,10 @@ def test_a_first_piece_is_ready_at_a_sentence_or_a_first_piece() -> None:
     assert not first_piece_ready("Sure!")  # "!" may be followed by more marks or a quote
     assert first_piece_ready("The capital of France is")
     assert not first_piece_ready("The capital of")
+
+
+def test_complete_sentences_end_after_the_whitespace_of_the_last_end_mark() -> None:
+    text = 'It is 3. He said "hi." More'
+    assert text[: complete_sentences_end(text)] == 'It is 3. He said "hi." '
+    assert complete_sentences_end("It is 3.") is None  # "3." may become "3.5"
+    assert ends_sentence('He said "hi."') and not ends_sentence("The capital of France")

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,15 +25,13 @@ import numpy as np
 
 from realtalk.server.engines.base import EngineUnavailableError, Voice
 from realtalk.server.engines.onnx import load_session
-from realtalk.server.engines.sentences import split_sentences
+from realtalk.server.engines.sentences import ends_sentence, split_sentences
 
 __all__ = ["PiperVoice", "piper_model_path"]
 
 _QUIET = 328  # int16: -40 dBFS, below any word and above Piper's padding
 _KEEP_BEFORE_S = 0.01
 _KEEP_AFTER_S = 0.04
-# Text that ends a sentence: an end mark, maybe closing quotes or brackets, at its very end.
-_SENTENCE_END = re.compile(r"[.!?…][\"'”’)\]]*\s*$")
 
 
 def piper_model_path() -> Path:
@@ -97,7 +94,7 @@ class PiperVoice(Voice):
                     yield held
                 held = audio
         if held is not None:
-            yield held if _SENTENCE_END.search(text) else held[: self._sound_ends(held)]
+            yield held if ends_sentence(text) else held[: self._sound_ends(held)]
 
     def _sound_starts(self, audio: np.ndarray) -> int:
         loud = np.flatnonzero(np.abs(audio) > _QUIET)

@@ -11,6 +11,8 @@ import re
 __all__ = [
     "FIRST_CLAUSE_MIN_WORDS",
     "FIRST_PIECE_MAX_WORDS",
+    "complete_sentences_end",
+    "ends_sentence",
     "first_piece_end",
     "first_piece_ready",
     "split_sentences",
@@ -28,8 +30,12 @@ FIRST_CLAUSE_MIN_WORDS = 3
 #: token or two of the LLM (~35 ms each on 2 cores) and ~20 ms of Piper before the first audio.
 FIRST_PIECE_MAX_WORDS = 4
 _FIRST_CLAUSE_END = re.compile(r"[,;:]\s")
-# A complete sentence in streamed text (its end mark, closing quotes, then whitespace).
-_STREAMED_SENTENCE_END = re.compile(r"[.!?…][\"'”’)\]]*\s")
+# A sentence's end mark, with any closing quotes or brackets after it.
+_END_MARK = r"[.!?…][\"'”’)\]]*"
+# A complete sentence in streamed text: its end mark, then whitespace (more may follow).
+_STREAMED_SENTENCE_END = re.compile(_END_MARK + r"\s")
+_LAST_STREAMED_SENTENCE_END = re.compile(r".*" + _END_MARK + r"\s", re.S)
+_ENDS_SENTENCE = re.compile(_END_MARK + r"\s*$")
 _WORD_END = re.compile(r"\S\s+")
 
 
@@ -79,3 +85,16 @@ def first_piece_ready(text: str) -> bool:
     """Whether streamed ``text`` holds the first piece a voice would speak: a sentence, or the
     first clause or words of :func:`first_piece_end`."""
     return _STREAMED_SENTENCE_END.search(text) is not None or first_piece_end(text) is not None
+
+
+def complete_sentences_end(text: str) -> int | None:
+    """Where the complete sentences of streamed ``text`` end (after the last end mark and the
+    whitespace that follows it: a mark with nothing after it may still grow, "3." into
+    "3.5"); None while it holds no complete sentence."""
+    match = _LAST_STREAMED_SENTENCE_END.match(text)
+    return match.end() if match is not None else None
+
+
+def ends_sentence(text: str) -> bool:
+    """Whether ``text`` ends with a sentence's end mark (a whole text, not a stream)."""
+    return _ENDS_SENTENCE.search(text) is not None
