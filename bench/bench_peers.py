@@ -246,29 +246,41 @@ async def _consume(stream: Any) -> None:
         pass
 
 
-async def _measure_downlink(base_url: str, replies: int, repeats: int) -> dict[str, float | None]:
-    """CPU µs per 200 ms of reply audio (the server's delta), best of interleaved repeats."""
-    runners: dict[str, DownRunner | None] = {
-        "ours": ours_downlink(base_url),
-        "livekit": livekit_downlink(base_url),
-    }
+async def _best_of(
+    runners: dict[str, Any], repeats: int, measure: Callable[[Any], Awaitable[float | None]]
+) -> dict[str, float | None]:
+    """Each runner's least ``measure(runner)`` over ``repeats`` rounds, the runners interleaved;
+    one that fails says so and is left out from then on."""
     best: dict[str, float | None] = {name: None for name in runners}
     for _ in range(repeats):
         for name, runner in runners.items():
             if runner is None:
                 continue
             try:
-                cpu_s, frames = await asyncio.wait_for(runner(replies), 300)
-            except Exception as exc:
-                print(f"  {name} downlink: failed ({type(exc).__name__}: {exc})")
+                value = await measure(runner)
+            except Exception as exc:  # a peer that cannot talk to this server: say so
+                print(f"  {name}: failed ({type(exc).__name__}: {exc})")
                 runners[name] = None
                 continue
-            deltas = frames * 20 / DELTA_MS
-            if deltas:
-                per = cpu_s / deltas * 1e6
-                current = best[name]
-                best[name] = per if current is None else min(current, per)
+            current = best[name]
+            if value is not None:
+                best[name] = value if current is None else min(current, value)
     return best
+
+
+async def _measure_downlink(base_url: str, replies: int, repeats: int) -> dict[str, float | None]:
+    """CPU µs per 200 ms of reply audio (the server's delta), best of interleaved repeats."""
+    runners: dict[str, DownRunner | None] = {
+        "ours": ours_downlink(base_url),
+        "livekit": livekit_downlink(base_url),
+    }
+
+    async def measure(runner: DownRunner) -> float | None:
+        cpu_s, frames = await asyncio.wait_for(runner(replies), 300)
+        deltas = frames * 20 / DELTA_MS
+        return cpu_s / deltas * 1e6 if deltas else None
+
+    return await _best_of(runners, repeats, measure)
 
 
 async def _measure(base_url: str, n: int, repeats: int) -> dict[str, float | None]:
@@ -278,20 +290,11 @@ async def _measure(base_url: str, n: int, repeats: int) -> dict[str, float | Non
         "seed": seed_way(base_url),
     }
     frames = _frames(n)
-    best: dict[str, float | None] = {name: None for name in runners}
-    for _ in range(repeats):
-        for name, runner in runners.items():
-            if runner is None:
-                continue
-            try:
-                took = await asyncio.wait_for(runner(frames), 120)
-            except Exception as exc:  # a peer that cannot talk to this server: say so
-                print(f"  {name}: failed ({type(exc).__name__}: {exc})")
-                runners[name] = None
-                continue
-            current = best[name]
-            best[name] = took if current is None else min(current, took)
-    return best
+
+    async def measure(runner: Runner) -> float:
+        return await asyncio.wait_for(runner(frames), 120)
+
+    return await _best_of(runners, repeats, measure)
 
 
 def run(quick: bool = False) -> list[Row]:
