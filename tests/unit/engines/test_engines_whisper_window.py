@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from realtalk.server.engines.whisper import MIN_WINDOW_FRAMES, window_frames
+import numpy as np
+import pytest
+
+from realtalk.server.engines.whisper import MIN_WINDOW_FRAMES, padded_window, window_frames
 
 
 def test_short_utterances_get_the_minimum_window() -> None:
@@ -19,3 +22,24 @@ def test_longer_ones_get_half_second_steps_with_room_after_the_speech() -> None:
 def test_what_does_not_fit_in_thirty_seconds_has_no_window() -> None:
     assert window_frames(2951) is None
     assert window_frames(10_000) is None
+
+
+def test_the_window_is_padded_with_what_silence_looks_like() -> None:
+    """Whisper's own padding is silent audio: log-mel at its floor (the maximum less 2)."""
+    features = np.array([[0.5, 1.25], [-0.25, 0.0]], dtype=np.float32)
+    window = padded_window(features, 5)
+    assert window.shape == (2, 5) and window.dtype == np.float32
+    assert np.array_equal(window[:, :2], features)
+    assert np.all(window[:, 2:] == np.float32(1.25 - 2.0))
+
+
+def test_the_padding_is_what_whisper_computes_for_silent_audio() -> None:
+    """Checked against the feature extractor itself: speech then silence gives the floor."""
+    extractor = pytest.importorskip("faster_whisper.feature_extractor").FeatureExtractor()
+    t = np.arange(16000) / 16000
+    tone = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    with_silence = extractor(np.concatenate([tone, np.zeros(16000, np.float32)]))[:, :-1]
+    speech = extractor(tone)[:, :-1]
+    window = padded_window(speech, with_silence.shape[-1])
+    # the frames well inside the silence (the STFT spreads the edge over a few frames)
+    assert np.allclose(window[:, 110:], with_silence[:, 110:], atol=1e-5)

@@ -13,7 +13,7 @@ one bad turn cannot derail the next).
 
 The encoder is the cost: Whisper reads 30 s windows, and faster-whisper pads every utterance to
 30 s, so a 2 s question cost as much as a 30 s one (~450 ms of a ~550 ms transcription on 2
-cores). Utterances that fit are encoded in a shorter zero-padded window instead, at least
+cores). Utterances that fit are encoded in a shorter window padded with silence instead, at least
 `MIN_WINDOW_FRAMES` (10 s): ~60 ms of encoder, ~170 ms in all, with the same word error rate on
 30 Piper and espeak-ng utterances (0.06 against 0.07). Shorter windows made the decoder repeat
 itself. Longer utterances take faster-whisper's own path.
@@ -47,6 +47,7 @@ __all__ = [
     "MIN_WINDOW_FRAMES",
     "MODEL_BIN_SHA256",
     "WhisperTranscriber",
+    "padded_window",
     "whisper_model_path",
     "window_frames",
 ]
@@ -83,6 +84,23 @@ def window_frames(speech_frames: int) -> int | None:
         return None
     stepped = math.ceil(needed / _WINDOW_STEP_FRAMES) * _WINDOW_STEP_FRAMES
     return max(MIN_WINDOW_FRAMES, stepped)
+
+
+def padded_window(features: np.ndarray, frames: int) -> np.ndarray:
+    """``features`` (Whisper's normalised log-mel, bands x frames) at the start of a ``frames``
+    long window, the rest filled with what silence looks like in them.
+
+    Whisper pads its 30 s windows with silent audio, whose log-mel sits at the feature
+    extractor's floor: 8 decades under the loudest value, which after Whisper's scaling is the
+    maximum less 2. Padding with 0 instead (10^-4 of power: a steady noise, to the model)
+    changed what it wrote: on 126 spoken questions the word error rate was 0.193 with zeros and
+    0.184 with the floor, and a live "How many days are there in a week?" came back
+    "how many days are there in a week", without the question mark the turn rules read.
+    """
+    window = np.empty((features.shape[0], frames), dtype=np.float32)
+    window[:, : features.shape[-1]] = features
+    window[:, features.shape[-1] :] = features.max() - 2.0
+    return window
 
 
 def whisper_model_path() -> Path:
@@ -163,11 +181,10 @@ class WhisperTranscriber(Transcriber):
         return Transcript(text=text, duration_s=duration, language="en")
 
     def _windowed(self, features: np.ndarray, frames: int, duration_s: float) -> str:
-        """Encode the utterance in a ``frames``-long zero-padded window; decode greedily."""
+        """Encode the utterance in a ``frames``-long window padded with silence; decode."""
         import ctranslate2
 
-        window = np.zeros((features.shape[0], frames), dtype=np.float32)
-        window[:, : features.shape[-1]] = features
+        window = padded_window(features, frames)
         model: Any = self._model.model
         encoded = model.encode(ctranslate2.StorageView.from_array(window[None]), to_cpu=False)
         result = model.generate(
