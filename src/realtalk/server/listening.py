@@ -470,6 +470,7 @@ class Listener:
             tools=settings.tools,
             tool_choice=settings.tool_choice,
             max_output_tokens=limit if isinstance(limit, int) else None,
+            voice=self.engines.voice if settings.audio else None,
         )
 
     def drop_guess(self) -> None:

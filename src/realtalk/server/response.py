@@ -31,7 +31,7 @@ from realtalk.server.engines.threads import wait_through_cancellation
 from .context import Context
 from .conversation import Conversation, Entry
 from .speculation import GuessTask, ReplyGuess, discard
-from .voicing import Message, Voicing
+from .voicing import EarlyPiece, Message, Voicing
 
 __all__ = ["Response", "ResponseSettings"]
 
@@ -96,6 +96,7 @@ class Response:
         self._context: Context | None = None
         self._llm_usage: LLMUsage | None = None
         self.used_guess = False  # the reply came from an LLM call started in the pause
+        self._early_piece: Callable[[], EarlyPiece | None] = lambda: None  # the guess's
         self._text_chars = 0
         self._audio_bytes = 0
         self._task: asyncio.Task[None] | None = None
@@ -235,6 +236,7 @@ class Response:
         if guess is not None and guess.fits(context.messages, **options):
             logger.debug("%s: the reply started in the pause fits", self.id)
             self.used_guess = True
+            self._early_piece = lambda: guess.early
             stream = guess.take()
         else:
             if guess is not None:
@@ -319,6 +321,7 @@ class Response:
                 new_id=self._new_id,
                 mark=self._mark,
                 on_audio=self._on_audio,
+                early=self._early_piece,
             )
             self._voice_tasks.append(message.voicing.task)
         self._send(

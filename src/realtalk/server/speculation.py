@@ -4,7 +4,10 @@ Ending a turn waits on silence (and on the end-of-turn model); the transcript of
 is already speculated at the pause's first silent window (see ``transcription``). With that text
 the LLM can start too: a :class:`ReplyGuess` runs the LLM on the context the reply *would*
 have, and reads ahead until the first piece the voice would speak (or a function call) is
-there, then stops pulling, so a guess never costs more than a few words of work. When the turn
+there, then stops pulling, so a guess never costs more than a few words of work. Given the
+voice, it has that piece voiced too (an :class:`~realtalk.server.voicing.EarlyPiece`): when
+the turn waits on a long silence (an unfinished-sounding sentence), the reply's first audio is
+ready when the turn ends. When the turn
 ends, the response takes the guess only if the context it really builds is the same (same
 messages, tools and limits); otherwise, or when the user goes on speaking, the guess is closed
 and forgotten. Nothing of a guess is ever sent to the client: the response replays its chunks as
@@ -23,8 +26,10 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-from realtalk.server.engines.base import LLM, ChatMessage, LLMChunk, TextDelta, ToolCall
-from realtalk.server.engines.sentences import first_piece_ready
+from realtalk.server.engines.base import LLM, ChatMessage, LLMChunk, TextDelta, ToolCall, Voice
+from realtalk.server.engines.sentences import PieceCutter, first_piece_ready
+
+from .voicing import EarlyPiece
 
 __all__ = ["GuessTask", "ReplyGuess", "discard"]
 
@@ -42,7 +47,9 @@ class ReplyGuess:
         tools: list[dict[str, Any]],
         tool_choice: str | dict[str, Any],
         max_output_tokens: int | None,
+        voice: Voice | None = None,
     ) -> None:
+        """``voice``: the voice that would speak the reply (None: a text reply)."""
         self.messages = messages
         self._key = _key(tools, tool_choice, max_output_tokens)
         self._stream = llm.stream(
@@ -53,6 +60,10 @@ class ReplyGuess:
         self._grew = asyncio.Event()
         self._task = asyncio.create_task(self._read_ahead(), name="realtalk-reply-guess")
         self._closed = False
+        self._taken = False
+        self._voice = voice
+        #: the reply's first piece, voiced as soon as it was written (with a voice)
+        self.early: EarlyPiece | None = None
 
     @property
     def chunks_ready(self) -> int:
@@ -75,12 +86,14 @@ class ReplyGuess:
 
     async def _read_ahead(self) -> None:
         text = ""
+        pieces = PieceCutter()  # cut as the response's voice will cut the same deltas
         try:
             while True:
                 try:
                     chunk = await anext(self._stream)
                 except StopAsyncIteration:
                     self._ended = True
+                    self._voice_early(pieces.finish())
                     return
                 self._chunks.append(chunk)
                 self._grew.set()
@@ -88,13 +101,19 @@ class ReplyGuess:
                     return
                 if isinstance(chunk, TextDelta):
                     text += chunk.text
+                    self._voice_early(pieces.add(chunk.text))
                     if first_piece_ready(text):
                         return
         finally:
             self._grew.set()
 
+    def _voice_early(self, pieces: list[str]) -> None:
+        if pieces and self._voice is not None and self.early is None and not self._closed:
+            self.early = EarlyPiece(self._voice, pieces[0])
+
     async def take(self) -> AsyncIterator[LLMChunk]:
         """The reply: the chunks read ahead, then the rest of the same stream, on demand."""
+        self._taken = True
         index = 0
         try:
             while True:
@@ -115,8 +134,11 @@ class ReplyGuess:
             await self.close()
 
     async def close(self) -> None:
-        """Stop the LLM (waits for its thread to let go)."""
+        """Stop the LLM (waits for its thread to let go), and the early voice of a guess that
+        was not taken."""
         self._closed = True
+        if self.early is not None and not self._taken:
+            self.early.cancel()
         self._task.cancel()
         with contextlib.suppress(BaseException):
             await self._task

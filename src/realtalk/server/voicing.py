@@ -28,22 +28,44 @@ from realtalk.media.resample import StreamResampler
 from realtalk.protocol import events as ev
 from realtalk.protocol.audio_formats import AudioFormat
 from realtalk.server.engines.base import Voice
-from realtalk.server.engines.sentences import (
-    complete_sentences_end,
-    first_piece_end,
-    split_sentences,
-)
-from realtalk.server.engines.threads import iterate_in_thread
+from realtalk.server.engines.sentences import PieceCutter
+from realtalk.server.engines.threads import iterate_in_thread, run_in_thread
 
 from .conversation import Entry, SpokenSegment
 from .input_buffer import encode_from_int16
 
-__all__ = ["AUDIO_CHUNK_MS", "Message", "Voicing"]
+__all__ = ["AUDIO_CHUNK_MS", "EarlyPiece", "Message", "Voicing"]
 
 Send = Callable[[dict[str, Any]], None]
 
 #: Audio per ``response.output_audio.delta``.
 AUDIO_CHUNK_MS = 200
+
+
+class EarlyPiece:
+    """A reply's first piece, voiced before its response exists (a reply guessed in the user's
+    pause; see ``speculation``): the voice starts as soon as the piece is written, while the
+    turn may still be waiting on silence, and the response that takes the guess speaks this
+    audio instead of voicing the same text again."""
+
+    def __init__(self, voice: Voice, text: str) -> None:
+        self.voice = voice
+        self.text = text
+        self.audio: asyncio.Future[list[np.ndarray]] = asyncio.ensure_future(
+            run_in_thread(lambda: list(voice.synthesize(text)), name="realtalk-voice")
+        )
+
+    def cancel(self) -> None:
+        self.audio.cancel()
+
+    async def chunks_for(self, voice: Voice, text: str) -> list[np.ndarray] | None:
+        """The audio, if it is ``voice`` speaking ``text`` and it was made; else None."""
+        if voice is not self.voice or text != self.text:
+            return None
+        try:
+            return await asyncio.shield(self.audio)
+        except Exception:  # spoken again by the response, which reports what fails
+            return None
 
 
 class Message:
@@ -80,10 +102,12 @@ class Voicing:
         new_id: Callable[[str], str],
         mark: Callable[[str], None],
         on_audio: Callable[[int], None],
+        early: Callable[[], EarlyPiece | None] = lambda: None,
     ) -> None:
         """``send`` emits the deltas (the response's own, which stops when it has ended);
         ``mark(stage)`` notes a stage for the response's timing line; ``on_audio(nbytes)``
-        counts the audio about to be sent."""
+        counts the audio about to be sent; ``early()`` the first piece voiced ahead, if any
+        (asked when that piece is spoken)."""
         self.message = message
         self._response_id = response_id
         self._voice = voice
@@ -92,7 +116,8 @@ class Voicing:
         self._new_id = new_id
         self._mark = mark
         self._on_audio = on_audio
-        self.pending = ""  # streamed text not yet voiced
+        self._early = early
+        self._cutter = PieceCutter()
         self.queued = 0  # pieces handed to the worker so far
         self._pieces: asyncio.Queue[str | None] = asyncio.Queue()
         self.first_voiced = asyncio.Event()  # the first piece's audio is out
@@ -100,19 +125,12 @@ class Voicing:
 
     def add(self, text: str) -> None:
         """More of the message's text: hand the pieces it completes to the worker."""
-        self.pending += text
-        end = complete_sentences_end(self.pending)
-        if end is None and self.queued == 0:
-            end = first_piece_end(self.pending)  # first audio as early as possible
-        if end is not None:
-            complete, self.pending = self.pending[:end], self.pending[end:]
-            self._queue(complete)
+        self._queue(self._cutter.add(text))
 
     async def finish(self) -> None:
         """The text is complete: voice what is left and wait until all of it has been sent.
         The worker's failure, if it failed, is raised here."""
-        self._queue(self.pending)
-        self.pending = ""
+        self._queue(self._cutter.finish())
         self._pieces.put_nowait(None)
         await self.task
 
@@ -139,8 +157,8 @@ class Voicing:
         finally:
             voiced.cancel()
 
-    def _queue(self, text: str) -> None:
-        for sentence in split_sentences(text):
+    def _queue(self, pieces: list[str]) -> None:
+        for sentence in pieces:
             if self.queued == 0:
                 self._mark("first_sentence")
             self.queued += 1
@@ -160,6 +178,8 @@ class Voicing:
         start_char = len(message.text)
         start_ms = self._item_audio_ms()
         said = False
+        early = self._early() if not message.entry.spoken else None
+        voiced = await early.chunks_for(voice, sentence) if early is not None else None
 
         def produce(stop: threading.Event) -> Iterator[bytes]:
             resampler = (
@@ -167,7 +187,7 @@ class Voicing:
                 if voice.sample_rate != fmt.rate
                 else None
             )
-            for chunk in voice.synthesize(sentence):
+            for chunk in voiced if voiced is not None else voice.synthesize(sentence):
                 if stop.is_set():
                     return
                 pcm = resampler.push(chunk) if resampler is not None else chunk

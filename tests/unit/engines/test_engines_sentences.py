@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from realtalk.server.engines.sentences import (
+    PieceCutter,
     complete_sentences_end,
     ends_sentence,
     first_piece_end,
@@ -65,3 +66,33 @@ def test_complete_sentences_end_after_the_whitespace_of_the_last_end_mark() -> N
     assert text[: complete_sentences_end(text)] == 'It is 3. He said "hi." '
     assert complete_sentences_end("It is 3.") is None  # "3." may become "3.5"
     assert ends_sentence('He said "hi."') and not ends_sentence("The capital of France")
+
+
+def _cut(deltas: list[str]) -> list[str]:
+    cutter = PieceCutter()
+    pieces = [piece for delta in deltas for piece in cutter.add(delta)]
+    return pieces + cutter.finish()
+
+
+def test_the_cutter_speaks_a_short_first_piece_then_sentences() -> None:
+    deltas = ["The", " capital", " of", " France", " is", " Paris", ".", " It", " is", " big", "."]
+    assert _cut(deltas) == ["The capital of France", "is Paris.", "It is big."]
+
+
+def test_where_the_first_piece_falls_depends_on_how_the_text_arrived() -> None:
+    words = ["Cats", " purr", " when", " they", " are", " happy", ".", " Dogs", " wag", "."]
+    assert _cut(words) == ["Cats purr when they", "are happy.", "Dogs wag."]
+    assert _cut(["Cats purr when they are happy. Dogs", " wag."]) == [
+        "Cats purr when they are happy.",
+        "Dogs wag.",
+    ]
+
+
+def test_the_cutter_hands_out_each_piece_once_and_what_is_left_at_the_end() -> None:
+    cutter = PieceCutter()
+    assert cutter.add("Yes") == []
+    assert cutter.add(", I can hear") == []
+    assert cutter.add(" you") == ["Yes, I can hear"]
+    assert cutter.add(" well") == []  # after the first piece, only whole sentences
+    assert cutter.finish() == ["you well"]
+    assert cutter.finish() == []

@@ -4,6 +4,7 @@ ended, its reply is used when the turn ends in that pause, and thrown away when 
 from __future__ import annotations
 
 import asyncio
+import base64
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -12,7 +13,7 @@ import pytest
 
 from realtalk.protocol import events as ev
 from realtalk.server.engines.base import ChatMessage, LLMChunk
-from realtalk.server.engines.scripted import ScriptedLLM, ScriptedTranscriber
+from realtalk.server.engines.scripted import ScriptedLLM, ScriptedTranscriber, ToneVoice
 from realtalk.server.speculation import ReplyGuess
 from tests.conftest import make_engines
 from tests.unit.server.conftest import Harness, silence, tone_speech
@@ -97,6 +98,64 @@ async def test_a_guess_is_thrown_away_when_the_user_goes_on_speaking() -> None:
         assert final_text != llm.calls[0][0]
         transcript = done["response"]["output"][0]["content"][0]["transcript"]
         assert transcript == f"You said: {final_text.rstrip('.')}."
+    finally:
+        await h.connection.aclose()
+
+
+class WatchedVoice(ToneVoice):
+    """The tone voice, noting each text it speaks and what the server had sent by then."""
+
+    def __init__(self, harness: list[Harness]) -> None:
+        super().__init__()
+        self._harness = harness
+        self.spoken: list[tuple[str, list[str]]] = []
+
+    def synthesize(self, text: str) -> Any:
+        self.spoken.append((text, self._harness[0].types()))
+        return super().synthesize(text)
+
+
+async def test_the_guess_voices_its_first_piece_while_the_turn_waits_and_the_reply_plays_it() -> (
+    None
+):
+    """The turn waits 500 ms of silence; by then the guess's first piece is already voiced, once,
+    and the reply sends that audio, then voices the rest as usual."""
+    h, llm = await _harness()
+    voice = WatchedVoice([h])
+    h.engines.voice = voice
+    try:
+        await h.append(silence(200) + tone_speech("one two three four"), chunk_ms=20)
+        for _ in range(30):
+            await h.append(silence(20), chunk_ms=20)
+            await asyncio.sleep(0.01)
+        done = await h.wait_for("response.done")
+        assert len(llm.calls) == 1
+        transcript = done["response"]["output"][0]["content"][0]["transcript"]
+        texts = [text for text, _sent in voice.spoken]
+        assert " ".join(texts) == transcript  # every piece voiced once, none twice
+        first, sent_by_then = voice.spoken[0]
+        assert len(first.split()) < len(transcript.split())  # a first piece, not the reply
+        assert "input_audio_buffer.speech_stopped" not in sent_by_then
+        audio = b"".join(base64.b64decode(e["delta"]) for e in h.of("response.output_audio.delta"))
+        words = len(transcript.split())  # the tone voice: one tone per word
+        assert len(audio) >= words * voice.word_samples * 2
+    finally:
+        await h.connection.aclose()
+
+
+async def test_a_text_reply_is_not_voiced_ahead() -> None:
+    h, _llm = await _harness()
+    voice = WatchedVoice([h])
+    h.engines.voice = voice
+    try:
+        await h.send(ev.session_update({"output_modalities": ["text"]}))
+        await h.append(silence(200) + tone_speech("one two three four"), chunk_ms=20)
+        for _ in range(30):
+            await h.append(silence(20), chunk_ms=20)
+            await asyncio.sleep(0.01)
+        done = await h.wait_for("response.done")
+        assert done["response"]["output"][0]["content"][0]["type"] == "output_text"
+        assert voice.spoken == []
     finally:
         await h.connection.aclose()
 

@@ -11,6 +11,7 @@ import re
 __all__ = [
     "FIRST_CLAUSE_MIN_WORDS",
     "FIRST_PIECE_MAX_WORDS",
+    "PieceCutter",
     "complete_sentences_end",
     "ends_sentence",
     "first_piece_end",
@@ -98,3 +99,39 @@ def complete_sentences_end(text: str) -> int | None:
 def ends_sentence(text: str) -> bool:
     """Whether ``text`` ends with a sentence's end mark (a whole text, not a stream)."""
     return _ENDS_SENTENCE.search(text) is not None
+
+
+class PieceCutter:
+    """Streamed reply text cut into the pieces a voice speaks, as it arrives: complete sentences,
+    and before any piece a short first one (:func:`first_piece_end`).
+
+    Where the pieces fall depends on how the text arrived (after "Sure! " the first piece is
+    "Sure!", whatever follows), so whoever needs to know a reply's pieces ahead of its voice
+    (a reply guessed in the user's pause, voiced early) feeds the same deltas to a cutter of
+    its own and gets the same pieces.
+    """
+
+    def __init__(self) -> None:
+        self.pending = ""  # text not cut into pieces yet
+        self.cut = 0  # pieces so far
+
+    def add(self, text: str) -> list[str]:
+        """The pieces ``text`` completes (often none)."""
+        self.pending += text
+        end = complete_sentences_end(self.pending)
+        if end is None and self.cut == 0:
+            end = first_piece_end(self.pending)  # first audio as early as possible
+        if end is None:
+            return []
+        complete, self.pending = self.pending[:end], self.pending[end:]
+        return self._pieces(complete)
+
+    def finish(self) -> list[str]:
+        """The pieces of what is left: the text is complete."""
+        rest, self.pending = self.pending, ""
+        return self._pieces(rest)
+
+    def _pieces(self, text: str) -> list[str]:
+        pieces = split_sentences(text)
+        self.cut += len(pieces)
+        return pieces
