@@ -33,7 +33,7 @@ import time
 import wave
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -60,8 +60,10 @@ class Question:
 
 
 def _clock(zone: str | None, what: str) -> Answers:
-    def accepted() -> tuple[str, ...]:
-        now = datetime.now(ZoneInfo(zone)) if zone else datetime.now().astimezone()
+    """What the clock says now or said a minute ago: the tool read it seconds before the reply
+    is judged, maybe in the minute before ("13:58" judged at 13:59:01 is right)."""
+
+    def said(now: datetime) -> tuple[str, ...]:
         if what == "time":
             hour12 = now.hour % 12 or 12
             return (f"{now:%H:%M}", f"{now.hour}:{now:%M}", f"{hour12}:{now:%M}")
@@ -70,6 +72,10 @@ def _clock(zone: str | None, what: str) -> Answers:
         if what == "month":
             return (f"{now:%B}",)
         return (f"{now:%B} {now.day}", f"{now.day} {now:%B}", f"{now.day}th", f"{now:%A}")
+
+    def accepted() -> tuple[str, ...]:
+        now = datetime.now(ZoneInfo(zone)) if zone else datetime.now().astimezone()
+        return said(now) + said(now - timedelta(minutes=1))
 
     return accepted
 

@@ -99,3 +99,16 @@ def test_table_lists_every_row() -> None:
     assert "inf" in text and "yes" in text
     md = table(rows, markdown=True)
     assert md.splitlines()[1].startswith("|---")
+
+
+def test_answers_accepts_the_time_the_tool_read_a_minute_ago_but_not_earlier() -> None:
+    from datetime import datetime, timedelta
+
+    from bench.bench_answers import Question, _clock, answer_ok
+
+    question = Question("time", "What time is it?", "get_time", _clock(None, "time"))
+    now = datetime.now().astimezone()
+    for moment, right in ((now, True), (now - timedelta(minutes=1), True)):
+        assert answer_ok(question, f"It is {moment:%H:%M} now.", ["get_time"]) is right
+    wrong = now - timedelta(minutes=5)
+    assert not answer_ok(question, f"It is {wrong:%H:%M} now.", ["get_time"])
