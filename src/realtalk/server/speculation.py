@@ -134,16 +134,18 @@ class ReplyGuess:
             await self.close()
 
     async def close(self) -> None:
-        """Stop the LLM (waits for its thread to let go), and the early voice of a guess that
-        was not taken."""
+        """Stop the LLM (waits for its thread to let go), then the early voice (a guess not
+        taken does not need it; either way it has ended when this returns)."""
         self._closed = True
-        if self.early is not None and not self._taken:
-            self.early.cancel()
         self._task.cancel()
         with contextlib.suppress(BaseException):
             await self._task
         with contextlib.suppress(Exception):
             await self._stream.aclose()  # type: ignore[attr-defined]
+        if self.early is not None:
+            if not self._taken:
+                self.early.cancel()
+            await asyncio.gather(self.early.audio, return_exceptions=True)
 
 
 GuessTask = asyncio.Task["ReplyGuess | None"]

@@ -43,6 +43,19 @@ class WatchedLLM(ScriptedLLM):
             self.closed += 1
 
 
+class WatchedVoice(ToneVoice):
+    """The tone voice, noting each text it speaks and what the server had sent by then."""
+
+    def __init__(self, harness: list[Harness]) -> None:
+        super().__init__()
+        self._harness = harness
+        self.spoken: list[tuple[str, list[str]]] = []
+
+    def synthesize(self, text: str) -> Any:
+        self.spoken.append((text, self._harness[0].types()))
+        return super().synthesize(text)
+
+
 async def _harness(kind: type[WatchedLLM] = WatchedLLM) -> tuple[Harness, Any]:
     box: list[Harness] = []
     engines = make_engines()
@@ -75,6 +88,8 @@ async def test_the_reply_begins_before_the_turn_has_ended_and_is_used() -> None:
 
 async def test_a_guess_is_thrown_away_when_the_user_goes_on_speaking() -> None:
     h, llm = await _harness()
+    voice = WatchedVoice([h])
+    h.engines.voice = voice
     try:
         await h.append(silence(200) + tone_speech("one two"), chunk_ms=20)
         for _ in range(15):  # a 300 ms pause: long enough to guess, too short to end the turn
@@ -98,21 +113,11 @@ async def test_a_guess_is_thrown_away_when_the_user_goes_on_speaking() -> None:
         assert final_text != llm.calls[0][0]
         transcript = done["response"]["output"][0]["content"][0]["transcript"]
         assert transcript == f"You said: {final_text.rstrip('.')}."
+        # nothing of the first guess was heard, even if its first piece had been voiced
+        audio = b"".join(base64.b64decode(e["delta"]) for e in h.of("response.output_audio.delta"))
+        assert len(audio) == 2 * round(voice.duration_s(transcript) * voice.sample_rate)
     finally:
         await h.connection.aclose()
-
-
-class WatchedVoice(ToneVoice):
-    """The tone voice, noting each text it speaks and what the server had sent by then."""
-
-    def __init__(self, harness: list[Harness]) -> None:
-        super().__init__()
-        self._harness = harness
-        self.spoken: list[tuple[str, list[str]]] = []
-
-    def synthesize(self, text: str) -> Any:
-        self.spoken.append((text, self._harness[0].types()))
-        return super().synthesize(text)
 
 
 async def test_the_guess_voices_its_first_piece_while_the_turn_waits_and_the_reply_plays_it() -> (
