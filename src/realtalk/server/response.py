@@ -96,7 +96,8 @@ class Response:
         self._context: Context | None = None
         self._llm_usage: LLMUsage | None = None
         self.used_guess = False  # the reply came from an LLM call started in the pause
-        self._early_piece: Callable[[], EarlyPiece | None] = lambda: None  # the guess's
+        #: the first piece of a guess this response took, voiced while the turn was ending
+        self._early_piece: Callable[[], EarlyPiece | None] = lambda: None
         self._text_chars = 0
         self._audio_bytes = 0
         self._task: asyncio.Task[None] | None = None

@@ -7,11 +7,10 @@ have, and reads ahead until the first piece the voice would speak (or a function
 there, then stops pulling, so a guess never costs more than a few words of work. Given the
 voice, it has that piece voiced too (an :class:`~realtalk.server.voicing.EarlyPiece`): when
 the turn waits on a long silence (an unfinished-sounding sentence), the reply's first audio is
-ready when the turn ends. When the turn
-ends, the response takes the guess only if the context it really builds is the same (same
-messages, tools and limits); otherwise, or when the user goes on speaking, the guess is closed
-and forgotten. Nothing of a guess is ever sent to the client: the response replays its chunks as
-if the LLM had produced them just then.
+ready when the turn ends. When the turn ends, the response takes the guess only if the context
+it really builds is the same (same messages, tools and limits); otherwise, or when the user
+goes on speaking, the guess is closed and forgotten. Nothing of a guess is ever sent to the
+client: the response replays its chunks as if the LLM had produced them just then.
 
 A guess holds an open LLM stream (a local model may be busy with it), so every guess is closed as
 soon as it is known to be useless, before any other LLM call of the connection starts.

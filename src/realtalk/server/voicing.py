@@ -64,7 +64,11 @@ class EarlyPiece:
             return None
         try:
             return await asyncio.shield(self.audio)
-        except Exception:  # spoken again by the response, which reports what fails
+        except asyncio.CancelledError:
+            if self.audio.cancelled():  # its guess was let go: the response voices the text
+                return None
+            raise
+        except Exception:  # voiced again by the response, which reports what fails
             return None
 
 
