@@ -5,7 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from realtalk.server.engines.whisper import MIN_WINDOW_FRAMES, padded_window, window_frames
+from realtalk.server.engines.whisper import (
+    MIN_WINDOW_FRAMES,
+    padded_window,
+    sentence_case,
+    window_frames,
+)
 
 
 def test_short_utterances_get_the_minimum_window() -> None:
@@ -43,3 +48,10 @@ def test_the_padding_is_what_whisper_computes_for_silent_audio() -> None:
     window = padded_window(speech, with_silence.shape[-1])
     # the frames well inside the silence (the STFT spreads the edge over a few frames)
     assert np.allclose(window[:, 110:], with_silence[:, 110:], atol=1e-5)
+
+
+def test_a_transcript_starts_with_a_capital() -> None:
+    assert sentence_case("who wrote Romeo and Juliet.") == "Who wrote Romeo and Juliet."
+    assert sentence_case("I see.") == "I see."
+    assert sentence_case("") == ""
+    assert sentence_case("3 apples") == "3 apples"

@@ -48,6 +48,7 @@ __all__ = [
     "MODEL_BIN_SHA256",
     "WhisperTranscriber",
     "padded_window",
+    "sentence_case",
     "whisper_model_path",
     "window_frames",
 ]
@@ -101,6 +102,14 @@ def padded_window(features: np.ndarray, frames: int) -> np.ndarray:
     window[:, : features.shape[-1]] = features
     window[:, features.shape[-1] :] = features.max() - 2.0
     return window
+
+
+def sentence_case(text: str) -> str:
+    """``text`` with a capital first letter. Whisper tiny.en now and then writes a whole
+    utterance in lower case ("who wrote Romeo and Juliet."), and the LLM reads it differently:
+    Qwen 0.5B declined that one and answered "Who wrote Romeo and Juliet." The partial
+    transcript the LLM is warmed with then also starts like the final one."""
+    return text[:1].upper() + text[1:]
 
 
 def whisper_model_path() -> Path:
@@ -178,7 +187,7 @@ class WhisperTranscriber(Transcriber):
             features = self._model.feature_extractor(pcm)[:, :-1]  # the last frame is padding
             frames = None if self.full_window else window_frames(features.shape[-1])
             text = self._full(pcm) if frames is None else self._windowed(features, frames, duration)
-        return Transcript(text=text, duration_s=duration, language="en")
+        return Transcript(text=sentence_case(text), duration_s=duration, language="en")
 
     def _windowed(self, features: np.ndarray, frames: int, duration_s: float) -> str:
         """Encode the utterance in a ``frames``-long window padded with silence; decode."""
