@@ -67,14 +67,20 @@ async def _harness(kind: type[WatchedLLM] = WatchedLLM) -> tuple[Harness, Any]:
     return h, llm
 
 
+async def _ask(h: Harness, words: str) -> dict[str, Any]:
+    """Say ``words``, then 600 ms of silence in real time (so a guess has time to start and the
+    500 ms turn ends in it); the response's ``response.done``."""
+    await h.append(silence(200) + tone_speech(words), chunk_ms=20)
+    for _ in range(30):
+        await h.append(silence(20), chunk_ms=20)
+        await asyncio.sleep(0.01)
+    return await h.wait_for("response.done")
+
+
 async def test_the_reply_begins_before_the_turn_has_ended_and_is_used() -> None:
     h, llm = await _harness()
     try:
-        await h.append(silence(200) + tone_speech("one two three four"), chunk_ms=20)
-        for _ in range(30):  # 600 ms of silence, in real time so the guess has time to start
-            await h.append(silence(20), chunk_ms=20)
-            await asyncio.sleep(0.01)
-        done = await h.wait_for("response.done")
+        done = await _ask(h, "one two three four")
         assert len(llm.calls) == 1  # one LLM call: the guess became the reply
         text, sent_by_then = llm.calls[0]
         assert "input_audio_buffer.speech_stopped" not in sent_by_then
@@ -129,11 +135,7 @@ async def test_the_guess_voices_its_first_piece_while_the_turn_waits_and_the_rep
     voice = WatchedVoice([h])
     h.engines.voice = voice
     try:
-        await h.append(silence(200) + tone_speech("one two three four"), chunk_ms=20)
-        for _ in range(30):
-            await h.append(silence(20), chunk_ms=20)
-            await asyncio.sleep(0.01)
-        done = await h.wait_for("response.done")
+        done = await _ask(h, "one two three four")
         assert len(llm.calls) == 1
         transcript = done["response"]["output"][0]["content"][0]["transcript"]
         texts = [text for text, _sent in voice.spoken]
@@ -154,11 +156,7 @@ async def test_a_text_reply_is_not_voiced_ahead() -> None:
     h.engines.voice = voice
     try:
         await h.send(ev.session_update({"output_modalities": ["text"]}))
-        await h.append(silence(200) + tone_speech("one two three four"), chunk_ms=20)
-        for _ in range(30):
-            await h.append(silence(20), chunk_ms=20)
-            await asyncio.sleep(0.01)
-        done = await h.wait_for("response.done")
+        done = await _ask(h, "one two three four")
         assert done["response"]["output"][0]["content"][0]["type"] == "output_text"
         assert voice.spoken == []
     finally:
