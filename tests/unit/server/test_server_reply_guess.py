@@ -144,8 +144,7 @@ async def test_the_guess_voices_its_first_piece_while_the_turn_waits_and_the_rep
         assert len(first.split()) < len(transcript.split())  # a first piece, not the reply
         assert "input_audio_buffer.speech_stopped" not in sent_by_then
         audio = b"".join(base64.b64decode(e["delta"]) for e in h.of("response.output_audio.delta"))
-        words = len(transcript.split())  # the tone voice: one tone per word
-        assert len(audio) >= words * voice.word_samples * 2
+        assert len(audio) == 2 * round(voice.duration_s(transcript) * voice.sample_rate)
     finally:
         await h.connection.aclose()
 
