@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import functools
 import inspect
+import re
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -78,10 +79,10 @@ def read_signature(
 
     doc = docstring_parser.parse(inspect.getdoc(_unwrap_partial(func)) or "")
     if description is None:
-        description = "\n\n".join(
-            part for part in (doc.short_description, doc.long_description) if part
-        )
-    param_docs = {p.arg_name.lstrip("*"): p.description for p in doc.params if p.description}
+        description = _unwrapped(doc.description or "")
+    param_docs = {
+        p.arg_name.lstrip("*"): _unwrapped(p.description) for p in doc.params if p.description
+    }
 
     fields: dict[str, Any] = {}
     field_to_param: dict[str, str] = {}
@@ -149,6 +150,30 @@ def _annotated_target(func: Callable[..., Any]) -> Any:
     if inspect.isroutine(func):
         return func
     return type(func).__call__  # a callable object
+
+
+_LIST_ITEM = re.compile(r"\s*([-*•]|\d+[.)])\s")
+
+
+def _unwrapped(text: str) -> str:
+    """A docstring's text as the model should read it: paragraphs kept, each paragraph's line
+    wraps undone (a summary wrapped over two lines is one sentence, not two paragraphs; a
+    local model shown "these\\nyourself" in a JSON tool list may say the escape aloud), and
+    list items kept on lines of their own."""
+    paragraphs = []
+    for paragraph in re.split(r"\n\s*\n", text.strip()):
+        lines = [line.strip() for line in paragraph.splitlines() if line.strip()]
+        joined = ""
+        for line in lines:
+            if not joined:
+                joined = line
+            elif _LIST_ITEM.match(line):
+                joined += "\n" + line
+            else:
+                joined += " " + line
+        if joined:
+            paragraphs.append(joined)
+    return "\n\n".join(paragraphs)
 
 
 def _has_description(annotation: Any) -> bool:

@@ -736,3 +736,29 @@ async def test_a_tool_returning_binary_data_succeeds() -> None:
     result = await snapshot.invoke("{}")
     assert result.is_error is False
     assert json.loads(result.output) == "base64:+vv8/f7/"
+
+
+def test_a_wrapped_summary_is_one_sentence_and_paragraphs_and_lists_stay() -> None:
+    def get_time(timezone: str | None = None) -> str:
+        """The current time and date. You cannot know these
+        yourself, so call this for any question about the time.
+
+        Returns one of:
+        - the time, as 13:05
+        - the date, as Sunday 6 December
+
+        Args:
+            timezone: The IANA time zone of a place the user
+                names; leave it out for the user's own.
+        """
+        return ""
+
+    tool = function_tool(get_time)
+    assert tool.description == (
+        "The current time and date. You cannot know these yourself, so call this for any "
+        "question about the time.\n\nReturns one of:\n- the time, as 13:05\n"
+        "- the date, as Sunday 6 December"
+    )
+    assert tool.parameters["properties"]["timezone"]["description"] == (
+        "The IANA time zone of a place the user names; leave it out for the user's own."
+    )
