@@ -17,12 +17,11 @@ the flush and truncation included).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import time
 
 from bench.common import Row, better_ratio, percentile, row, summary_ms
-from bench.harness import Mic, Tap
+from bench.harness import Tap, live_call
 from bench.serve import ServerProcess
 from realtalk.media.playout import AudioOutput
 from realtalk.plugins.openai import OpenAIRealtime, OpenAIRealtimeConfig
@@ -70,14 +69,10 @@ async def _measure(
                 latencies.append(time.perf_counter() - pending.pop())
                 silenced.set()
 
-    await model.connect()
-    mic = Mic(model.handle_audio_input)
-    consumer = asyncio.get_running_loop().create_task(consume())
-    mic.start()
     skipped = 0
     rng = random.Random(7)
     loop_end = time.monotonic() + deadline_s
-    try:
+    async with live_call(model, output, speaker=consume) as mic:
         await model.send_text_message(FIRST_TEXT)
         while len(latencies) < rounds and time.monotonic() < loop_end:
             playing = await _until(lambda: output.playing_item_id is not None, 8.0)
@@ -93,12 +88,6 @@ async def _measure(
             except TimeoutError:
                 skipped += 1
                 pending.clear()
-    finally:
-        await mic.stop()
-        consumer.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await consumer
-        await model.aclose()
     return latencies, dispatch, skipped
 
 

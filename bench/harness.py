@@ -16,7 +16,7 @@ import base64
 import contextlib
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 import numpy as np
@@ -152,18 +152,23 @@ class Mic:
 
 
 @contextlib.asynccontextmanager
-async def live_call(model: OpenAIRealtime, output: Any) -> AsyncIterator[Mic]:
+async def live_call(
+    model: OpenAIRealtime,
+    output: Any,
+    speaker: Callable[[], Coroutine[Any, Any, None]] | None = None,
+) -> AsyncIterator[Mic]:
     """``model`` connected, a real-time :class:`Mic` pushing into it and a speaker pulling
-    ``output`` (an ``AudioOutput``, the model's) frame by frame; all closed on the way out."""
+    ``output`` (an ``AudioOutput``, the model's) frame by frame, or ``speaker()`` doing that
+    its own way; all closed on the way out."""
 
-    async def speaker() -> None:
+    async def pull() -> None:
         while True:
             await output.next_frame()
 
     await model.connect()
     mic = Mic(model.handle_audio_input)
     mic.start()
-    play = asyncio.get_running_loop().create_task(speaker())
+    play = asyncio.get_running_loop().create_task((speaker or pull)())
     try:
         yield mic
     finally:
