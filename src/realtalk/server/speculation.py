@@ -26,7 +26,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from realtalk.server.engines.base import LLM, ChatMessage, LLMChunk, TextDelta, ToolCall, Voice
-from realtalk.server.engines.sentences import PieceCutter, first_piece_ready
+from realtalk.server.engines.sentences import PieceCutter
 
 from .voicing import EarlyPiece
 
@@ -84,7 +84,6 @@ class ReplyGuess:
         )
 
     async def _read_ahead(self) -> None:
-        text = ""
         pieces = PieceCutter()  # cut as the response's voice will cut the same deltas
         try:
             while True:
@@ -99,9 +98,9 @@ class ReplyGuess:
                 if isinstance(chunk, ToolCall):
                     return
                 if isinstance(chunk, TextDelta):
-                    text += chunk.text
-                    self._voice_early(pieces.add(chunk.text))
-                    if first_piece_ready(text):
+                    first = pieces.add(chunk.text)
+                    if first:  # the first piece the voice would speak is there
+                        self._voice_early(first)
                         return
         finally:
             self._grew.set()
