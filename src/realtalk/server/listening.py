@@ -34,7 +34,7 @@ from . import errors
 from .context import build_context
 from .conversation import Conversation, Entry
 from .errors import RequestError
-from .input_buffer import InputBuffer, VadFeed, to_pcm16k
+from .input_buffer import InputBuffer, VadFeed, fading, to_pcm16k
 from .limits import Limits
 from .response import ResponseSettings
 from .speculation import GuessTask, ReplyGuess, discard
@@ -67,6 +67,8 @@ WARM_AFTER_SPEECH_MS = 200
 #: while (the transcription and evaluation take ~250 ms of CPU, which the pause's own work
 #: would otherwise wait for), early enough for a two-second question.
 WARM_WORDS_AFTER_SPEECH_MS = 800
+#: How much of the turn's latest audio tells whether the speech is fading out.
+FADE_LOOKBACK_MS = 2000
 
 
 class Listener:
@@ -409,18 +411,25 @@ class Listener:
             self._warmed_words != draft.item_id
             and speech_ms >= WARM_WORDS_AFTER_SPEECH_MS
             and self.engines.llm.warms_words
+            and self._still_speaking(draft)  # else the pause's transcript waits for this one
         ):
             self._warmed_words = draft.item_id
-            self._warm((self.buffer.peek(draft.start_ms), self.buffer.format))
+            self._warm((self.buffer.peek(draft.start_ms), self.buffer.format), draft)
 
-    def _warm(self, audio: tuple[bytes, AudioFormat] | None) -> None:
-        """Warm the LLM up, with the words in ``audio`` (the turn so far) if given."""
+    def _warm(self, audio: tuple[bytes, AudioFormat] | None, draft: Draft | None = None) -> None:
+        """Warm the LLM up, with the words in ``audio`` (the turn so far of ``draft``) if given."""
         items = self._conversation_now()
         settings, text_of = self._reply_settings(), self.transcripts.text_of
 
         async def warm() -> None:
             try:
                 words = "" if audio is None else await self.transcripts.so_far(*audio)
+                if draft is not None and not self._still_speaking(draft):
+                    # The turn paused, ended or is fading out while its words were transcribed:
+                    # the pause's own transcript, end-of-turn check and guess are about to need
+                    # both cores and the LLM (a warm-up then slowed all three: one Whisper pass
+                    # took 650 ms instead of 300), for ~50 ms of prompt it would have saved.
+                    return
                 context = await build_context(settings.instructions, items, text_of)
                 if not self.closed:
                     await self.engines.llm.warm(context.messages, settings.tools, words)
@@ -428,6 +437,18 @@ class Listener:
                 logger.debug("warming the LLM failed: %s", exc)
 
         self._track(asyncio.create_task(warm()))
+
+    def _still_speaking(self, draft: Draft) -> bool:
+        """Whether ``draft`` is the turn being heard, neither in a pause nor going quiet (the
+        VAD's model tells a pause ~110 ms after the speech stops; the audio's level sooner)."""
+        turns = self._turns
+        recent = max(draft.start_ms, self.buffer.clock_ms - FADE_LOOKBACK_MS)
+        return (
+            self._draft is draft
+            and turns is not None
+            and turns.pause_began_ms is None
+            and not fading(self.buffer.peek(recent), self.buffer.format)
+        )
 
     def _guess_reply(self, draft: Draft, turns: TurnDetector) -> None:
         """Once the pause's transcript is being speculated, start the reply it would get."""

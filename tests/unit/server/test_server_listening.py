@@ -7,9 +7,13 @@ from __future__ import annotations
 import base64
 from typing import Any
 
+import numpy as np
+
+from realtalk.protocol.audio_formats import AudioFormat
 from realtalk.protocol.ids import IdGenerator
 from realtalk.protocol.session import default_session
 from realtalk.server.conversation import Conversation
+from realtalk.server.input_buffer import encode_from_int16, fading
 from realtalk.server.limits import DEFAULT_LIMITS
 from realtalk.server.listening import Listener
 from realtalk.server.response import ResponseSettings
@@ -109,3 +113,17 @@ async def test_a_commit_without_turn_detection_asks_for_nothing() -> None:
 
     assert session.types()[0] == "input_audio_buffer.committed"
     assert session.speech == [] and session.replies == []
+
+
+def test_speech_is_fading_when_its_last_window_is_far_below_its_loudest() -> None:
+    pcm24 = AudioFormat("audio/pcm", 24000)
+    words = tone_speech("one two three")  # 250 ms tone bursts with short gaps between
+    assert not fading(words[: 48 * 200], pcm24)  # inside the first word
+    assert fading(words + silence(40), pcm24)  # the speech has stopped
+    assert not fading(silence(500), pcm24)  # never loud: nothing fades
+    assert not fading(words[:100], pcm24)  # shorter than two windows
+    quieter = (np.frombuffer(words[: 48 * 200], "<i2") // 10).astype("<i2").tobytes()
+    assert not fading(words[: 48 * 200] + quieter, pcm24)  # 20 dB down: still speech
+    pcmu = AudioFormat("audio/pcmu", 8000)
+    loud = encode_from_int16(np.full(1600, 8000, np.int16), pcmu)
+    assert fading(loud + encode_from_int16(np.zeros(400, np.int16), pcmu), pcmu)

@@ -269,7 +269,8 @@ async def test_a_longer_turn_warms_the_llm_with_the_words_said_so_far() -> None:
     assert isinstance(transcriber, ScriptedTranscriber)
     try:
         speech = tone_speech("one two three four five six")  # 1.5 s
-        await h.append(silence(200) + speech[: len(speech) * 2 // 3], chunk_ms=20)
+        cut = 48 * 1100  # 1.1 s in: inside the fifth word, not in a gap between words
+        await h.append(silence(200) + speech[:cut], chunk_ms=20)
         for _ in range(500):  # the first warm-up (200 ms in) and the words' one (800 ms in)
             if len(llm.words) == 2:
                 break
@@ -278,7 +279,7 @@ async def test_a_longer_turn_warms_the_llm_with_the_words_said_so_far() -> None:
         assert llm.words[1].startswith("(speech 1.")  # the scripted transcriber's account
         for _ in range(20):  # what the rest hears (the gaps between words are heard too)
             transcriber.set_next("one two three four five six")
-        await h.append(speech[len(speech) * 2 // 3 :] + silence(700), chunk_ms=20)
+        await h.append(speech[cut:] + silence(700), chunk_ms=20)
         done = await h.wait_for("response.done")
         assert (
             "one two three four five six"
@@ -297,5 +298,37 @@ async def test_a_turn_too_short_to_warm_still_gets_its_reply() -> None:
         done = await h.wait_for("response.done")
         assert done["response"]["status"] == "completed"
         assert [kind for kind, _ in llm.log] == ["reply"]  # 120 ms of speech: nothing to warm
+    finally:
+        await h.connection.aclose()
+
+
+class SlowPartsTranscriber(ScriptedTranscriber):
+    """Takes 600 ms over audio under 1.2 s long (the partial transcript 800 ms into a turn)."""
+
+    def transcribe(self, pcm16k: Any) -> Any:
+        if len(pcm16k) < 1.2 * self.sample_rate:
+            time.sleep(0.6)
+        return super().transcribe(pcm16k)
+
+
+async def test_words_transcribed_after_the_pause_began_do_not_warm_the_llm() -> None:
+    """The partial transcript comes back once the user has stopped: the pause's own transcript
+    and guess need the cores and the LLM now, so its words are not evaluated."""
+    box: list[Harness] = []
+    engines = make_engines()
+    engines.transcriber = SlowPartsTranscriber()
+    llm = WordsLLM(box)
+    engines.llm = llm
+    h = Harness(engines, speculative_transcripts=True)
+    box.append(h)
+    try:
+        await h.send(ev.session_update(VAD_500))
+        await h.append(silence(200) + tone_speech("one two three four"), chunk_ms=20)
+        await h.append(silence(700), chunk_ms=20)
+        done = await h.wait_for("response.done")
+        assert done["response"]["status"] == "completed"
+        await asyncio.sleep(0.7)  # the slow partial transcript is back by now
+        assert [kind for kind, _ in llm.log] == ["warm", "reply"]
+        assert llm.words == [""]  # the conversation was warmed, the late words were not
     finally:
         await h.connection.aclose()
