@@ -116,14 +116,19 @@ async def test_concurrent_offers_never_overfill_a_worker(
                 async with http.post(f"{worker.url}/api/offer", json=body) as r:
                     return r.status
 
-            statuses = await asyncio.gather(*(offer(i) for i in range(8)))
+            # Each step bounded on its own, so a hang names its step (a CI run once hung here
+            # until pytest's 120 s timeout, with nothing in the thread dump to say where).
+            async with asyncio.timeout(60):
+                statuses = await asyncio.gather(*(offer(i) for i in range(8)))
             assert sorted(statuses) == [200, 200] + [503] * 6, statuses
             assert len(worker.sessions) + len(worker._held) == 3
             assert len(worker.server.connections) == 2
-            await worker._beat()
-            assert [w.load for w in await registry.workers()] == [3]
+            async with asyncio.timeout(20):
+                await worker._beat()
+                assert [w.load for w in await registry.workers()] == [3]
     finally:
-        await worker.aclose()
+        async with asyncio.timeout(30):
+            await worker.aclose()
 
 
 async def test_a_worker_takes_offers_from_gateways_only(redis_server: RedisServer) -> None:

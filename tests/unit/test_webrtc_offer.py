@@ -333,3 +333,25 @@ async def test_direct_offers_take_their_slot_before_any_await_too() -> None:
     finally:
         for pc, _ in offers:
             await pc.close()
+
+
+async def test_a_peer_connection_that_never_closes_does_not_hold_up_the_transport(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import realtalk.transports.webrtc_transport as wt
+
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    stuck = asyncio.Event()
+
+    async def never() -> None:
+        stuck.set()
+        await asyncio.Event().wait()
+
+    monkeypatch.setattr(pc, "close", never)
+    monkeypatch.setattr(wt, "PEER_CLOSE_TIMEOUT_S", 0.2)
+    transport = WebRTCTransport(pc, connection_id="c-stuck")
+    closed: list[str] = []
+    transport.add_close_callback(lambda: closed.append("closed"))
+    await asyncio.wait_for(transport.aclose(), 5)
+    assert stuck.is_set() and transport.closed and closed == ["closed"]
+    assert "did not close within" in caplog.text

@@ -37,7 +37,7 @@ from realtalk.transports.webrtc_media import AgentAudioTrack, pump_audio, pump_v
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from realtalk.session import AgentSession
 
-__all__ = ["FORWARDED_EVENTS", "MAX_TEXT_CHARS", "WebRTCTransport"]
+__all__ = ["FORWARDED_EVENTS", "MAX_TEXT_CHARS", "PEER_CLOSE_TIMEOUT_S", "WebRTCTransport"]
 
 logger = logging.getLogger("realtalk.transport")
 
@@ -55,6 +55,10 @@ FORWARDED_EVENTS: tuple[str, ...] = (
 )
 #: Longest typed message accepted from the page.
 MAX_TEXT_CHARS = 4000
+#: How long closing the peer connection may take before it is left to the garbage collector:
+#: aiortc's close awaits its ICE, DTLS and RTP tasks, and a connection that never finished
+#: connecting must not keep a worker from shutting down.
+PEER_CLOSE_TIMEOUT_S = 5.0
 _MAX_MESSAGE_BYTES = 16 * 1024
 _MAX_QUEUED = 512
 _CHANNEL_LABEL = "events"
@@ -134,7 +138,17 @@ class WebRTCTransport(Transport):
             for task in list(self._tasks):
                 if task is not current:
                     task.cancel()
-            await self.pc.close()
+            try:
+                async with asyncio.timeout(PEER_CLOSE_TIMEOUT_S):
+                    await self.pc.close()
+            except TimeoutError:
+                logger.warning(
+                    "connection %s: the peer connection did not close within %.0f s; "
+                    "leaving it to the garbage collector (state %s)",
+                    self.connection_id,
+                    PEER_CLOSE_TIMEOUT_S,
+                    getattr(self.pc, "connectionState", "unknown"),
+                )
         finally:
             self._closed.set()
             for callback in self._on_close:
