@@ -79,11 +79,20 @@ def fading(data: bytes, fmt: AudioFormat, *, window_ms: int = 32, drop_db: float
 
 
 class VadFeed:
-    """Streams appended wire audio to float32 16 kHz for the VAD, keeping resampler state."""
+    """Streams appended wire audio to float32 16 kHz for the VAD, keeping resampler state.
+
+    soxr's quick (cubic) stream: its filtered qualities work in blocks and hold back the newest
+    audio (on average ~25 ms of 24 kHz input in 40 ms appends at "MQ", ~42 ms of 8 kHz phone
+    audio), so the VAD heard the end of speech that much later; the quick stream holds back
+    under 1 ms. Measured on 96 spoken questions in 40 ms appends: the pause is known 132 ms
+    after the speech ends at the median instead of 162 (p90 166 instead of 192), for 47 short
+    mid-sentence dips below the VAD's threshold instead of 41 (its aliasing, which only the VAD
+    hears: transcripts are resampled from the buffer at full quality).
+    """
 
     def __init__(self, fmt: AudioFormat) -> None:
         self.format = fmt
-        self._resampler = StreamResampler(fmt.rate, ENGINE_RATE, quality="MQ")
+        self._resampler = StreamResampler(fmt.rate, ENGINE_RATE, quality="QQ")
 
     def convert(self, data: bytes) -> npt.NDArray[np.float32]:
         pcm = decode_to_int16(data, self.format)

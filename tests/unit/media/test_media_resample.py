@@ -16,6 +16,7 @@ from realtalk.media import (
     iter_frames,
     resample_oneshot,
 )
+from realtalk.media.resample import live_quality
 from tests.unit.media.media_signals import snr_db, tone
 
 
@@ -130,7 +131,7 @@ def test_rate_change_rebuilds_instead_of_playing_at_the_wrong_speed() -> None:
 
 
 def test_input_converter_reads_the_format_from_each_frame() -> None:
-    conv = InputAudioConverter(24000)
+    conv = InputAudioConverter(24000, quality="HQ")  # the reference's quality: equal streams
     native = AudioFrame.from_array(tone(997, 24000, 0.02), 24000)
     assert conv.convert(native) is native.data  # identity fast path: no copy
 
@@ -189,3 +190,42 @@ def test_float_output_rounds_to_the_int16_output() -> None:
     floats.append(as_float.flush_float())
     rounded = np.clip(np.rint(np.concatenate(floats)), -32768, 32767).astype(np.int16)
     assert np.array_equal(rounded, np.concatenate(ints))
+
+
+def _mean_lag_ms(resampler: StreamResampler, in_rate: int, out_rate: int) -> float:
+    """How far, on average, the output trails the input fed in 20 ms frames."""
+    lags, fed, out = [], 0, 0
+    frame = np.zeros(in_rate // 50, np.int16)
+    for _ in range(16):
+        fed += out_rate // 50
+        out += resampler.push(frame).size
+        lags.append(fed - out)
+    return 1000 * float(np.mean(lags[4:])) / out_rate
+
+
+@pytest.mark.parametrize(
+    ("in_rate", "out_rate", "most_ms"),
+    [(48000, 24000, 8), (44100, 24000, 8), (8000, 24000, 1), (24000, 8000, 25), (24000, 16000, 1)],
+)
+def test_live_streams_hold_back_little_of_the_newest_audio(
+    in_rate: int, out_rate: int, most_ms: float
+) -> None:
+    live = StreamResampler(in_rate, out_rate, quality="QQ" if out_rate == 16000 else "live")
+    assert _mean_lag_ms(live, in_rate, out_rate) <= most_ms
+    # (the VAD feed takes the quick stream down too) what it avoids: soxr's default quality
+    # keeps ~20-40 ms of a live stream back
+    assert _mean_lag_ms(StreamResampler(in_rate, out_rate), in_rate, out_rate) > 15
+
+
+def test_live_quality_interpolates_up_and_filters_down() -> None:
+    assert live_quality(8000, 24000) == "QQ" and live_quality(24000, 24000) == "QQ"
+    assert live_quality(48000, 24000) == "LQ" and live_quality(24000, 8000) == "LQ"
+    for in_rate, out_rate in ((48000, 24000), (8000, 24000)):  # a 997 Hz tone keeps its shape
+        r = StreamResampler(in_rate, out_rate, quality="live")
+        x = tone(997, in_rate, 1.0)
+        step = in_rate // 50
+        pieces = [r.push(x[i : i + step]) for i in range(0, x.size, step)]
+        out = np.concatenate([*pieces, r.flush()])
+        want = tone(997, out_rate, 1.0)
+        assert out.size == want.size
+        assert snr_db(want[500:-500], out[500:-500]) > 40

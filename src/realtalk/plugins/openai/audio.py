@@ -138,7 +138,9 @@ class AudioInput:
         else:
             resampler = self._resampler
             if resampler is None:
-                resampler = StreamResampler(rate, self.wire.rate, num_channels_in=channels)
+                resampler = StreamResampler(
+                    rate, self.wire.rate, num_channels_in=channels, quality="live"
+                )
                 self._resampler = resampler
             self._add(resampler.push_float(raw, rate, channels))
         raw.clear()

@@ -175,7 +175,7 @@ class PhoneTransport(Transport):
     async def _send_agent_audio(self, session: AgentSession) -> None:
         output = session.audio_output
         resampler = (
-            StreamResampler(output.sample_rate, PHONE_RATE)
+            StreamResampler(output.sample_rate, PHONE_RATE, quality="live")
             if output.sample_rate != PHONE_RATE
             else None
         )
