@@ -81,18 +81,17 @@ def fading(data: bytes, fmt: AudioFormat, *, window_ms: int = 32, drop_db: float
 class VadFeed:
     """Streams appended wire audio to float32 16 kHz for the VAD, keeping resampler state.
 
-    soxr's quick (cubic) stream: its filtered qualities work in blocks and hold back the newest
-    audio (on average ~25 ms of 24 kHz input in 40 ms appends at "MQ", ~42 ms of 8 kHz phone
-    audio), so the VAD heard the end of speech that much later; the quick stream holds back
-    under 1 ms. Measured on 96 spoken questions in 40 ms appends: the pause is known 132 ms
-    after the speech ends at the median instead of 162 (p90 166 instead of 192), for 47 short
-    mid-sentence dips below the VAD's threshold instead of 41 (its aliasing, which only the VAD
-    hears: transcripts are resampled from the buffer at full quality).
+    soxr's "MQ" stream holds back some of the newest audio (on average ~25 ms of 24 kHz input in
+    40 ms appends), so the VAD hears the end of speech that much late. Its quick (cubic) stream
+    holds back under 1 ms and, on 96 clean spoken questions, had the pause known 30 ms sooner
+    (132 ms after the speech ended at the median instead of 162), but it aliases: through a real
+    browser (Opus, noise suppression) the VAD then misjudged the speech and the user's wait in
+    `bench browser` went from 1,027 ms (p50, this stream) to 1,775. A filter it is.
     """
 
     def __init__(self, fmt: AudioFormat) -> None:
         self.format = fmt
-        self._resampler = StreamResampler(fmt.rate, ENGINE_RATE, quality="QQ")
+        self._resampler = StreamResampler(fmt.rate, ENGINE_RATE, quality="MQ")
 
     def convert(self, data: bytes) -> npt.NDArray[np.float32]:
         pcm = decode_to_int16(data, self.format)
