@@ -56,9 +56,13 @@ class WatchedVoice(ToneVoice):
         return super().synthesize(text)
 
 
-async def _harness(kind: type[WatchedLLM] = WatchedLLM) -> tuple[Harness, Any]:
+async def _harness(
+    kind: type[WatchedLLM] = WatchedLLM, transcriber: ScriptedTranscriber | None = None
+) -> tuple[Harness, Any]:
     box: list[Harness] = []
     engines = make_engines()
+    if transcriber is not None:
+        engines.transcriber = transcriber
     llm = kind(box)
     engines.llm = llm
     h = Harness(engines, speculative_transcripts=True)
@@ -314,15 +318,8 @@ class SlowPartsTranscriber(ScriptedTranscriber):
 async def test_words_transcribed_after_the_pause_began_do_not_warm_the_llm() -> None:
     """The partial transcript comes back once the user has stopped: the pause's own transcript
     and guess need the cores and the LLM now, so its words are not evaluated."""
-    box: list[Harness] = []
-    engines = make_engines()
-    engines.transcriber = SlowPartsTranscriber()
-    llm = WordsLLM(box)
-    engines.llm = llm
-    h = Harness(engines, speculative_transcripts=True)
-    box.append(h)
+    h, llm = await _harness(WordsLLM, SlowPartsTranscriber())
     try:
-        await h.send(ev.session_update(VAD_500))
         await h.append(silence(200) + tone_speech("one two three four"), chunk_ms=20)
         await h.append(silence(700), chunk_ms=20)
         done = await h.wait_for("response.done")
