@@ -79,9 +79,8 @@ class AgentAudioTrack(MediaStreamTrack):
 
     Frames go out at 48 kHz mono (the AudioOutput's rate, 24 kHz by default, upsampled; see the
     module docstring; a rate that does not divide 48 kHz goes as it is) with a continuous ``pts``
-    in samples. A frame at another rate or channel
-    count than the AudioOutput's (an AudioOutput swapped mid-call) is refused with a clear error
-    rather than sent at the wrong speed.
+    in samples. A frame at another rate or channel count than the AudioOutput's (an AudioOutput
+    swapped mid-call) is refused with a clear error rather than sent at the wrong speed.
     """
 
     kind = "audio"
