@@ -414,16 +414,18 @@ class Listener:
             and self._still_speaking(draft)  # else the pause's transcript waits for this one
         ):
             self._warmed_words = draft.item_id
-            self._warm((self.buffer.peek(draft.start_ms), self.buffer.format), draft)
+            self._warm(draft)
 
-    def _warm(self, audio: tuple[bytes, AudioFormat] | None, draft: Draft | None = None) -> None:
-        """Warm the LLM up, with the words in ``audio`` (the turn so far of ``draft``) if given."""
+    def _warm(self, draft: Draft | None) -> None:
+        """Warm the LLM up, with the words of ``draft`` (the turn so far) if given."""
         items = self._conversation_now()
         settings, text_of = self._reply_settings(), self.transcripts.text_of
+        audio = None if draft is None else self.buffer.peek(draft.start_ms)
+        fmt = self.buffer.format
 
         async def warm() -> None:
             try:
-                words = "" if audio is None else await self.transcripts.so_far(*audio)
+                words = "" if audio is None else await self.transcripts.so_far(audio, fmt)
                 if draft is not None and not self._still_speaking(draft):
                     # The turn paused, ended or is fading out while its words were transcribed:
                     # the pause's own transcript, end-of-turn check and guess are about to need

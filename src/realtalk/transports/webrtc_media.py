@@ -34,10 +34,10 @@ from typing import TYPE_CHECKING, Any
 
 import av
 import numpy as np
-import soxr
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from realtalk.media.frame import AudioFrame
+from realtalk.media.resample import StreamResampler
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from realtalk.media.playout import AudioOutput
@@ -62,12 +62,12 @@ class _Upsampler:
 
     def __init__(self, rate: int) -> None:
         self._ratio = WIRE_RATE // rate
-        self._stream = soxr.ResampleStream(rate, WIRE_RATE, 1, dtype="int16", quality="QQ")
+        self._stream = StreamResampler(rate, WIRE_RATE, quality="live")  # upsampling: quick
         self._carry = np.zeros(_UPSAMPLE_LEAD, dtype=np.int16)
 
     def __call__(self, samples: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
         want = samples.size * self._ratio
-        out = np.concatenate((self._carry, self._stream.resample_chunk(samples)))
+        out = np.concatenate((self._carry, self._stream.push(samples)))
         if out.size < want:  # not seen with soxr's quick filter; never hand out short frames
             out = np.concatenate((np.zeros(want - out.size, dtype=np.int16), out))
         self._carry = out[want:]
