@@ -21,6 +21,7 @@ import numpy.typing as npt
 import soxr
 
 from .frame import MAX_CHANNELS, AudioFrame, check_format
+from .polyphase import PolyphaseStream, small_ratio
 
 logger = logging.getLogger("realtalk.media")
 
@@ -31,7 +32,7 @@ _I16_MAX = np.array(32767.0, dtype=np.float32)
 _I16_MIN = np.array(-32768.0, dtype=np.float32)
 _INT16_LE = np.dtype("<i2")
 _INV_CHANNELS = {c: np.array(1.0 / c, dtype=np.float32) for c in range(1, MAX_CHANNELS + 1)}
-_QUALITIES = ("QQ", "LQ", "MQ", "HQ", "VHQ", "live")
+_QUALITIES = ("QQ", "LQ", "MQ", "HQ", "VHQ", "live", "fir")
 
 
 def downmix(samples: npt.NDArray[Any], num_channels: int = 1) -> npt.NDArray[np.float32]:
@@ -79,9 +80,10 @@ class StreamResampler:
     the old stream is flushed (its buffered tail is returned first) and a new one is started,
     so output is never produced at the wrong speed.
 
-    ``quality`` is soxr's; ``"live"`` (what a listener waits on) picks :func:`live_quality` for
-    each input rate: soxr's filtered qualities hold back 20-90 ms of a stream fed in 20 ms
-    chunks, the live choice 0-7 ms at the rates a voice comes in (24 ms from 48 to 8 kHz).
+    ``quality`` is soxr's, or ``"fir"``: our short polyphase FIR (a few ms behind, for small
+    ratios; others take :func:`live_quality`). ``"live"`` (what a listener waits on) picks
+    :func:`live_quality` for each input rate: soxr's filtered qualities hold back 20-90 ms of a
+    stream fed in 20 ms chunks, the live choice 0-4 ms at the rates a voice comes in.
 
     Why the stream is fed in int16 units (a mono sample of 1000 is 1000.0, not 1000/32768):
     int16 input then needs no rescaling on the way in or out, and since scaling by a power of two
@@ -106,7 +108,7 @@ class StreamResampler:
         self.quality = quality
         self.num_channels_in = num_channels_in
         self.input_rate = input_rate
-        self._stream: soxr.ResampleStream | None = None
+        self._stream: soxr.ResampleStream | PolyphaseStream | None = None
         self._wide = _EMPTY_F32  # interleaved input as float32, scaled by 1/channels
         self._mono = _EMPTY_F32  # the downmix fed to soxr
         self._build(input_rate)
@@ -114,15 +116,17 @@ class StreamResampler:
     def _build(self, input_rate: int) -> None:
         self.input_rate = input_rate
         quality = self.quality
-        if quality == "live":
+        small = small_ratio(input_rate, self.output_rate)
+        if quality == "live" or (quality == "fir" and not small):
             quality = live_quality(input_rate, self.output_rate)
-        self._stream = (
-            None
-            if input_rate == self.output_rate
-            else soxr.ResampleStream(
+        if input_rate == self.output_rate:
+            self._stream = None
+        elif quality == "fir":
+            self._stream = PolyphaseStream(input_rate, self.output_rate)
+        else:
+            self._stream = soxr.ResampleStream(
                 input_rate, self.output_rate, 1, dtype="float32", quality=quality
             )
-        )
         # soxr's own call under resample_chunk, which first re-checks the dtype and reshapes
         # mono to a column and back: ~1.5 µs of a ~6 µs chunk. Our mono buffer is always a
         # float32 ndarray. The public method stays the fallback should soxr rename it.
@@ -245,18 +249,22 @@ class StreamResampler:
 
 
 def live_quality(input_rate: int, output_rate: int) -> str:
-    """The soxr quality for a stream somebody is waiting on (a user's voice on its way to the
-    model, the agent's on its way to a caller); ``StreamResampler(quality="live")`` picks it for
-    each input rate.
+    """The quality for a stream somebody is waiting on (a user's voice on its way to the model,
+    the agent's on its way to a caller); ``StreamResampler(quality="live")`` picks it for each
+    input rate.
 
     soxr's filtered qualities work in blocks and hold back the newest audio; in 20 ms chunks,
     on average: 48 kHz -> 24 kHz 23 ms at "HQ", 4 ms at "LQ"; 24 kHz -> 8 kHz 38 ms at "HQ", 21
     ms at "LQ"; 8 kHz -> 24 kHz 38 ms at "HQ". Its quick (cubic) stream holds back under 1 ms.
-    Upsampling takes the quick stream (interpolation adds no alias); downsampling takes "LQ", a
-    real anti-alias filter passing 80 % of the new band (9.6 kHz of 12 at 24 kHz, 3.2 of 4 at
-    8 kHz: all of speech that matters to a listener or a recognizer).
+    Upsampling takes the quick stream (interpolation adds no alias). Downsampling needs a real
+    anti-alias filter: to a narrow band (16 kHz or less) at a small ratio, our polyphase FIR
+    ("fir", 1.5-3 ms behind, see :mod:`realtalk.media.polyphase`); otherwise soxr's "LQ",
+    passing 80 % of the new band (9.6 kHz of 12 at 24 kHz), which is all of speech that
+    matters to a listener or a recognizer.
     """
-    return "QQ" if output_rate >= input_rate else "LQ"
+    if output_rate >= input_rate:
+        return "QQ"
+    return "fir" if output_rate <= 16000 and small_ratio(input_rate, output_rate) else "LQ"
 
 
 def _round_to_int16(x: npt.NDArray[np.float32]) -> npt.NDArray[np.int16]:

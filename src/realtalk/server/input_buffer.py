@@ -81,17 +81,18 @@ def fading(data: bytes, fmt: AudioFormat, *, window_ms: int = 32, drop_db: float
 class VadFeed:
     """Streams appended wire audio to float32 16 kHz for the VAD, keeping resampler state.
 
-    soxr's "MQ" stream holds back some of the newest audio (on average ~25 ms of 24 kHz input in
-    40 ms appends), so the VAD hears the end of speech that much late. Its quick (cubic) stream
-    holds back under 1 ms and, on 96 clean spoken questions, had the pause known 30 ms sooner
-    (132 ms after the speech ended at the median instead of 162), but it aliases: through a real
-    browser (Opus, noise suppression) the VAD then misjudged the speech and the user's wait in
-    `bench browser` went from 1,027 ms (p50, this stream) to 1,775. A filter it is.
+    The VAD hears the end of speech as late as the resampler holds back the newest audio, so the
+    stream is our short FIR (1.5 ms behind from 24 kHz, 3 ms from a phone call's 8 kHz). soxr's
+    "MQ" stream, used before, held back ~21 ms of 24 kHz input and 62 ms of 8 kHz. Its quick
+    (cubic) stream holds back nothing but has no anti-alias filter: on 96 clean spoken questions
+    it had the pause known 30 ms sooner than "MQ", yet through a real browser (Opus, noise
+    suppression) the aliasing misled the VAD and the user's wait in `bench browser` went from
+    1,027 ms (p50, "MQ") to 1,775. The FIR stops aliases by 60 dB, as "MQ" does.
     """
 
     def __init__(self, fmt: AudioFormat) -> None:
         self.format = fmt
-        self._resampler = StreamResampler(fmt.rate, ENGINE_RATE, quality="MQ")
+        self._resampler = StreamResampler(fmt.rate, ENGINE_RATE, quality="fir")
 
     def convert(self, data: bytes) -> npt.NDArray[np.float32]:
         pcm = decode_to_int16(data, self.format)
