@@ -42,9 +42,9 @@ class Assistant(Agent):
 
     @function_tool
     async def get_time(self, timezone: str | None = None) -> dict[str, str]:
-        """The current time and date: weekday, day, month and year. You cannot know these
-        yourself, so call this for any question about the time, today, the date, the day or
-        the month.
+        """Get the current time and date (weekday, day, month and year), here or in a place
+        the user names. Call this for any question about the time, today, the date, the day
+        or the month: you cannot know them.
 
         Args:
             timezone: The IANA time zone ("Continent/City") of a place the user names;
@@ -59,7 +59,7 @@ class Assistant(Agent):
 
         Args:
             expression: Numbers with + - * / // % ** and parentheses, and sqrt(), abs(),
-                round(), pi, e. For example "(17 + 4) * 3" or "sqrt(2) / 2".
+                round(), pi, e. For example "(17 + 4) * 3".
         """
         return format_number(evaluate(expression))
 
