@@ -205,7 +205,7 @@ def _mean_lag_ms(resampler: StreamResampler, in_rate: int, out_rate: int) -> flo
 
 @pytest.mark.parametrize(
     ("in_rate", "out_rate", "most_ms"),
-    [(48000, 24000, 8), (44100, 24000, 8), (8000, 24000, 1), (24000, 8000, 4), (48000, 8000, 4)],
+    [(48000, 24000, 12), (44100, 24000, 8), (8000, 24000, 1), (24000, 8000, 4), (48000, 8000, 4)],
 )
 def test_live_streams_hold_back_little_of_the_newest_audio(
     in_rate: int, out_rate: int, most_ms: float
@@ -218,8 +218,9 @@ def test_live_streams_hold_back_little_of_the_newest_audio(
 
 def test_live_quality_interpolates_up_and_filters_down() -> None:
     assert live_quality(8000, 24000) == "QQ" and live_quality(24000, 24000) == "QQ"
-    assert live_quality(48000, 24000) == "LQ" and live_quality(44100, 16000) == "LQ"
-    assert live_quality(24000, 8000) == "fir"  # a narrow band: our FIR, not soxr's long LQ
+    assert live_quality(44100, 16000) == "LQ"  # many phases: soxr
+    assert live_quality(48000, 24000) == "LQ"  # soxr holds back ~10 ms there, for 1/5 the CPU
+    assert live_quality(24000, 8000) == "fir"  # where LQ holds back 21 ms
     # a 997 Hz tone keeps its shape
     for in_rate, out_rate in ((48000, 24000), (8000, 24000), (24000, 8000)):
         r = StreamResampler(in_rate, out_rate, quality="live")
