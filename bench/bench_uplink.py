@@ -3,8 +3,9 @@
 Input: 48 kHz stereo int16 (what a browser sends over WebRTC). Output: 24 kHz mono int16, base64,
 in a JSON event string.
 
-- ours: the client's `AudioInput` (format read from the frame, frames gathered into 40 ms batches,
-  one soxr stream, rounding and base64 once per batch) + `append_json` (no json.dumps)
+- ours: the client's `AudioInput` (format read from the frame, frames gathered into batches of
+  the default `append_batch_ms`, one live resampling stream, rounding and base64 once per batch)
+  + `append_json` (no json.dumps)
 - seed: per-chunk `scipy.signal.resample` of the interleaved samples treated as mono, to 24 kHz,
   then base64 + json.dumps (the seed plugin's method; see lessons.md items 2-3)
 
@@ -38,6 +39,7 @@ from realtalk.media import (
     resample_oneshot,
 )
 from realtalk.plugins.openai.audio import AudioInput, append_json
+from realtalk.plugins.openai.config import OpenAIRealtimeConfig
 from realtalk.protocol import PCM24K
 
 IN_RATE = 48000
@@ -59,10 +61,11 @@ def _event(pcm: bytes) -> str:
 
 
 def ours() -> tuple[Uplink, Callable[[], bytes]]:
-    """The client's uplink for one stream (``AudioInput``: gathered frames, soxr stream, 40 ms
-    batches, base64; the append's JSON by ``append_json``): frame bytes -> event string, ''
-    while a batch fills."""
-    audio_in = AudioInput(PCM24K, raw_rate=IN_RATE, raw_channels=2, batch_ms=40)
+    """The client's uplink for one stream (``AudioInput``: gathered frames, a live resampling
+    stream, batches of the default ``append_batch_ms``, base64; the append's JSON by
+    ``append_json``): frame bytes -> event string, '' while a batch fills."""
+    batch_ms = OpenAIRealtimeConfig().append_batch_ms
+    audio_in = AudioInput(PCM24K, raw_rate=IN_RATE, raw_channels=2, batch_ms=batch_ms)
 
     def uplink(data: bytes) -> str:
         payload = audio_in.push(AudioFrame(data, IN_RATE, 2))

@@ -55,10 +55,11 @@ def test_48k_stereo_frames_become_24k_mono_at_the_right_speed() -> None:
     pcm = np.frombuffer(total, dtype="<i2")
     assert abs(len(pcm) - 24000) <= 24  # one second, not half or double
     assert abs(peak_hz(pcm, 24000) - 1000) < 5  # pitch kept: no 0.75x/2x speed
-    # Appends of at least 40 ms (24 kHz int16), not one per 20 ms frame (soxr hands out its
-    # output in ~34 ms blocks, so a batch may hold two of them).
-    assert all(len(b) >= 1920 for b in batches)
-    assert 12 <= len(batches) <= 26
+    # An append every 40 ms (two frames), not one per frame, and not a frame late: each goes
+    # as soon as the input covers it, without what the resampler still holds (~1 ms at 24
+    # kHz). Waiting for that too sent every third frame: 16 appends of 58 ms.
+    assert len(batches) == 25
+    assert all(len(b) <= 2 * 1920 for b in batches)
 
 
 def test_raw_bytes_use_the_declared_input_format() -> None:
@@ -196,3 +197,13 @@ def test_a_padded_payload_ends_the_join() -> None:
     frame = join_appends(append_event(base64.b64encode(b"xyz").decode("ascii")), queue)
     assert base64.b64decode(json.loads(frame)["audio"]) == b"xyzab"  # the padded one ends it
     assert queue.qsize() == 1
+
+
+def test_by_default_every_frame_is_appended_as_it_comes() -> None:
+    # The server's VAD hears the end of speech only once the append carrying it arrives: a
+    # batch costs the end of every turn half its length on average.
+    batch_ms = OpenAIRealtimeConfig().append_batch_ms
+    assert batch_ms == 20
+    audio_in = AudioInput(PCM24K, raw_rate=24000, raw_channels=1, batch_ms=batch_ms)
+    chunks = frames(sine(300, 24000, 200), 24000)
+    assert all(audio_in.push(c) is not None for c in chunks)

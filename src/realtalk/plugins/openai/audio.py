@@ -69,9 +69,10 @@ class AudioInput:
     are gathered as they come (``_raw``, one format at a time) and downmixed and resampled
     together once they would fill a batch, into a float buffer of soxr's output in int16 units;
     rounding to int16, encoding and base64 happen once per batch. NumPy's and soxr's cost per
-    call, not per sample, was most of the time at 20 ms. A batch is sent as a multiple of three
-    samples, so its base64 has no padding and consecutive payloads can be joined into one
-    append (the driver does, for appends that queued while the socket was busy).
+    call, not per sample, was most of the time at 20 ms. A batch goes out once the input since
+    the last one covers ``batch_ms``, as a multiple of three samples, so its base64 has no
+    padding and consecutive payloads can be joined into one append (the driver does, for
+    appends that queued while the socket was busy).
     """
 
     def __init__(
@@ -89,6 +90,7 @@ class AudioInput:
         self._raw_per_sample = 1.0  # bytes of _raw per output sample (float, for the estimate)
         self._pending = np.empty(4 * self._batch_samples, np.float32)  # int16 units, unrounded
         self._fill = 0
+        self._due = 0.0  # input since the last append, in wire samples
         self._pcm = np.empty(4 * self._batch_samples, _INT16_LE)
 
     def push(self, audio: bytes | bytearray | memoryview | AudioFrame) -> str | None:
@@ -103,12 +105,18 @@ class AudioInput:
             self._raw_channels = audio.num_channels
             self._raw_per_sample = 2 * audio.num_channels * audio.sample_rate / self.wire.rate
         self._raw += audio.data
-        if self._fill + len(self._raw) / self._raw_per_sample < self._batch_samples:
+        self._due += len(audio.data) / self._raw_per_sample
+        if self._due < self._batch_samples:
             return None
         self._resample_raw()
-        if self._fill < self._batch_samples:
-            return None  # soxr still holds part of it
-        return self._take(self._fill - self._fill % 3)
+        # The input since the last append covers a batch: what has come out of the resampler
+        # goes now, and what it still holds (a few ms) rides with the next. Waiting for that
+        # too had 48 kHz input go out every third 20 ms frame for 40 ms batches.
+        n = self._fill - self._fill % 3
+        if not n:
+            return None
+        self._due = 0.0
+        return self._take(n)
 
     def flush(self) -> str | None:
         """Everything still held (resampler tail included), e.g. before a manual commit."""
@@ -116,11 +124,13 @@ class AudioInput:
         if self._resampler is not None:
             self._add(self._resampler.flush_float())
             self._resampler = None
+        self._due = 0.0
         return self._take(self._fill) if self._fill else None
 
     def reset(self) -> None:
         self._raw.clear()
         self._fill = 0
+        self._due = 0.0
         if self._resampler is not None:
             self._resampler.flush()
 

@@ -5,7 +5,7 @@ appended during the session. The user stopped speaking then, not when ``speech_s
 (that comes a silence rule, a VAD window and a network hop later). Counting latency from the
 arrival would hide that wait from the figure, so the client notes, for each append, how much
 audio the session has received in all and when the last sample of it was captured (its push),
-and maps a position back to a time. The marks are few (one per 40 ms append) and bounded.
+and maps a position back to a time. The marks are few (one per 20 ms append) and bounded.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 __all__ = ["AudioClock"]
 
-#: Marks kept: one per append, ~80 s of audio at 40 ms appends.
+#: Marks kept: one per append, ~40 s of audio at 20 ms appends (speech ends seconds before).
 MAX_MARKS = 2000
 
 

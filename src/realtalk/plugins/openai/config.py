@@ -184,7 +184,9 @@ class OpenAIRealtimeConfig:
     Client settings (never sent):
         input_sample_rate / input_channels: the format of raw ``bytes`` given to
             ``handle_audio_input`` (an AudioFrame carries its own).
-        append_batch_ms: input audio is sent in appends of this many milliseconds.
+        append_batch_ms: input audio is sent in appends of this many milliseconds (a WebRTC
+            or microphone frame each by default: the server's VAD hears the end of speech up
+            to a batch late, so the end of a turn waits half a batch on average).
         max_image_fps / image_max_size: video frames kept per second and their bounding box
             (the aspect ratio is kept).
         tool_timeout_s: an overall limit per tool call on top of each tool's own timeout.
@@ -214,7 +216,7 @@ class OpenAIRealtimeConfig:
     truncation: Any = None
     input_sample_rate: int = 48000
     input_channels: int = 1
-    append_batch_ms: int = 40
+    append_batch_ms: int = 20
     max_image_fps: float = 1.0
     image_max_size: tuple[int, int] = (1024, 1024)
     tool_timeout_s: float | None = None
