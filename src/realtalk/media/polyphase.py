@@ -40,7 +40,7 @@ def small_ratio(input_rate: int, output_rate: int) -> bool:
     return output_rate // g <= MAX_PHASES and input_rate // g <= _MAX_DECIMATION
 
 
-def _design(up: int, down: int, input_rate: int, output_rate: int) -> npt.NDArray[np.float64]:
+def _design(up: int, input_rate: int, output_rate: int) -> npt.NDArray[np.float64]:
     """A Kaiser-windowed sinc low-pass at ``input_rate * up``, odd length, gain ``up``."""
     fs = input_rate * up
     stop = min(input_rate, output_rate) / 2
@@ -66,7 +66,7 @@ class PolyphaseStream:
             raise ValueError(f"{input_rate} -> {output_rate} Hz is not a small ratio")
         g = math.gcd(input_rate, output_rate)
         self.up, self.down = output_rate // g, input_rate // g
-        h = _design(self.up, self.down, input_rate, output_rate)
+        h = _design(self.up, input_rate, output_rate)
         self.delay = (h.size - 1) // 2  # in samples at input_rate * up
         self.taps = -(-h.size // self.up)  # per phase
         padded = np.zeros(self.taps * self.up)
