@@ -119,8 +119,7 @@ class PolyphaseStream:
             start = j // self.up - self._consumed  # ext[start:start + taps] feeds output r
             n = len(range(r, count, self.up))
             acc = out[r :: self.up]
-            for i, part in enumerate(self._parts[j % self.up]):
-                if part.size:
-                    x = ext[start + i :: self.down][: n + part.size - 1]
-                    acc += np.correlate(x, part, "valid")
+            for i, part in enumerate(self._parts[j % self.up]):  # never empty: taps > down
+                x = ext[start + i :: self.down][: n + part.size - 1]
+                acc += np.correlate(x, part, "valid")
         return out
