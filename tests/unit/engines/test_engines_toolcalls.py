@@ -140,19 +140,18 @@ def test_argument_checks_cover_types_enums_and_closed_objects() -> None:
     assert check_arguments(schema, []) is not None
 
 
-def test_a_greeting_before_the_first_question_joins_the_system_turn() -> None:
-    messages = [
-        ChatMessage("system", "You do sums."),
-        ChatMessage("assistant", "Hi! Ask away."),
-        ChatMessage("user", "What is 17 times 3?"),
-    ]
-    prompt = render_prompt("Be brief.", messages, TOOLS)
-    assert prompt.startswith(
-        system_block(
-            "Be brief.\nYou do sums.\nYou have already said to the user: Hi! Ask away.", TOOLS
-        )
+def test_a_greeting_is_not_quoted_to_the_model_but_its_question_is() -> None:
+    question = ChatMessage("user", "What is 17 times 3?")
+    plain = [ChatMessage("system", "You do sums."), ChatMessage("assistant", "Hi! Ask away.")]
+    prompt = render_prompt("Be brief.", [*plain, question], TOOLS)
+    # the prefilled system turn still matches: the first question evaluates only itself
+    assert prompt == (
+        system_block("Be brief.\nYou do sums.", TOOLS)
+        + "<|im_start|>user\nWhat is 17 times 3?<|im_end|>\n<|im_start|>assistant\n"
     )
-    assert "<|im_start|>assistant\nHi!" not in prompt
-    assert prompt.endswith(
-        "<|im_start|>user\nWhat is 17 times 3?<|im_end|>\n<|im_start|>assistant\n"
-    )
+    asking = ChatMessage("assistant", "Hello! I am Ava. Which city are you in? I can help.")
+    prompt = render_prompt("Be brief.", [asking, ChatMessage("user", "Paris.")], TOOLS)
+    asked = "You have greeted the user and asked: Which city are you in?"
+    assert prompt.startswith(system_block(f"Be brief.\n{asked}", TOOLS))
+    assert "Ava" not in prompt and "I can help" not in prompt
+    assert prompt.endswith("<|im_start|>user\nParis.<|im_end|>\n<|im_start|>assistant\n")
