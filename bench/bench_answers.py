@@ -5,9 +5,10 @@ pick the right tool (or rightly none), and does the reply hold the right answer?
 knowledge, chit-chat that needs no tool) are spoken by Piper (en_US joe) and by espeak-ng in two
 voices (en-us, en-gb), written to WAV files, and played through the real server (Silero VAD,
 Whisper tiny.en, the LLM under test) by ``FilesTransport`` into an ``AgentSession`` running
-``examples/assistant.py``'s agent and tools, one fresh session per question. The same run measures
-the default LLM (Qwen2.5-Coder-0.5B) and the SmolLM2-135M baseline (which cannot choose tools: a
-keyword router picks for it).
+``examples/assistant.py``'s agent and tools, one fresh session per question, asked after the
+agent's greeting (as a user asks: the greeting is part of the conversation the model sees). The
+same run measures the default LLM (Qwen2.5-Coder-0.5B) and the SmolLM2-135M baseline (which cannot
+choose tools: a keyword router picks for it).
 
 - right tool: the first call names the expected tool, or no call where none is expected;
 - correct answer: the agent's reply holds one of the accepted answers (digits or words, case
@@ -292,13 +293,9 @@ async def _ask(base_url: str, wav: Path) -> dict[str, Any]:
     from realtalk.session import AgentSession
     from realtalk.transports.files import FilesTransport
 
-    class Quiet(Assistant):
-        async def on_enter(self) -> None:  # no greeting: only the question is timed and judged
-            return None
-
     transport = FilesTransport([wav], start_timeout_s=60.0, turn_timeout_s=180.0)
     model = OpenAIRealtime(model="gpt-realtime", base_url=base_url, api_key=None)
-    session = AgentSession(agent=Quiet(), model=model)
+    session = AgentSession(agent=Assistant(), model=model)
     await session.start(transport)
     await asyncio.wait_for(session.wait_closed(), 300)
     report = transport.report or {}
