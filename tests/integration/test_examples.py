@@ -52,6 +52,10 @@ async def test_the_assistant_offers_its_three_tools_with_described_parameters(
     convert = schemas["convert_units"]["parameters"]
     assert convert["required"] == ["value", "from_unit", "to_unit"]
     assert "km" in convert["properties"]["from_unit"]["description"]
+    # the units it knows, by name: a model cannot send one the converter would refuse
+    assert {"kilometers", "miles", "celsius"} <= set(convert["properties"]["to_unit"]["enum"])
+    for unit in convert["properties"]["from_unit"]["enum"]:
+        assistant.convert(1.0, unit, unit)
     assert "timezone" not in schemas["get_time"]["parameters"].get("required", [])
 
 
@@ -130,8 +134,8 @@ async def test_convert_units_tool_reports_the_result_and_refuses_nonsense(
 ) -> None:
     agent = assistant.Assistant()
     assert await agent.convert_units(3, "km", "m") == "3 km = 3000 m"
-    for bad in ({"value": 1, "from_unit": "km", "to_unit": "kg"},
-                {"value": 1, "from_unit": "furlong", "to_unit": "m"}):  # fmt: skip
+    for bad in ({"value": 1, "from_unit": "kilometers", "to_unit": "kilograms"},
+                {"value": 1, "from_unit": "furlong", "to_unit": "meters"}):  # fmt: skip
         result = await agent.convert_units.invoke(json.dumps(bad))
         assert result.is_error
 
