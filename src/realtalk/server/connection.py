@@ -484,6 +484,8 @@ class Connection:
             self._voice_locked = True
         if response.settings.in_conversation:
             self._arm_idle(response)
+            if response.status == "completed" and not response.called_tools:
+                self._listener.warm_for_next_turn()
 
     # --- idle timeout ------------------------------------------------------------------------
 

@@ -416,6 +416,18 @@ class Listener:
             self._warmed_words = draft.item_id
             self._warm(draft)
 
+    def warm_for_next_turn(self) -> None:
+        """After a reply that leaves the floor to the user, have the LLM evaluate the
+        conversation their next turn will follow, while the reply plays out.
+
+        Mostly a few tokens (the reply's own were generated), but a greeting that asked the
+        user something joins the local model's system turn, which is then evaluated anew:
+        ~6 s on 2 cores, which the first answer waited for before.
+        """
+        if self.in_turn or self._replying() is not None or self.closed:
+            return
+        self._warm(None)
+
     def _warm(self, draft: Draft | None) -> None:
         """Warm the LLM up, with the words of ``draft`` (the turn so far) if given."""
         items = self._conversation_now()

@@ -368,6 +368,11 @@ class Response:
 
     # --- function calls ----------------------------------------------------------------------
 
+    @property
+    def called_tools(self) -> bool:
+        """Whether this response asked for a function call (the client answers next)."""
+        return any(item.get("type") == "function_call" for item in self._output)
+
     def _function_call(self, call: ToolCall) -> None:
         call_id = self._new_id("call")
         item = ev.function_call_item(

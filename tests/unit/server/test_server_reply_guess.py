@@ -252,11 +252,12 @@ async def test_the_llm_evaluates_the_conversation_while_the_user_speaks() -> Non
         await h.append(silence(200) + tone_speech("five six seven") + silence(700), chunk_ms=20)
         await h.wait_for("response.done", count=2)
         # Once a turn, before the reply to it, with the conversation the turn follows: at first
-        # the system turn alone, then ending with what the agent said.
-        kinds = [kind for kind, _ in llm.log]
-        assert kinds == ["warm", "reply", "warm", "reply"]
-        assert llm.log[2][1] == said
-        assert llm.log[3][1] not in (said, llm.log[1][1])  # the second turn's own words
+        # the system turn alone, then ending with what the agent said (evaluated first as that
+        # reply ended, so the turn's own warm-up finds it done).
+        kinds = [kind for kind, _ in llm.log[:5]]
+        assert kinds == ["warm", "reply", "warm", "warm", "reply"]
+        assert llm.log[2][1] == llm.log[3][1] == said
+        assert llm.log[4][1] not in (said, llm.log[1][1])  # the second turn's own words
     finally:
         await h.connection.aclose()
 
@@ -289,7 +290,7 @@ async def test_a_longer_turn_warms_the_llm_with_the_words_said_so_far() -> None:
             "one two three four five six"
             in done["response"]["output"][0]["content"][0]["transcript"]
         )
-        assert [kind for kind, _ in llm.log] == ["warm", "warm", "reply"]
+        assert [kind for kind, _ in llm.log[:3]] == ["warm", "warm", "reply"]
         assert not h.of("conversation.item.input_audio_transcription.delta")
     finally:
         await h.connection.aclose()
@@ -301,7 +302,33 @@ async def test_a_turn_too_short_to_warm_still_gets_its_reply() -> None:
         await h.append(silence(200) + tone_speech("hi")[: 24 * 2 * 120] + silence(700), chunk_ms=20)
         done = await h.wait_for("response.done")
         assert done["response"]["status"] == "completed"
-        assert [kind for kind, _ in llm.log] == ["reply"]  # 120 ms of speech: nothing to warm
+        assert llm.log[0][0] == "reply"  # 120 ms of speech: nothing to warm before the reply
+    finally:
+        await h.connection.aclose()
+
+
+async def test_a_reply_that_leaves_the_floor_warms_the_llm_for_the_next_turn() -> None:
+    """A greeting before any user turn: the conversation it leaves is evaluated as it ends
+    (a local model re-evaluates its system turn for a greeting that asked something); a reply
+    that called a tool warms nothing, as the client's result comes next."""
+    h, llm = await _harness(WarmedLLM)
+    try:
+        await h.send(ev.response_create({"instructions": "Greet the user."}))
+        await h.wait_for("response.done")
+        for _ in range(100):
+            if llm.log[-1][0] == "warm":
+                break
+            await asyncio.sleep(0.01)
+        assert [kind for kind, _ in llm.log] == ["reply", "warm"]
+        greeting = h.of("response.done")[0]["response"]["output"][0]["content"][0]["transcript"]
+        assert llm.log[1][1] == greeting
+
+        tool = {"type": "function", "name": "get_time", "parameters": {"type": "object"}}
+        await h.send(ev.response_create({"tools": [tool], "tool_choice": "required"}))
+        done = await h.wait_for("response.done", count=2)
+        assert done["response"]["output"][0]["type"] == "function_call"
+        await asyncio.sleep(0.1)
+        assert [kind for kind, _ in llm.log] == ["reply", "warm", "reply"]
     finally:
         await h.connection.aclose()
 
@@ -325,7 +352,9 @@ async def test_words_transcribed_after_the_pause_began_do_not_warm_the_llm() -> 
         done = await h.wait_for("response.done")
         assert done["response"]["status"] == "completed"
         await asyncio.sleep(0.7)  # the slow partial transcript is back by now
-        assert [kind for kind, _ in llm.log] == ["warm", "reply"]
-        assert llm.words == [""]  # the conversation was warmed, the late words were not
+        # the conversation was warmed (before the reply, and after it for the next turn), the
+        # late words were not
+        assert [kind for kind, _ in llm.log] == ["warm", "reply", "warm"]
+        assert llm.words == ["", ""]
     finally:
         await h.connection.aclose()
