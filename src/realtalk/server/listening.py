@@ -422,7 +422,7 @@ class Listener:
 
         Mostly a few tokens (the reply's own were generated), but a greeting that asked the
         user something joins the local model's system turn, which is then evaluated anew:
-        ~6 s on 2 cores, which the first answer waited for before.
+        ~6 s on 2 cores, which the first answer would otherwise wait for.
         """
         if self.in_turn or self._replying() is not None or self.closed:
             return
