@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import copy
 import json
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from realtalk.server.engines.base import ChatMessage, ToolCall
+from realtalk.server.engines.sentences import split_sentences
 
 __all__ = [
     "ANSWER_FROM_RESULT",
@@ -52,7 +52,6 @@ USER_START = "<|im_start|>user\n"
 #: Closes the turn of fresh tool results, so the model answers from them in words.
 ANSWER_FROM_RESULT = "Reply to my question in one short sentence, using this result."
 MAX_STRING_CHARS = 80  # a runaway string argument ends here instead of at max_tokens
-_SENTENCE = re.compile(r"(?<=[.!?])\s+")
 
 _TOOLS_HEADER = (
     "\n\n# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"
@@ -123,7 +122,8 @@ def render_prompt(
         if m.role == "assistant" and m.content and not m.tool_calls:
             opening.append(m.content)
     extra = [m.content for m in messages if m.role == "system" and m.content]
-    asked = [s for s in _SENTENCE.split(" ".join(opening)) if s.rstrip().endswith("?")]
+    said = " ".join(opening)
+    asked = [s for s in split_sentences(said, max_chars=len(said)) if s.endswith("?")]
     if asked:
         extra.append("You have greeted the user and asked: " + " ".join(asked))
     prompt = system_block("\n".join([system, *extra]) if extra else system, tools)
