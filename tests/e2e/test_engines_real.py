@@ -169,3 +169,33 @@ async def test_llama_stops_when_closed_and_queues_concurrent_requests(engines: E
         asyncio.gather(reply(engines, "Say hello."), reply(engines, "Say goodbye.")), 60
     )
     assert isinstance(a[-1], LLMUsage) and isinstance(b[-1], LLMUsage)
+
+
+async def test_warming_what_llama_cpp_has_just_evaluated_asks_it_nothing(
+    engines: Engines,
+) -> None:
+    runtime: Any = engines.llm.runtime  # type: ignore[attr-defined]
+    server, asked = runtime._server, []
+
+    class Counting:  # llama.cpp's server, counting the requests it gets
+        def __getattr__(self, name: str) -> Any:
+            return getattr(server, name)
+
+        def handle_completions(self, request: str, callback: Any) -> Any:
+            asked.append(json.loads(request)["prompt"])
+            return server.handle_completions(request, callback)
+
+    conversation = [ChatMessage("user", "Hi."), ChatMessage("assistant", "Hello! How can I help?")]
+    runtime._server = Counting()
+    try:
+        await engines.llm.warm(conversation, [WEATHER])
+        await engines.llm.warm(conversation, [WEATHER])  # as the user starts speaking
+        assert len(asked) == 1
+        await engines.llm.warm(conversation, [WEATHER], "What's the")  # their words: new
+        assert len(asked) == 2 and asked[1].startswith(asked[0])
+        await reply(engines, "Say hello.")  # another prompt evaluated since
+        before = len(asked)
+        await engines.llm.warm(conversation, [WEATHER])
+        assert len(asked) == before + 1 and asked[-1] == asked[0]
+    finally:
+        runtime._server = server

@@ -115,6 +115,8 @@ class LlamaRuntime:
         self.n_threads = n_threads
         self.n_ctx = n_ctx
         self.lock = threading.Lock()
+        #: The last prompt llama.cpp evaluated in full (its cache holds it; "" if unknown).
+        self._evaluated = ""
 
     def complete(
         self,
@@ -148,6 +150,7 @@ class LlamaRuntime:
         if grammar is not None:
             request["grammar"] = grammar
         counts = usage if usage is not None else Completion()
+        self._evaluated = ""  # until llama.cpp has evaluated this prompt
         # Unbounded: llama.cpp's loop does not wait for this callback's reader anyway, and a
         # callback that never blocks sees `stop` at the very next token.
         pieces: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
@@ -161,6 +164,7 @@ class LlamaRuntime:
             if "error" in data:
                 deliver(("error", data["error"]))
                 return True
+            self._evaluated = prompt  # a chunk comes only once the prompt is evaluated
             choice = (data.get("choices") or [{}])[0]
             text = choice.get("text") or ""
             if choice.get("finish_reason"):
@@ -202,7 +206,14 @@ class LlamaRuntime:
             thread.join()
 
     def prefill(self, prompt: str) -> None:
-        """Evaluate `prompt` now, so a later prompt that starts with it costs only the rest."""
+        """Evaluate `prompt` now, so a later prompt that starts with it costs only the rest.
+
+        Nothing is done if the last prompt evaluated starts with it: a warm-up as a reply ends
+        and another as the user starts speaking often ask for the same conversation, and
+        llama.cpp would still generate a token (~30 ms of both cores) to find it cached.
+        """
         with self.lock:
+            if self._evaluated.startswith(prompt):
+                return
             for _ in self.complete(prompt, max_tokens=1):
                 pass
