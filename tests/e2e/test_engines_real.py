@@ -199,3 +199,42 @@ async def test_warming_what_llama_cpp_has_just_evaluated_asks_it_nothing(
         assert len(asked) == before + 1 and asked[-1] == asked[0]
     finally:
         runtime._server = server
+
+
+async def test_the_answer_to_a_tool_result_does_not_evaluate_the_call_again(
+    engines: Engines,
+) -> None:
+    runtime: Any = engines.llm.runtime  # type: ignore[attr-defined]
+    server, timings = runtime._server, []
+
+    class Timed:  # llama.cpp's server, keeping each request's last timings
+        def __getattr__(self, name: str) -> Any:
+            return getattr(server, name)
+
+        def handle_completions(self, request: str, callback: Any) -> Any:
+            timings.append({})
+
+            def note(raw: str) -> Any:
+                timings[-1].update(json.loads(raw).get("timings") or {})
+                return callback(raw)
+
+            return server.handle_completions(request, note)
+
+    runtime._server = Timed()
+    try:
+        asked = [ChatMessage("user", "What's the weather like in Paris today?")]
+        (call,) = [c for c in await reply(engines, asked[0].content) if isinstance(c, ToolCall)]
+        calling, asked_before = timings[-1], len(timings)
+        answered = [
+            *asked,
+            ChatMessage("assistant", "", tool_calls=[call]),
+            ChatMessage("tool", '{"temperature_c": 21}', tool_call_id=call.call_id),
+        ]
+        [c async for c in engines.llm.stream(answered, tools=[WEATHER])]
+        answering = timings[asked_before]  # its first request (a second may go on speaking)
+    finally:
+        runtime._server = server
+    # llama.cpp's cache held the question and the call as the model wrote it: only the result
+    # and what follows it were evaluated (the call rendered as text would be ~20 tokens more)
+    written = calling["cache_n"] + calling["prompt_n"] + calling["predicted_n"]
+    assert answering["cache_n"] >= written - 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections import deque
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,7 +21,7 @@ from realtalk.server.engines.base import (
 )
 from realtalk.server.engines.qwen import QwenLLM
 from realtalk.server.engines.runtime import Completion
-from realtalk.server.engines.toolcalls import SPEECH_GOES_ON
+from realtalk.server.engines.toolcalls import SPEECH_GOES_ON, call_text
 
 CALC = {
     "type": "function",
@@ -52,11 +53,14 @@ class FakeRuntime:
         reply = self.rest if kw.get("grammar") == SPEECH_GOES_ON else self.replies.pop(0)
         if usage is not None:
             usage.prompt_tokens = len(prompt) // 4
+        tokens: list[tuple[int, bytes]] | None = kw.get("tokens")
         sent = 0
         try:
             for i in range(0, len(reply), 3):
                 if usage is not None:
                     usage.output_tokens += 1
+                if tokens is not None:  # one made-up token per piece
+                    tokens.append((1000 + i, reply[i : i + 3].encode()))
                 sent = i + 3
                 yield reply[i : i + 3]
         finally:
@@ -72,6 +76,7 @@ def engine(*replies: str) -> tuple[QwenLLM, FakeRuntime]:
     llm.runtime = runtime  # type: ignore[assignment]
     llm.max_reply_tokens, llm.max_sentences = 80, 2
     llm.system_prompt, llm.temperature = "Be brief.", 0.0
+    llm._calls = deque(maxlen=8)
     return llm, runtime
 
 
@@ -157,6 +162,37 @@ async def test_after_a_tool_result_the_model_may_only_speak() -> None:
         "call" not in grammar
         and "<tool_response>\n51\n</tool_response>" in (runtime.requests[0]["prompt"])
     )
+
+
+async def test_a_call_goes_back_to_the_model_as_the_tokens_it_wrote() -> None:
+    written = call_text(ToolCall("calculate", '{"expression": "17 * 3"}'))
+    llm, runtime = engine(written, "It is 51.")
+    (call,) = [c for c in await run(llm, ASK) if isinstance(c, ToolCall)]
+    asked = runtime.requests[0]["prompt"]
+    answered = [
+        *ASK,
+        ChatMessage("assistant", "", tool_calls=[call]),
+        ChatMessage("tool", "51", tool_call_id=call.call_id),
+    ]
+    await run(llm, answered)
+    prompt = runtime.requests[1]["prompt"]
+    spelled = [1000 + i for i in range(0, len(written), 3)]  # FakeRuntime's made-up tokens
+    assert prompt[: 1 + len(spelled)] == [asked, *spelled] and len(prompt) == len(spelled) + 2
+    assert (
+        prompt[-1].startswith("<|im_end|>\n")
+        and "<tool_response>\n51\n</tool_response>" in (prompt[-1])
+    )
+    # and so does every later prompt of the conversation (here, the warm-up for its next turn)
+    await llm.warm([*answered, ChatMessage("assistant", "It is 51.")], [CALC])
+    assert runtime.requests[-1]["prefill"] and runtime.requests[-1]["prompt"][0] == asked
+
+
+async def test_a_call_written_unlike_its_rendering_goes_back_as_text() -> None:
+    llm, runtime = engine('{"name": "calculate", "arguments": {"expression": "17 * 3"}}', "51.")
+    (call,) = [c for c in await run(llm, ASK) if isinstance(c, ToolCall)]
+    answered = [*ASK, ChatMessage("assistant", "", tool_calls=[call]), ChatMessage("tool", "51")]
+    await run(llm, answered)
+    assert isinstance(runtime.requests[1]["prompt"], str)
 
 
 async def test_tool_choice_none_and_required_shape_the_grammar() -> None:

@@ -29,12 +29,24 @@ from typing import Any
 
 from realtalk.server.engines.base import EngineError, EngineUnavailableError
 
-__all__ = ["Completion", "LlamaRuntime", "default_threads"]
+__all__ = ["Completion", "LlamaRuntime", "Prompt", "default_threads"]
 
 logger = logging.getLogger("realtalk.server")
 
 _HOST_PROMPT_CACHE_MIB = 64  # llama.cpp's host-memory copy of old prompts (default 8 GiB)
 _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100  # /proc/stat's unit
+
+
+#: A prompt as text, or as text and token ids (ids stand for themselves: what the model generated
+#: need not be what its text would tokenize to).
+Prompt = str | list[str | int]
+
+
+def _text_key(prompt: Prompt) -> str:
+    """``prompt`` as one string, ids marked, for comparing prompts by their prefixes."""
+    if isinstance(prompt, str):
+        return prompt
+    return "".join(part if isinstance(part, str) else f"\x00{part}\x00" for part in prompt)
 
 
 @dataclass
@@ -120,7 +132,7 @@ class LlamaRuntime:
 
     def complete(
         self,
-        prompt: str,
+        prompt: Prompt,
         *,
         max_tokens: int,
         temperature: float = 0.0,
@@ -128,6 +140,7 @@ class LlamaRuntime:
         repeat_penalty: float = 1.0,
         stop: threading.Event | None = None,
         usage: Completion | None = None,
+        tokens: list[tuple[int, bytes]] | None = None,
     ) -> Generator[str, None, None]:
         """The completion of `prompt`, piece by piece; closing the iterator stops the model.
 
@@ -135,6 +148,8 @@ class LlamaRuntime:
         as they come: a reader that stops reading does not stop it. To pause, set `stop` (the
         model stops at its next token) and later continue with a new request whose prompt ends
         with the text so far (its evaluation is cached, so that costs about one token).
+        ``tokens``, if given, receives the id and bytes of each token generated (but those with
+        no text, such as the end of the turn).
         """
         request: dict[str, Any] = {
             "prompt": prompt,
@@ -149,6 +164,8 @@ class LlamaRuntime:
             request["top_k"] = 1
         if grammar is not None:
             request["grammar"] = grammar
+        if tokens is not None:
+            request["n_probs"] = 1  # each chunk then names its token (no measurable cost)
         counts = usage if usage is not None else Completion()
         self._evaluated = ""  # until llama.cpp has evaluated this prompt
         # Unbounded: llama.cpp's loop does not wait for this callback's reader anyway, and a
@@ -164,7 +181,7 @@ class LlamaRuntime:
             if "error" in data:
                 deliver(("error", data["error"]))
                 return True
-            self._evaluated = prompt  # a chunk comes only once the prompt is evaluated
+            self._evaluated = _text_key(prompt)  # a chunk comes once the prompt is evaluated
             choice = (data.get("choices") or [{}])[0]
             text = choice.get("text") or ""
             if choice.get("finish_reason"):
@@ -176,6 +193,10 @@ class LlamaRuntime:
             if found:
                 counts.prompt_tokens = int(found.get("prompt_tokens", 0))
                 counts.output_tokens = int(found.get("completion_tokens", 0))
+            if tokens is not None:
+                for token in (choice.get("logprobs") or {}).get("content") or ():
+                    if token.get("bytes"):
+                        tokens.append((int(token["id"]), bytes(token["bytes"])))
             if text:
                 counts.output_tokens += 0 if found else 1
                 deliver(("text", text))
@@ -205,7 +226,7 @@ class LlamaRuntime:
             halt.set()
             thread.join()
 
-    def prefill(self, prompt: str) -> None:
+    def prefill(self, prompt: Prompt) -> None:
         """Evaluate `prompt` now, so a later prompt that starts with it costs only the rest.
 
         Nothing is done if the last prompt evaluated starts with it: a warm-up as a reply ends
@@ -213,7 +234,7 @@ class LlamaRuntime:
         llama.cpp would still generate a token (~30 ms of both cores) to find it cached.
         """
         with self.lock:
-            if self._evaluated.startswith(prompt):
+            if self._evaluated.startswith(_text_key(prompt)):
                 return
             for _ in self.complete(prompt, max_tokens=1):
                 pass

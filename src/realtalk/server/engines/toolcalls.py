@@ -34,6 +34,7 @@ __all__ = [
     "USER_START",
     "ParsedCall",
     "call_grammar",
+    "call_text",
     "check_arguments",
     "function_tools",
     "parse_reply",
@@ -92,7 +93,8 @@ def system_block(system: str, tools: Sequence[dict[str, Any]]) -> str:
     return f"<|im_start|>system\n{text}<|im_end|>\n"
 
 
-def _call_text(call: ToolCall) -> str:
+def call_text(call: ToolCall) -> str:
+    """How a prompt shows `call`: Qwen's `<tool_call>` block."""
     try:
         arguments: Any = json.loads(call.arguments or "{}")
     except json.JSONDecodeError:
@@ -138,7 +140,7 @@ def render_prompt(
             prompt += f"{USER_START}{m.content}<|im_end|>\n"
         elif m.role == "assistant":
             parts = [m.content] if m.content else []
-            parts += [_call_text(c) for c in m.tool_calls]
+            parts += [call_text(c) for c in m.tool_calls]
             if parts:
                 prompt += "<|im_start|>assistant\n" + "\n".join(parts) + "<|im_end|>\n"
         elif m.role == "tool":
