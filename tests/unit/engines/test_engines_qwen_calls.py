@@ -47,7 +47,7 @@ class FakeRuntime:
         self.lock = threading.Lock()
         self.rest = ""
 
-    def complete(self, prompt: str, **kw: Any) -> Iterator[str]:
+    def complete(self, prompt: str | list[str | int], **kw: Any) -> Iterator[str]:
         self.requests.append({"prompt": prompt, **kw})
         usage: Completion | None = kw.get("usage")
         reply = self.rest if kw.get("grammar") == SPEECH_GOES_ON else self.replies.pop(0)
@@ -169,6 +169,8 @@ async def test_a_call_goes_back_to_the_model_as_the_tokens_it_wrote() -> None:
     llm, runtime = engine(written, "It is 51.")
     (call,) = [c for c in await run(llm, ASK) if isinstance(c, ToolCall)]
     asked = runtime.requests[0]["prompt"]
+    # the model was stopped once the call's JSON was complete: the closing tag is fixed
+    assert written.endswith(runtime.rest) and 0 < len(runtime.rest) <= len("\n</tool_call>")
     answered = [
         *ASK,
         ChatMessage("assistant", "", tool_calls=[call]),
@@ -176,15 +178,13 @@ async def test_a_call_goes_back_to_the_model_as_the_tokens_it_wrote() -> None:
     ]
     await run(llm, answered)
     prompt = runtime.requests[1]["prompt"]
-    spelled = [1000 + i for i in range(0, len(written), 3)]  # FakeRuntime's made-up tokens
-    assert prompt[: 1 + len(spelled)] == [asked, *spelled] and len(prompt) == len(spelled) + 2
-    assert (
-        prompt[-1].startswith("<|im_end|>\n")
-        and "<tool_response>\n51\n</tool_response>" in (prompt[-1])
-    )
+    spelled = prompt[1:-1]  # FakeRuntime's made-up tokens, one per piece it gave
+    assert prompt[0] == asked and spelled == [1000 + 3 * i for i in range(len(spelled))]
+    assert prompt[-1].startswith(written[3 * len(spelled) :] + "<|im_end|>\n")
+    assert "<tool_response>\n51\n</tool_response>" in prompt[-1]
     # and so does every later prompt of the conversation (here, the warm-up for its next turn)
     await llm.warm([*answered, ChatMessage("assistant", "It is 51.")], [CALC])
-    assert runtime.requests[-1]["prefill"] and runtime.requests[-1]["prompt"][0] == asked
+    assert runtime.requests[-1]["prefill"] and runtime.requests[-1]["prompt"][:2] == [asked, 1000]
 
 
 async def test_a_call_written_unlike_its_rendering_goes_back_as_text() -> None:

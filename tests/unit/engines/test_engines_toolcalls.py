@@ -8,6 +8,7 @@ from realtalk.server.engines.base import ChatMessage, ToolCall
 from realtalk.server.engines.toolcalls import (
     ANSWER_FROM_RESULT,
     call_grammar,
+    call_written,
     check_arguments,
     parse_reply,
     render_prompt,
@@ -92,6 +93,13 @@ def test_the_grammar_allows_speech_or_a_call_of_a_listed_tool_only() -> None:
     assert (call_grammar([]) or "").startswith("%llguidance {}\nstart: /[^<>{}")  # speech only
 
 
+def test_a_call_is_written_once_its_json_is_complete() -> None:
+    assert not call_written("<")
+    assert not call_written('<tool_call>\n{"name": "calculate", "arguments": {"expr')
+    assert call_written('<tool_call>\n{"name": "calculate", "arguments": {}}\n')
+    assert call_written('{"name": "calculate", "arguments": {"expression": "{"}}')
+
+
 def test_speech_and_calls_are_told_apart_from_the_first_characters() -> None:
     assert starts_call("  ") is None
     assert starts_call(' {"name"') is True
@@ -104,6 +112,9 @@ def test_a_valid_call_is_parsed_with_or_without_its_tags() -> None:
         '{"name": "calculate", "arguments": {"expression": "17 * 3"}}',
         '<tool_call>\n{"name": "calculate", "arguments": {"expression": "17 * 3"}}\n</tool_call>',
         '{"name": "calculate", "arguments": "{\\"expression\\": \\"17 * 3\\"}"}',
+        # stopped once its JSON was written, the closing tag begun or not
+        '<tool_call>\n{"name": "calculate", "arguments": {"expression": "17 * 3"}}\n</to',
+        '<tool_call>\n{"name": "calculate", "arguments": {"expression": "17 * 3"}}',
     ):
         parsed = parse_reply(text, TOOLS)
         assert parsed.error is None and parsed.call is not None
@@ -122,6 +133,8 @@ def test_unknown_tools_and_bad_arguments_are_errors_that_name_the_problem() -> N
         TOOLS,
     )
     assert wrong.call is None and "arguments.value should be number" in (wrong.error or "")
+    extra = parse_reply('{"name": "calculate", "arguments": {"expression": "1"}} and', TOOLS)
+    assert extra.call is None and "not JSON (Extra data)" in (extra.error or "")
     missing = parse_reply('{"name": "calculate", "arguments": {}}', TOOLS)
     assert "required 'expression'" in (missing.error or "")
 

@@ -50,6 +50,7 @@ from realtalk.server.engines.toolcalls import (
     USER_START,
     call_grammar,
     call_text,
+    call_written,
     function_tools,
     parse_reply,
     render_prompt,
@@ -66,10 +67,14 @@ _CHARS_PER_TOKEN = 3  # English and JSON run 3-4 characters a token for Qwen's t
 _CALLS_KEPT = 8  # generated calls whose tokens later prompts reuse (a few per conversation)
 
 
+#: The tokens that spelled a call: their ids and bytes.
+_Spelling = list[tuple[int, bytes]]
+
+
 @dataclass(frozen=True)
 class _WrittenCall:
-    """A call as the model generated it: the prompt it followed, the text a later prompt
-    renders it as, and the ids of the tokens that spelled it."""
+    """A call as the model wrote it: the prompt it followed, the text a later prompt renders
+    it as, and the ids of the tokens that spelled it."""
 
     after: str
     text: str
@@ -135,10 +140,11 @@ class QwenLLM(ThreadedLLM):
                 return [*parts, *call.token_ids, prompt[len(head) :]]
         return prompt
 
-    def _remember(self, prompt: str, text: str, tokens: list[tuple[int, bytes]]) -> None:
-        """Keep the tokens of a call the model wrote, if its text is how prompts render it."""
-        if b"".join(spelled for _, spelled in tokens) == text.encode():
-            self._calls.append(_WrittenCall(prompt, text, tuple(t for t, _ in tokens)))
+    def _remember(self, prompt: str, text: str, tokens: _Spelling) -> None:
+        """Keep the tokens that spelled ``text``, a call the model wrote as prompts render it."""
+        spelled = _spelled(text, tokens)
+        if spelled is not None:
+            self._calls.append(_WrittenCall(prompt, text, tuple(token for token, _ in spelled)))
 
     def _generate(
         self,
@@ -185,6 +191,8 @@ class QwenLLM(ThreadedLLM):
                         yield TextDelta(piece)
                         if paused or self._said_enough(text):
                             break
+                    elif is_call and call_written(text):
+                        break  # what follows the call's JSON is fixed: no need to generate it
             if is_call:
                 yield from self._call(prompt, text, tokens, allowed, usage, stop)
             elif paused and not stop.is_set():
@@ -252,7 +260,7 @@ class QwenLLM(ThreadedLLM):
         self,
         prompt: str,
         text: str,
-        tokens: list[tuple[int, bytes]],
+        tokens: _Spelling,
         allowed: list[dict[str, Any]],
         usage: Completion,
         stop: threading.Event,
@@ -281,7 +289,7 @@ class QwenLLM(ThreadedLLM):
                 return
             raise EngineError(f"the local model could not write a valid tool call: {parsed.error}")
         parsed.call.call_id = "call_" + uuid.uuid4().hex[:20]
-        if text == call_text(parsed.call):
+        if call_text(parsed.call).startswith(text):
             self._remember(prompt, text, tokens)
         yield parsed.call
 
@@ -298,3 +306,15 @@ def _choices(
             raise ValueError(f"tool_choice names {tool_choice.get('name')!r}, which is not a tool")
         return named, False
     return tools, tool_choice != "required"
+
+
+def _spelled(text: str, tokens: _Spelling) -> _Spelling | None:
+    """The start of ``tokens`` that spells ``text`` exactly (llama.cpp may have generated a
+    token more before it stopped), or None."""
+    wanted, spelled, used = text.encode(), b"", []
+    for token, piece in tokens:
+        if spelled == wanted:
+            break
+        spelled += piece
+        used.append((token, piece))
+    return used if spelled == wanted else None

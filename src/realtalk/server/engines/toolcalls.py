@@ -35,6 +35,7 @@ __all__ = [
     "ParsedCall",
     "call_grammar",
     "call_text",
+    "call_written",
     "check_arguments",
     "function_tools",
     "parse_reply",
@@ -207,6 +208,19 @@ def starts_call(text: str) -> bool | None:
     return head[0] in "<{"
 
 
+def call_written(text: str) -> bool:
+    """Whether a call that begins with `text` has its whole JSON object written (what may
+    follow, the closing tag, is fixed)."""
+    body = text.strip().removeprefix(CALL_OPEN).lstrip()
+    if not body.startswith("{"):
+        return False
+    try:
+        json.JSONDecoder().raw_decode(body)
+    except json.JSONDecodeError:
+        return False
+    return True
+
+
 @dataclass
 class ParsedCall:
     """A call read from the model's reply: either `call` or the `error` that makes it unusable."""
@@ -218,14 +232,15 @@ class ParsedCall:
 
 def parse_reply(text: str, tools: Sequence[dict[str, Any]]) -> ParsedCall:
     """Read one `<tool_call>` (tags optional) out of `text` and check it against `tools`."""
-    body = text.strip()
-    if body.startswith(CALL_OPEN):
-        body = body[len(CALL_OPEN) :]
+    body = text.strip().removeprefix(CALL_OPEN).strip()
     end = body.find(CALL_CLOSE)
     if end >= 0:
-        body = body[:end]
+        body = body[:end].strip()
     try:
-        value = json.loads(body)
+        value, used = json.JSONDecoder().raw_decode(body)
+        # a call stopped once its JSON was written may end with the start of its closing tag
+        if body[used:].strip() and not CALL_CLOSE.startswith(body[used:].strip()):
+            raise json.JSONDecodeError("Extra data", body, used)
     except json.JSONDecodeError as exc:
         return ParsedCall(None, f"the call is not JSON ({exc.msg})", _guess_name(body))
     if not isinstance(value, dict) or not isinstance(value.get("name"), str):
