@@ -100,6 +100,7 @@ class Turn:
     llm_tts: float = float("nan")
     playout: float = float("nan")
     transcript: str = ""
+    calls: list[str] = field(default_factory=list)  # the tools the turn's replies called
 
 
 @dataclass
@@ -144,12 +145,19 @@ async def _end_to_end(
     engines: DirectEngines | None,
     direct: Direct,
     turn_detection: dict[str, Any] | None = None,
+    agent: Any = None,
+    warm_up: bool = True,
 ) -> list[Turn]:
+    """The turns of one call, the first left out if it is a ``warm_up``; ``agent``: its
+    instructions and tools for the session (the client runs the tools), else the server's
+    defaults."""
     output = AudioOutput(sample_rate=24000, realtime=True)
     config = OpenAIRealtimeConfig()
     if turn_detection is not None:
         config = OpenAIRealtimeConfig(turn_detection=turn_detection)
     model = OpenAIRealtime(model="gpt-realtime", base_url=base_url, config=config)
+    if agent is not None:
+        model.set_agent(agent)
     model.audio_output = output
     tap = Tap(model)
     first_frame: list[float] = []
@@ -169,6 +177,14 @@ async def _end_to_end(
 
         return hook
 
+    calls: list[str] = []
+
+    def called(event: dict[str, Any], _arrival: float) -> None:
+        item = event.get("item") or {}
+        if item.get("type") == "function_call":
+            calls.append(str(item.get("name")))
+
+    tap.on("response.output_item.done", called)
     tap.on("input_audio_buffer.speech_stopped", stamp("vad"))
     tap.on("conversation.item.input_audio_transcription.completed", stamp("stt"))
     tap.on("response.output_audio.delta", stamp("delta"))
@@ -184,13 +200,14 @@ async def _end_to_end(
             stamps.clear()
             first_frame.clear()
             transcripts.clear()
+            calls.clear()
             done = asyncio.ensure_future(tap.wait_for(lambda e: e["type"] == "response.done", 30.0))
             pushed = mic.play(clip.frames)
             while len(pushed) < len(clip.frames):
                 await asyncio.sleep(0.02)
             await _until(lambda: bool(first_frame), 30.0)
             t_end = clip.speech_ended(pushed)
-            turn = Turn(transcript=" ".join(transcripts))
+            turn = Turn(transcript=" ".join(transcripts), calls=list(calls))
             if first_frame:
                 t_vad, t_stt = stamps.get("vad", np.nan), stamps.get("stt", np.nan)
                 t_delta = stamps.get("delta", np.nan)
@@ -201,10 +218,11 @@ async def _end_to_end(
                 turn.playout = first_frame[0] - t_delta
             turns.append(turn)
             _say(
-                ("warm-up " if len(turns) == 1 else "")
+                ("warm-up " if warm_up and len(turns) == 1 else "")
                 + f"{clip.text!r} → heard {turn.transcript!r}: {turn.total * 1000:.0f} ms "
                 f"(vad {turn.vad * 1000:.0f}, stt {turn.stt * 1000:.0f}, llm+tts "
                 f"{turn.llm_tts * 1000:.0f}, playout {turn.playout * 1000:.0f})"
+                + (f", called {', '.join(turn.calls)}" if turn.calls else "")
             )
             await done
             await model.interrupt()
@@ -212,6 +230,8 @@ async def _end_to_end(
             if engines is not None:
                 await asyncio.to_thread(engines.measure, clip, turn.transcript, direct)
                 await asyncio.sleep(0.3)
+    if not warm_up:
+        return turns
     for values in (direct.stt, direct.llm_first_sentence, direct.tts_first_audio):
         del values[:1]  # the first clip is the warm-up
     del direct.vad_per_turn[:1], direct.replies[:1]

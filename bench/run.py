@@ -33,6 +33,7 @@ FIGURES: dict[str, tuple[str, str]] = {
     "truncation": ("bench.bench_truncation", "sent audio_end_ms vs really played"),
     "handoff": ("bench.bench_handoff", "a handoff turn vs a tool turn; MCP call and start"),
     "v2v": ("bench.bench_v2v", "voice-to-voice latency on the local server, real engines"),
+    "tools": ("bench.bench_tools", "voice-to-voice when a tool answers, local server"),
     "answers": ("bench.bench_answers", "spoken questions: right tool and right answer, local LLMs"),
     "memory": ("bench.bench_memory", "local server memory with models loaded and after 50 turns"),
     "browser": ("bench.bench_browser", "the user's wait measured in a real browser (WebRTC)"),

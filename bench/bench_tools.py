@@ -1,0 +1,108 @@
+"""Voice to voice when the answer needs a tool: the example assistant on the local server.
+
+One server (``--engine local``: Silero, Whisper tiny.en, Qwen, Piper; the client asks for
+``semantic_vad`` as in ``bench v2v``) and the instructions and tools of ``examples/assistant.py``
+(the client runs the tools). Timed as ``bench v2v`` times a turn: end of the speech in the
+audio → first frame of the reply handed to the speaker. For a tool question that reply comes
+after the model's call, the tool and the model's reading of its result.
+
+- **One question per call**: each question is the first turn of a call of its own (the
+  server's prompt cache holds the instructions and tools from the call before). The questions
+  that need no tool, asked the same way in the same run, are the baseline: the ratio is what a
+  tool adds to a turn.
+- **In a conversation**: the same questions in one call, each tool question after a question
+  that needs none, as a user would talk; the figure is how many of them called a tool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+from bench.bench_v2v import OURS_TURNS, QUESTIONS, WARM_UP, Direct, Turn, _clips, _end_to_end
+from bench.common import Row, better_ratio, row
+from bench.serve import ServerProcess
+
+#: Each needs one call of the example's tools (calculate, convert_units, get_time).
+TOOL_QUESTIONS = [
+    "What is seventeen times three?",
+    "How many kilometers are in ten miles?",
+    "What time is it?",
+    "What is one hundred twenty five divided by five?",
+    "Convert thirty degrees celsius to fahrenheit.",
+    "What is the square root of eighty one?",
+]
+
+
+def _say(line: str) -> None:
+    print(f"  tools: {line}", file=sys.stderr, flush=True)
+
+
+def _p50(turns: list[Turn]) -> float:
+    totals = [t.total * 1000 for t in turns if t.total == t.total]
+    return statistics.median(totals) if totals else float("nan")
+
+
+async def _one_per_call(base_url: str, clips: list[Any], agent: type) -> list[Turn]:
+    turns: list[Turn] = []
+    for clip in clips:
+        turns += await _end_to_end(
+            base_url, [clip], None, Direct(), OURS_TURNS, agent=agent(), warm_up=False
+        )
+    return turns
+
+
+def run(quick: bool = False) -> list[Row]:
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from examples.assistant import Assistant
+
+    n = 2 if quick else len(TOOL_QUESTIONS)
+    tools, plain = TOOL_QUESTIONS[:n], QUESTIONS[:n]
+    _say("synthesising the questions with Piper")
+    clips = _clips([WARM_UP, *tools, *plain])
+    talk = [WARM_UP]
+    for tool_question, plain_question in zip(tools, plain, strict=True):
+        talk += [plain_question, tool_question]
+    conversation = _clips(talk)
+    load = os.getloadavg()
+    with ServerProcess("local", voice="piper", start_timeout_s=300) as server:
+        url = server.base_url
+        alone = asyncio.run(_one_per_call(url, clips, Assistant))[1:]  # the first warms up
+        talked = asyncio.run(
+            _end_to_end(url, conversation, None, Direct(), OURS_TURNS, agent=Assistant())
+        )
+    tool_turns, plain_turns = alone[:n], alone[n:]
+    called = [t for t in tool_turns if t.calls]
+    in_talk = talked[1::2]  # each tool question followed a plain one
+    called_in_talk = sum(1 for t in in_talk if t.calls)
+    tool_p50, plain_p50 = _p50(called), _p50(plain_turns)
+    load_note = f"load average {load[0]:.1f} at start (2 cores)"
+    return [
+        row(
+            f"voice-to-voice when a tool answers (one question per call): p50 over "
+            f"{len(called)} turns, ms",
+            tool_p50,
+            plain_p50,
+            ratio=better_ratio(tool_p50, plain_p50, lower_is_better=True),
+            goal="report",
+            note=(
+                f"baseline: questions that need no tool, asked the same way in the same run; "
+                f"{len(called)} of {n} tool questions called a tool "
+                f"({', '.join(sorted({c for t in called for c in t.calls}))}); {load_note}"
+            ),
+        ),
+        row(
+            "tool questions asked in a conversation (after an answer in words) that called a tool",
+            called_in_talk / len(in_talk) if in_talk else float("nan"),
+            len(called) / n,
+            goal="report",
+            note=(
+                f"{called_in_talk} of {len(in_talk)}; baseline: the same questions, each the "
+                f"first of its call ({len(called)} of {n})"
+            ),
+        ),
+    ]
