@@ -167,6 +167,7 @@ class LlamaRuntime:
         if tokens is not None:
             request["n_probs"] = 1  # each chunk then names its token (no measurable cost)
         counts = usage if usage is not None else Completion()
+        key = _text_key(prompt)
         self._evaluated = ""  # until llama.cpp has evaluated this prompt
         # Unbounded: llama.cpp's loop does not wait for this callback's reader anyway, and a
         # callback that never blocks sees `stop` at the very next token.
@@ -181,7 +182,7 @@ class LlamaRuntime:
             if "error" in data:
                 deliver(("error", data["error"]))
                 return True
-            self._evaluated = _text_key(prompt)  # a chunk comes once the prompt is evaluated
+            self._evaluated = key  # a chunk comes once the prompt is evaluated
             choice = (data.get("choices") or [{}])[0]
             text = choice.get("text") or ""
             if choice.get("finish_reason"):
