@@ -23,7 +23,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench.bench_v2v import OURS_TURNS, QUESTIONS, WARM_UP, Direct, Turn, _clips, _end_to_end
+from bench.bench_v2v import (
+    OURS_TURNS,
+    QUESTIONS,
+    WARM_UP,
+    Direct,
+    Turn,
+    _clips,
+    _end_to_end,
+    _totals,
+)
 from bench.common import Row, better_ratio, row
 from bench.serve import ServerProcess
 
@@ -43,7 +52,7 @@ def _say(line: str) -> None:
 
 
 def _p50(turns: list[Turn]) -> float:
-    totals = [t.total * 1000 for t in turns if t.total == t.total]
+    totals = _totals(turns)
     return statistics.median(totals) if totals else float("nan")
 
 

@@ -211,14 +211,31 @@ def starts_call(text: str) -> bool | None:
 def call_written(text: str) -> bool:
     """Whether a call that begins with `text` has its whole JSON object written (what may
     follow, the closing tag, is fixed)."""
-    body = text.strip().removeprefix(CALL_OPEN).lstrip()
+    body = _call_body(text)
     if not body.startswith("{"):
         return False
     try:
-        json.JSONDecoder().raw_decode(body)
+        _read_call(body)
     except json.JSONDecodeError:
         return False
     return True
+
+
+def _call_body(text: str) -> str:
+    """The JSON of a call: `text` without its tags and the space around them."""
+    body = text.strip().removeprefix(CALL_OPEN).strip()
+    end = body.find(CALL_CLOSE)
+    return body if end < 0 else body[:end].strip()
+
+
+def _read_call(body: str) -> Any:
+    """The JSON value `body` holds (raises JSONDecodeError); a call stopped once its JSON was
+    written may end with the start of its closing tag."""
+    value, used = json.JSONDecoder().raw_decode(body)
+    rest = body[used:].strip()
+    if rest and not CALL_CLOSE.startswith(rest):
+        raise json.JSONDecodeError("Extra data", body, used)
+    return value
 
 
 @dataclass
@@ -232,15 +249,9 @@ class ParsedCall:
 
 def parse_reply(text: str, tools: Sequence[dict[str, Any]]) -> ParsedCall:
     """Read one `<tool_call>` (tags optional) out of `text` and check it against `tools`."""
-    body = text.strip().removeprefix(CALL_OPEN).strip()
-    end = body.find(CALL_CLOSE)
-    if end >= 0:
-        body = body[:end].strip()
+    body = _call_body(text)
     try:
-        value, used = json.JSONDecoder().raw_decode(body)
-        # a call stopped once its JSON was written may end with the start of its closing tag
-        if body[used:].strip() and not CALL_CLOSE.startswith(body[used:].strip()):
-            raise json.JSONDecodeError("Extra data", body, used)
+        value = _read_call(body)
     except json.JSONDecodeError as exc:
         return ParsedCall(None, f"the call is not JSON ({exc.msg})", _guess_name(body))
     if not isinstance(value, dict) or not isinstance(value.get("name"), str):
