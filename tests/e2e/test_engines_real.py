@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -171,70 +173,94 @@ async def test_llama_stops_when_closed_and_queues_concurrent_requests(engines: E
     assert isinstance(a[-1], LLMUsage) and isinstance(b[-1], LLMUsage)
 
 
-async def test_warming_what_llama_cpp_has_just_evaluated_asks_it_nothing(
-    engines: Engines,
-) -> None:
+@contextlib.contextmanager
+def recorded(engines: Engines) -> Iterator[list[dict[str, Any]]]:
+    """The requests the engine makes of llama.cpp, each with the slot it names, its prompt
+    and its last timings."""
     runtime: Any = engines.llm.runtime  # type: ignore[attr-defined]
-    server, asked = runtime._server, []
+    server, seen = runtime._server, []
 
-    class Counting:  # llama.cpp's server, counting the requests it gets
+    class Recording:
         def __getattr__(self, name: str) -> Any:
             return getattr(server, name)
 
         def handle_completions(self, request: str, callback: Any) -> Any:
-            asked.append(json.loads(request)["prompt"])
-            return server.handle_completions(request, callback)
+            asked = json.loads(request)
+            entry = {"slot": asked["id_slot"], "prompt": asked["prompt"], "timings": {}}
+            seen.append(entry)
 
-    conversation = [ChatMessage("user", "Hi."), ChatMessage("assistant", "Hello! How can I help?")]
-    runtime._server = Counting()
+            def note(raw: str) -> Any:
+                entry["timings"].update(json.loads(raw).get("timings") or {})
+                return callback(raw)
+
+            return server.handle_completions(request, note)
+
+    runtime._server = Recording()
     try:
-        await engines.llm.warm(conversation, [WEATHER])
-        await engines.llm.warm(conversation, [WEATHER])  # as the user starts speaking
-        assert len(asked) == 1
-        await engines.llm.warm(conversation, [WEATHER], "What's the")  # their words: new
-        assert len(asked) == 2 and asked[1].startswith(asked[0])
-        await reply(engines, "Say hello.")  # another prompt evaluated since
-        before = len(asked)
-        await engines.llm.warm(conversation, [WEATHER])
-        assert len(asked) == before + 1 and asked[-1] == asked[0]
+        yield seen
     finally:
         runtime._server = server
+
+
+async def test_warming_what_llama_cpp_has_just_evaluated_asks_it_nothing(
+    engines: Engines,
+) -> None:
+    conversation = [ChatMessage("user", "Hi."), ChatMessage("assistant", "Hello! How can I help?")]
+    with recorded(engines) as seen:
+        await engines.llm.warm(conversation, [WEATHER])
+        await engines.llm.warm(conversation, [WEATHER])  # as the user starts speaking
+        # each slot once: the conversation's, and the last turn's (the next turn follows one)
+        assert sorted(r["slot"] for r in seen) == [0, 1]
+        await engines.llm.warm(conversation, [WEATHER], "What's the")  # their words: new
+        asked = [r["prompt"] for r in seen if r["slot"] == 0]
+        assert len(asked) == 2 and asked[1].startswith(asked[0])
+        await reply(engines, "Say hello.")  # another prompt evaluated since
+        before = len(seen)
+        await engines.llm.warm(conversation, [WEATHER])
+        assert [r["prompt"] for r in seen[before:]] == [asked[0]]
 
 
 async def test_the_answer_to_a_tool_result_does_not_evaluate_the_call_again(
     engines: Engines,
 ) -> None:
-    runtime: Any = engines.llm.runtime  # type: ignore[attr-defined]
-    server, timings = runtime._server, []
-
-    class Timed:  # llama.cpp's server, keeping each request's last timings
-        def __getattr__(self, name: str) -> Any:
-            return getattr(server, name)
-
-        def handle_completions(self, request: str, callback: Any) -> Any:
-            timings.append({})
-
-            def note(raw: str) -> Any:
-                timings[-1].update(json.loads(raw).get("timings") or {})
-                return callback(raw)
-
-            return server.handle_completions(request, note)
-
-    runtime._server = Timed()
-    try:
+    with recorded(engines) as seen:
         asked = [ChatMessage("user", "What's the weather like in Paris today?")]
         (call,) = [c for c in await reply(engines, asked[0].content) if isinstance(c, ToolCall)]
-        calling, asked_before = timings[-1], len(timings)
+        calling, asked_before = seen[-1]["timings"], len(seen)
         answered = [
             *asked,
             ChatMessage("assistant", "", tool_calls=[call]),
             ChatMessage("tool", '{"temperature_c": 21}', tool_call_id=call.call_id),
         ]
         [c async for c in engines.llm.stream(answered, tools=[WEATHER])]
-        answering = timings[asked_before]  # its first request (a second may go on speaking)
-    finally:
-        runtime._server = server
+        answering = seen[asked_before]["timings"]  # its first request (more may go on speaking)
     # llama.cpp's cache held the question and the call as the model wrote it: only the result
     # and what follows it were evaluated (the call rendered as text would be ~20 tokens more)
     written = calling["cache_n"] + calling["prompt_n"] + calling["predicted_n"]
     assert answering["cache_n"] >= written - 1
+
+
+async def test_after_earlier_turns_the_last_turn_alone_decides_on_a_copied_system_turn(
+    engines: Engines,
+) -> None:
+    """After a chat exchange the 0.5B mostly answers in words what it would call a tool for;
+    shown the question on its own (llama.cpp's second slot) it calls. That slot starts from the
+    system turn the first slot evaluated (copied, not evaluated again: ~6 s on 2 cores)."""
+    instructions = f"You are a weather assistant (session {uuid.uuid4().hex[:8]})."
+    await engines.llm.prefill(instructions, [WEATHER])  # the first slot, as a session starts
+    conversation = [
+        ChatMessage("system", instructions),
+        ChatMessage("user", "Hello, can you hear me?"),
+        ChatMessage("assistant", "Hello! Yes, I can hear you well."),
+        ChatMessage("user", "What's the weather like in Paris today?"),
+    ]
+    with recorded(engines) as seen:
+        chunks = [c async for c in engines.llm.stream(conversation, tools=[WEATHER])]
+    calls = [c for c in chunks if isinstance(c, ToolCall)]
+    assert [c.name for c in calls] == ["get_weather"]
+    assert "paris" in json.loads(calls[0].arguments)["city"].lower()
+    decided, wrote = seen[0], seen[1]
+    assert decided["slot"] == 1 and wrote["slot"] == 0
+    assert "hear me" not in decided["prompt"] and "hear me" in wrote["prompt"]
+    # only the question was evaluated in the second slot: the system turn came with the copy
+    assert decided["timings"]["prompt_n"] < 40 and decided["timings"]["cache_n"] > 150

@@ -37,7 +37,8 @@ CALC = {
 
 class FakeRuntime:
     """Replays `replies` (one per completion) in pieces and records each request; a request
-    that continues speech (`SPEECH_GOES_ON`) gets what the one closed early had left."""
+    that continues speech (`SPEECH_GOES_ON`) gets what the one closed early had left, and one
+    for a single token in the last turn's slot (the decision to call) gets `decides`."""
 
     n_ctx = 4096
 
@@ -46,10 +47,15 @@ class FakeRuntime:
         self.requests: list[dict[str, Any]] = []
         self.lock = threading.Lock()
         self.rest = ""
+        self.decides = "Well"
 
     def complete(self, prompt: str | list[str | int], **kw: Any) -> Iterator[str]:
+        kw.setdefault("slot", 0)
         self.requests.append({"prompt": prompt, **kw})
         usage: Completion | None = kw.get("usage")
+        if kw["slot"] == 1 and kw["max_tokens"] == 1:
+            yield self.decides
+            return
         reply = self.rest if kw.get("grammar") == SPEECH_GOES_ON else self.replies.pop(0)
         if usage is not None:
             usage.prompt_tokens = len(prompt) // 4
@@ -66,8 +72,11 @@ class FakeRuntime:
         finally:
             self.rest = reply[sent:]
 
-    def prefill(self, prompt: str) -> None:
-        self.requests.append({"prompt": prompt, "prefill": True})
+    def prefill(self, prompt: str, slot: int = 0) -> None:
+        self.requests.append({"prompt": prompt, "prefill": True, "slot": slot})
+
+    def in_slot(self, slot: int) -> list[dict[str, Any]]:
+        return [r for r in self.requests if r["slot"] == slot]
 
 
 def engine(*replies: str) -> tuple[QwenLLM, FakeRuntime]:
@@ -184,7 +193,8 @@ async def test_a_call_goes_back_to_the_model_as_the_tokens_it_wrote() -> None:
     assert "<tool_response>\n51\n</tool_response>" in prompt[-1]
     # and so does every later prompt of the conversation (here, the warm-up for its next turn)
     await llm.warm([*answered, ChatMessage("assistant", "It is 51.")], [CALC])
-    assert runtime.requests[-1]["prefill"] and runtime.requests[-1]["prompt"][:2] == [asked, 1000]
+    warmed = runtime.in_slot(0)[-1]
+    assert warmed["prefill"] and warmed["prompt"][:2] == [asked, 1000]
 
 
 async def test_a_call_written_unlike_its_rendering_goes_back_as_text() -> None:
@@ -222,7 +232,7 @@ async def test_a_long_conversation_drops_its_oldest_turns_to_fit_the_context() -
         messages += [ChatMessage("user", f"question {i}"), ChatMessage("assistant", f"answer {i}")]
     messages.append(ChatMessage("user", "the last question"))
     await run(llm, messages)
-    prompt = runtime.requests[0]["prompt"]
+    prompt = runtime.in_slot(0)[0]["prompt"]
     assert "Use tools." in prompt and "the last question" in prompt
     assert "question 0\n" not in prompt and "answer 29" in prompt
     assert prompt.index("<|im_start|>user") < prompt.index("<|im_start|>assistant\nanswer")
@@ -236,7 +246,7 @@ async def test_warming_evaluates_up_to_the_users_first_word() -> None:
     before = [ChatMessage("user", "Hi."), ChatMessage("assistant", "Hello! How can I help?")]
     await llm.warm(before, [CALC])
     await run(llm, [*before, ChatMessage("user", "What is the capital of France?")])
-    warmed, asked = runtime.requests
+    warmed, asked = runtime.in_slot(0)
     assert warmed["prefill"] and warmed["prompt"].endswith("<|im_end|>\n<|im_start|>user\n")
     assert asked["prompt"].startswith(warmed["prompt"])
     assert asked["prompt"][len(warmed["prompt"]) :].startswith("What is the capital of France?")
@@ -249,3 +259,79 @@ async def test_warming_with_the_words_so_far_evaluates_them_too() -> None:
     warmed, asked = runtime.requests
     assert warmed["prompt"].endswith("<|im_start|>user\nWhat is the capital")
     assert asked["prompt"].startswith(warmed["prompt"])  # llama.cpp reuses all of it
+
+
+EARLIER = [
+    ChatMessage("system", "Use tools."),
+    ChatMessage("user", "Hello, can you hear me?"),
+    ChatMessage("assistant", "Hello! I can hear you."),
+]
+AFTER_EARLIER = [*EARLIER, *ASK]
+
+
+async def test_after_earlier_turns_the_last_turn_alone_decides_to_call() -> None:
+    """After earlier turns the 0.5B answers in words what it would call a tool for, so the
+    user's last turn is shown on its own first (in llama.cpp's second slot, whose system turn
+    is the conversation's own); a call there has the conversation write a call."""
+    llm, runtime = engine('{"name": "calculate", "arguments": {"expression": "17 * 3"}}')
+    runtime.decides = "<"
+    chunks = await run(llm, AFTER_EARLIER)
+    assert [c.name for c in chunks if isinstance(c, ToolCall)] == ["calculate"]
+    (decided,), (wrote,) = runtime.in_slot(1), runtime.in_slot(0)
+    alone = decided["prompt"]
+    assert "What is 17 times 3?" in alone and "can you hear me" not in alone
+    system_turn = wrote["prompt"][: wrote["prompt"].index("<|im_start|>user")]
+    assert alone.startswith(system_turn) and '"name": "calculate"' in system_turn
+    assert "can you hear me" in wrote["prompt"]
+    assert wrote["grammar"].startswith("%llguidance {}\nstart: call\n")
+
+
+async def test_when_the_last_turn_alone_would_speak_the_conversation_still_may_call() -> None:
+    llm, runtime = engine("Seventeen times three is fifty-one.")
+    chunks = await run(llm, AFTER_EARLIER)
+    assert "".join(c.text for c in chunks if isinstance(c, TextDelta)).startswith("Seventeen")
+    assert len(runtime.in_slot(1)) == 1
+    assert "start: speech | call" in runtime.in_slot(0)[0]["grammar"]
+
+
+async def test_a_first_turn_or_a_set_tool_choice_needs_no_decision() -> None:
+    llm, runtime = engine(
+        "Fine.", "Fine.", '{"name": "calculate", "arguments": {"expression": "1"}}'
+    )
+    await run(llm, [EARLIER[0], *ASK])
+    await run(llm, AFTER_EARLIER, tool_choice="none")
+    await run(llm, AFTER_EARLIER, tool_choice="required")
+    assert runtime.in_slot(1) == [] and len(runtime.in_slot(0)) == 3
+
+
+async def test_after_earlier_turns_a_tool_result_is_answered_in_the_last_turns_slot() -> None:
+    """Answered after the conversation, the 0.5B repeats its last reply ("The capital of
+    France is Paris.") instead of the result; answered after the question alone, it does not."""
+    llm, runtime = engine("Seventeen times three is 51, which is a prime-free product, really.")
+    call = ToolCall("calculate", '{"expression": "17 * 3"}', "c1")
+    messages = [
+        *AFTER_EARLIER,
+        ChatMessage("assistant", "", tool_calls=[call]),
+        ChatMessage("tool", "51", tool_call_id="c1"),
+    ]
+    chunks = await run(llm, messages)
+    assert "".join(c.text for c in chunks if isinstance(c, TextDelta)).startswith("Seventeen")
+    assert runtime.in_slot(0) == []
+    answered, went_on = runtime.in_slot(1)  # paused after its first piece, then went on
+    assert (
+        "can you hear me" not in answered["prompt"] and "What is 17 times 3?" in answered["prompt"]
+    )
+    assert "<tool_response>\n51\n</tool_response>" in answered["prompt"]
+    assert "call" not in answered["grammar"] and went_on["grammar"] == SPEECH_GOES_ON
+
+
+async def test_warming_after_earlier_turns_warms_the_last_turns_slot_too() -> None:
+    llm, runtime = engine("51.")
+    runtime.decides = "<"
+    await llm.warm(EARLIER, [CALC], user_words="What is 17")
+    (warmed,) = runtime.in_slot(1)
+    assert warmed["prefill"] and warmed["prompt"].endswith("<|im_start|>user\nWhat is 17")
+    assert "can you hear me" not in warmed["prompt"]
+    runtime.replies.append('{"name": "calculate", "arguments": {"expression": "17 * 3"}}')
+    await run(llm, AFTER_EARLIER)
+    assert runtime.in_slot(1)[1]["prompt"].startswith(warmed["prompt"])

@@ -14,6 +14,7 @@ from realtalk.server.engines.toolcalls import (
     render_prompt,
     starts_call,
     system_block,
+    system_turn,
 )
 
 CALC = {
@@ -168,3 +169,26 @@ def test_a_greeting_is_not_quoted_to_the_model_but_its_question_is() -> None:
     assert prompt.startswith(system_block(f"Be brief.\n{asked}", TOOLS))
     assert "Ava" not in prompt and "I can help" not in prompt
     assert prompt.endswith("<|im_start|>user\nParis.<|im_end|>\n<|im_start|>assistant\n")
+
+
+def test_the_last_turn_alone_keeps_the_conversations_system_turn() -> None:
+    """The prompt of the user's last turn on its own starts with the very system turn of the
+    whole conversation's prompt (so llama.cpp can copy its evaluation), then that turn and
+    what follows it."""
+    asking = ChatMessage("assistant", "Hello! Which city are you in?")
+    call = ToolCall("calculate", '{"expression": "17 * 3"}', "c1")
+    messages = [
+        ChatMessage("system", "You do sums."),
+        asking,
+        ChatMessage("user", "Paris."),
+        ChatMessage("assistant", "Lovely city!"),
+        ChatMessage("user", "What is 17 times 3?"),
+        ChatMessage("assistant", "", tool_calls=[call]),
+        ChatMessage("tool", "51", tool_call_id="c1"),
+    ]
+    whole = render_prompt("Be brief.", messages, TOOLS)
+    alone = render_prompt("Be brief.", messages, TOOLS, last_turn_only=True)
+    system = system_turn("Be brief.", messages, TOOLS)
+    assert whole.startswith(system) and alone.startswith(system)
+    assert "Which city are you in?" in system and "Lovely city" in whole
+    assert alone == system + whole[whole.index("<|im_start|>user\nWhat is 17") :]

@@ -13,11 +13,19 @@ sentences. A reply that starts as a call is collected, parsed and validated; if 
 after that the response fails with an engine error (an error event for the client; nothing is
 spoken). After a tool result the model may only speak: it answers from the result in its own words.
 
+After earlier turns, the user's last turn is also shown to the model on its own, in a second
+llama.cpp slot: there it decides whether to call a tool, and there it answers a tool's result.
+With the conversation before it, Qwen 0.5B answered in words nearly everything it would have
+called a tool for (42 spoken questions after one earlier exchange: 14 right tool, against 37
+asked first); the conversation still writes the call, as its arguments may need it ("And twenty
+miles?"). Measured in docs/benchmarks.md ("tool use in a conversation").
+
 The system prompt and tools are evaluated when a session is configured (`prefill`), so the first
-question pays only for its own tokens. A call the model wrote is given back to llama.cpp as the
-tokens it generated, not as its text: the grammar has the model spell `<tool_call>` in plain
-tokens, which the text would tokenize to Qwen's special token instead, so the answer to the
-tool's result would evaluate the whole call again (~25-40 tokens, 0.3-0.5 s on 2 cores).
+question pays only for its own tokens; the second slot gets them copied. A call the model wrote
+is given back to llama.cpp as the tokens it generated, not as its text: the grammar has the model
+spell `<tool_call>` in plain tokens, which the text would tokenize to Qwen's special token
+instead, so the answer to the tool's result would evaluate the whole call again (~25-40 tokens,
+0.3-0.5 s on 2 cores).
 """
 
 from __future__ import annotations
@@ -56,6 +64,7 @@ from realtalk.server.engines.toolcalls import (
     render_prompt,
     starts_call,
     system_block,
+    system_turn,
 )
 
 __all__ = ["QwenLLM"]
@@ -65,6 +74,8 @@ logger = logging.getLogger("realtalk.server")
 _MAX_CALL_TOKENS = 160
 _CHARS_PER_TOKEN = 3  # English and JSON run 3-4 characters a token for Qwen's tokenizer
 _CALLS_KEPT = 8  # generated calls whose tokens later prompts reuse (a few per conversation)
+#: llama.cpp slots: the whole conversation, and the user's last turn on its own.
+_CONVERSATION, _LAST_TURN = 0, 1
 
 
 #: The tokens that spelled a call: their ids and bytes.
@@ -99,7 +110,9 @@ class QwenLLM(ThreadedLLM):
         system_prompt: str = QWEN_SYSTEM_PROMPT,
         temperature: float = 0.0,
     ) -> None:
-        self.runtime = LlamaRuntime(path or model_path(model), n_ctx=n_ctx, n_threads=n_threads)
+        self.runtime = LlamaRuntime(
+            path or model_path(model), n_ctx=n_ctx, n_threads=n_threads, slots=2
+        )
         self.max_reply_tokens = max_reply_tokens
         self.max_sentences = max_sentences
         self.system_prompt = system_prompt
@@ -117,17 +130,22 @@ class QwenLLM(ThreadedLLM):
     async def warm(
         self, messages: list[ChatMessage], tools: list[dict[str, Any]], user_words: str = ""
     ) -> None:
-        prompt = self._fit(list(messages), function_tools(tools), _MAX_CALL_TOKENS)
+        listed = function_tools(tools)
+        prompt = self._fit(list(messages), listed, _MAX_CALL_TOKENS)
         # What the reply to the user's coming turn starts with, up to their first word (three
         # tokens fewer to evaluate once their words are known: ~40 ms on 2 cores) or as far as
         # their words are known (~14 ms a token on 2 cores; llama.cpp keeps the longest prefix
         # the reply's prompt shares with this).
-        await self._evaluate(prompt.removesuffix(REPLY_START) + USER_START + user_words.strip())
+        turn = USER_START + user_words.strip()
+        await self._evaluate(prompt.removesuffix(REPLY_START) + turn)
+        if listed and any(m.role == "user" for m in messages):  # the turn will be decided alone
+            system = system_turn(self.system_prompt, messages, listed)
+            await self._evaluate(system + turn, _LAST_TURN)
 
-    async def _evaluate(self, prefix: str) -> None:
+    async def _evaluate(self, prefix: str, slot: int = _CONVERSATION) -> None:
         """Have llama.cpp keep ``prefix`` evaluated (in a thread: it takes the model's lock)."""
         await run_in_thread(
-            lambda: self.runtime.prefill(self._as_written(prefix)), name="realtalk-prefill"
+            lambda: self.runtime.prefill(self._as_written(prefix), slot), name="realtalk-prefill"
         )
 
     def _as_written(self, prompt: str) -> Prompt:
@@ -156,24 +174,31 @@ class QwenLLM(ThreadedLLM):
     ) -> Iterator[LLMChunk]:
         listed = function_tools(tools)
         allowed, speech = _choices(listed, tool_choice)
-        if messages and messages[-1].role == "tool":
+        answering = bool(messages) and messages[-1].role == "tool"
+        if answering:
             allowed, speech = [], True  # answer from the result, in words
+        after_earlier_turns = _after_earlier_turns(messages)
         limit = max(1, min(max_output_tokens or self.max_reply_tokens, self.runtime.n_ctx // 4))
-        prompt = self._fit(messages, listed, max(limit, _MAX_CALL_TOKENS))
+        reserve = max(limit, _MAX_CALL_TOKENS)
+        slot = _LAST_TURN if answering and after_earlier_turns else _CONVERSATION
+        prompt = self._fit(messages, listed, reserve, last_turn_only=slot == _LAST_TURN)
         usage = Completion()
         paused = False
         tokens: list[tuple[int, bytes]] = []
         with self.runtime.lock:
+            if after_earlier_turns and allowed and speech:
+                speech = not self._calls_alone(messages, listed, allowed, stop)
             if stop.is_set():
                 return
             pieces = self.runtime.complete(
                 self._as_written(prompt),
-                max_tokens=max(limit, _MAX_CALL_TOKENS) if allowed else limit,
+                max_tokens=reserve if allowed else limit,
                 temperature=self.temperature,
                 grammar=call_grammar(allowed, speech=speech),
                 stop=stop,
                 usage=usage,
                 tokens=tokens if allowed else None,
+                slot=slot,
             )
             text = ""
             is_call: bool | None = None
@@ -196,14 +221,41 @@ class QwenLLM(ThreadedLLM):
             if is_call:
                 yield from self._call(prompt, text, tokens, allowed, usage, stop)
             elif paused and not stop.is_set():
-                yield from self._go_on(prompt, text, limit, usage, stop)
+                yield from self._go_on(prompt, text, limit, usage, stop, slot)
             yield LLMUsage(usage.prompt_tokens, usage.output_tokens)
+
+    def _calls_alone(
+        self,
+        messages: list[ChatMessage],
+        tools: list[dict[str, Any]],
+        allowed: list[dict[str, Any]],
+        stop: threading.Event,
+    ) -> bool:
+        """Whether the model, shown the user's last turn without the turns before it, starts
+        a call (its first token tells: ~15 tokens of question to evaluate, fewer if `warm` had
+        their words, and one generated; ~100-250 ms on 2 cores)."""
+        prompt = self._fit(messages, tools, _MAX_CALL_TOKENS, last_turn_only=True)
+        first = self.runtime.complete(
+            prompt,
+            max_tokens=1,
+            temperature=0.0,
+            grammar=call_grammar(allowed, speech=True),
+            stop=stop,
+            slot=_LAST_TURN,
+        )
+        return starts_call("".join(first)) is True
 
     def _said_enough(self, text: str) -> bool:
         return len(SENTENCE_END.findall(text)) >= self.max_sentences
 
     def _go_on(
-        self, prompt: str, text: str, limit: int, usage: Completion, stop: threading.Event
+        self,
+        prompt: str,
+        text: str,
+        limit: int,
+        usage: Completion,
+        stop: threading.Event,
+        slot: int,
     ) -> Iterator[LLMChunk]:
         """The rest of a reply paused after its first piece.
 
@@ -224,6 +276,7 @@ class QwenLLM(ThreadedLLM):
             grammar=SPEECH_GOES_ON,
             stop=stop,
             usage=more,
+            slot=slot,
         )
         with contextlib.closing(pieces):
             for piece in pieces:
@@ -233,7 +286,14 @@ class QwenLLM(ThreadedLLM):
                     break
         usage.output_tokens += more.output_tokens
 
-    def _fit(self, messages: list[ChatMessage], tools: list[dict[str, Any]], reserve: int) -> str:
+    def _fit(
+        self,
+        messages: list[ChatMessage],
+        tools: list[dict[str, Any]],
+        reserve: int,
+        *,
+        last_turn_only: bool = False,
+    ) -> str:
         """The prompt, without the oldest turns if it would not leave `reserve` tokens free.
 
         Tokens are estimated from characters (cautiously), as counting them would cost a call;
@@ -243,7 +303,9 @@ class QwenLLM(ThreadedLLM):
         system = [m for m in messages if m.role == "system"]
         rest = [m for m in messages if m.role != "system"]
         while True:
-            prompt = render_prompt(self.system_prompt, system + rest, tools)
+            prompt = render_prompt(
+                self.system_prompt, system + rest, tools, last_turn_only=last_turn_only
+            )
             if len(prompt) <= budget or len(rest) <= 1:
                 break
             rest = rest[1:]
@@ -253,7 +315,9 @@ class QwenLLM(ThreadedLLM):
             last = rest[-1]
             keep = max(0, len(last.content) - (len(prompt) - budget))
             rest[-1] = replace(last, content=last.content[len(last.content) - keep :])
-            prompt = render_prompt(self.system_prompt, system + rest, tools)
+            prompt = render_prompt(
+                self.system_prompt, system + rest, tools, last_turn_only=last_turn_only
+            )
         return prompt
 
     def _call(
@@ -306,6 +370,11 @@ def _choices(
             raise ValueError(f"tool_choice names {tool_choice.get('name')!r}, which is not a tool")
         return named, False
     return tools, tool_choice != "required"
+
+
+def _after_earlier_turns(messages: list[ChatMessage]) -> bool:
+    """Whether the user's last turn follows earlier turns of theirs."""
+    return sum(m.role == "user" for m in messages) > 1
 
 
 def _spelled(text: str, tokens: _Spelling) -> _Spelling | None:

@@ -1,27 +1,37 @@
 """A GGUF model on llama.cpp through `xllamacpp`: a prebuilt wheel, so the set-up compiles nothing.
 
 xllamacpp runs llama.cpp's own server in-process; `handle_completions` takes the request as JSON
-and streams the reply through a callback that may return True to stop. The runtime keeps one slot
-and asks for `cache_prompt`, so a prompt that starts like the previous one (the same system prompt
-and tools, a conversation that grew by a turn) evaluates only its new tokens; `prefill` evaluates
-a prefix ahead of time for that reason.
+and streams the reply through a callback that may return True to stop. Each request names one of
+the runtime's slots (one by default) and asks for `cache_prompt`, so a prompt that starts like
+the slot's previous one (the same system prompt and tools, a conversation that grew by a turn)
+evaluates only its new tokens; `prefill` evaluates a prefix ahead of time for that reason.
 
-That server also listens on an ephemeral 127.0.0.1 port with permissive CORS, which we do not use;
-it gets a random API key nobody knows, so nothing else on the machine (or a web page in a browser)
-can use it.
+Slots keep separate caches, which llama.cpp cannot share between slots. A prompt whose start
+another slot has evaluated (the ~840-token system prompt and tools: ~6 s on 2 cores) is copied
+from that slot first, through llama.cpp's slot save and restore (a few ms; files in a private
+temporary folder, removed at once).
+
+That server also listens on an ephemeral 127.0.0.1 port with permissive CORS; we use it only for
+those slot copies. It gets a random API key only this process knows, so nothing else on the
+machine (or a web page in a browser) can use it.
 
 One generation at a time: a lock serializes requests, so concurrent connections queue.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import queue
 import secrets
+import shutil
+import tempfile
 import threading
 import time
+import urllib.request
+import weakref
 from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +44,8 @@ __all__ = ["Completion", "LlamaRuntime", "Prompt", "default_threads"]
 logger = logging.getLogger("realtalk.server")
 
 _HOST_PROMPT_CACHE_MIB = 64  # llama.cpp's host-memory copy of old prompts (default 8 GiB)
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+_WORTH_COPYING = 600  # characters (~170 tokens, ~1 s on 2 cores) another slot has over this one
 _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100  # /proc/stat's unit
 
 
@@ -97,9 +109,14 @@ def _cores_busy_elsewhere(window_s: float = 0.5) -> float:
 
 
 class LlamaRuntime:
-    """One GGUF model loaded with xllamacpp; `complete` streams text pieces."""
+    """One GGUF model loaded with xllamacpp; `complete` streams text pieces.
 
-    def __init__(self, path: Path, *, n_ctx: int = 4096, n_threads: int | None = None) -> None:
+    ``n_ctx`` is each slot's context; ``slots`` how many prompts llama.cpp keeps evaluated.
+    """
+
+    def __init__(
+        self, path: Path, *, n_ctx: int = 4096, n_threads: int | None = None, slots: int = 1
+    ) -> None:
         try:
             import xllamacpp
         except ImportError as exc:
@@ -110,14 +127,20 @@ class LlamaRuntime:
             raise EngineUnavailableError(f"the model file {path} does not exist")
         params = xllamacpp.CommonParams()
         params.model.path = str(path)
-        params.n_ctx = n_ctx
-        params.n_parallel = 1
+        params.n_ctx = n_ctx * slots  # shared out evenly
+        params.n_parallel = slots
         n_threads = n_threads or default_threads()
         params.cpuparams.n_threads = n_threads
         params.cpuparams_batch.n_threads = n_threads
         params.verbosity = -1
         params.api_keys = [secrets.token_hex(24)]
         params.cache_ram_mib = _HOST_PROMPT_CACHE_MIB
+        self._key = params.api_keys[0]
+        self._copies = ""
+        if slots > 1:
+            self._copies = tempfile.mkdtemp(prefix="realtalk-slots-")
+            weakref.finalize(self, shutil.rmtree, self._copies, ignore_errors=True)
+            params.slot_save_path = self._copies
         try:
             self._server: Any = xllamacpp.Server(params)
         except Exception as exc:  # a corrupt or foreign file fails inside llama.cpp
@@ -127,8 +150,8 @@ class LlamaRuntime:
         self.n_threads = n_threads
         self.n_ctx = n_ctx
         self.lock = threading.Lock()
-        #: The last prompt llama.cpp evaluated in full (its cache holds it; "" if unknown).
-        self._evaluated = ""
+        #: The last prompt each slot evaluated in full (its cache holds it; "" if unknown).
+        self._evaluated = [""] * slots
 
     def complete(
         self,
@@ -141,8 +164,10 @@ class LlamaRuntime:
         stop: threading.Event | None = None,
         usage: Completion | None = None,
         tokens: list[tuple[int, bytes]] | None = None,
+        slot: int = 0,
     ) -> Generator[str, None, None]:
-        """The completion of `prompt`, piece by piece; closing the iterator stops the model.
+        """The completion of `prompt` in `slot`, piece by piece; closing the iterator stops
+        the model.
 
         The caller holds `lock`. llama.cpp generates in a loop of its own and hands pieces over
         as they come: a reader that stops reading does not stop it. To pause, set `stop` (the
@@ -159,6 +184,7 @@ class LlamaRuntime:
             "cache_prompt": True,
             "stream": True,
             "timings_per_token": True,  # the prompt's size, even for a reply stopped early
+            "id_slot": slot,
         }
         if temperature == 0.0:
             request["top_k"] = 1
@@ -168,7 +194,9 @@ class LlamaRuntime:
             request["n_probs"] = 1  # each chunk then names its token (no measurable cost)
         counts = usage if usage is not None else Completion()
         key = _text_key(prompt)
-        self._evaluated = ""  # until llama.cpp has evaluated this prompt
+        self._seed(slot, key)
+        evaluated = self._evaluated
+        evaluated[slot] = ""  # until llama.cpp has evaluated this prompt
         # Unbounded: llama.cpp's loop does not wait for this callback's reader anyway, and a
         # callback that never blocks sees `stop` at the very next token.
         pieces: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
@@ -182,7 +210,7 @@ class LlamaRuntime:
             if "error" in data:
                 deliver(("error", data["error"]))
                 return True
-            self._evaluated = key  # a chunk comes once the prompt is evaluated
+            evaluated[slot] = key  # a chunk comes once the prompt is evaluated
             choice = (data.get("choices") or [{}])[0]
             text = choice.get("text") or ""
             if choice.get("finish_reason"):
@@ -227,15 +255,44 @@ class LlamaRuntime:
             halt.set()
             thread.join()
 
-    def prefill(self, prompt: Prompt) -> None:
-        """Evaluate `prompt` now, so a later prompt that starts with it costs only the rest.
+    def prefill(self, prompt: Prompt, slot: int = 0) -> None:
+        """Evaluate `prompt` in `slot` now, so a later prompt that starts with it costs only
+        the rest.
 
-        Nothing is done if the last prompt evaluated starts with it: a warm-up as a reply ends
+        Nothing is done if the slot's last prompt starts with it: a warm-up as a reply ends
         and another as the user starts speaking often ask for the same conversation, and
         llama.cpp would still generate a token (~30 ms of both cores) to find it cached.
         """
         with self.lock:
-            if self._evaluated.startswith(_text_key(prompt)):
+            if self._evaluated[slot].startswith(_text_key(prompt)):
                 return
-            for _ in self.complete(prompt, max_tokens=1):
+            for _ in self.complete(prompt, max_tokens=1, slot=slot):
                 pass
+
+    def _seed(self, slot: int, key: str) -> None:
+        """Copy into `slot` another slot's cache that holds much more of `key`'s start."""
+        # os.path.commonprefix compares characters, which is what prompts need here
+        shared = [len(os.path.commonprefix([key, done])) for done in self._evaluated]  # noqa: RUF071
+        source = max(range(len(shared)), key=shared.__getitem__)
+        if shared[source] - shared[slot] < _WORTH_COPYING:
+            return
+        try:
+            self._slot_action(source, "save")
+            self._slot_action(slot, "restore")
+        except OSError as exc:  # only time is lost: llama.cpp evaluates the prompt itself
+            logger.debug("copying llama.cpp slot %d to %d failed: %s", source, slot, exc)
+            return
+        finally:
+            with contextlib.suppress(OSError):
+                os.remove(os.path.join(self._copies, "copy.bin"))
+        self._evaluated[slot] = self._evaluated[source]
+
+    def _slot_action(self, slot: int, action: str) -> None:
+        request = urllib.request.Request(
+            f"{self._server.listening_address}/slots/{slot}?action={action}",
+            data=b'{"filename": "copy.bin"}',
+            headers={"Authorization": f"Bearer {self._key}", "Content-Type": "application/json"},
+            method="POST",
+        )
+        with _DIRECT.open(request, timeout=10) as response:  # never through a proxy
+            response.read()

@@ -43,6 +43,7 @@ __all__ = [
     "starts_call",
     "strict_schema",
     "system_block",
+    "system_turn",
 ]
 
 CALL_OPEN = "<tool_call>"
@@ -104,39 +105,59 @@ def call_text(call: ToolCall) -> str:
     return f"{CALL_OPEN}\n{body}\n{CALL_CLOSE}"
 
 
-def render_prompt(
+def system_turn(
     system: str, messages: Sequence[ChatMessage], tools: Sequence[dict[str, Any]]
 ) -> str:
-    """The whole prompt, ending where the assistant's reply starts.
-
-    System messages of the conversation join the instructions; tool results that follow each
-    other share one user turn, as Qwen's own template does.
-    """
+    """The prompt's system turn: `system`, the conversation's system messages, what the
+    greeting asked, and the tools."""
     # What the assistant said before the user's first turn (a greeting) is not quoted to the
     # model: as an assistant turn the chat had Qwen 0.5B answer every later question in words
     # (34 held-out questions: 13 right tool against 30 with no greeting); quoted in the system
     # turn, it copied the greeting into its answers ("Here's the JSON response: Mark the time,
     # do sums…"; 24 right tool). A question the greeting asked stays, as the user's first words
     # may answer it ("Paris." to "Which city are you in?").
-    opening = []
+    extra = [m.content for m in messages if m.role == "system" and m.content]
+    said = " ".join(_opening(messages))
+    asked = [s for s in split_sentences(said, max_chars=len(said)) if s.endswith("?")]
+    if asked:
+        extra.append("You have greeted the user and asked: " + " ".join(asked))
+    return system_block("\n".join([system, *extra]) if extra else system, tools)
+
+
+def _opening(messages: Sequence[ChatMessage]) -> list[str]:
+    """What the assistant said before the user's first turn."""
+    said = []
     for m in messages:
         if m.role == "user":
             break
         if m.role == "assistant" and m.content and not m.tool_calls:
-            opening.append(m.content)
-    extra = [m.content for m in messages if m.role == "system" and m.content]
-    said = " ".join(opening)
-    asked = [s for s in split_sentences(said, max_chars=len(said)) if s.endswith("?")]
-    if asked:
-        extra.append("You have greeted the user and asked: " + " ".join(asked))
-    prompt = system_block("\n".join([system, *extra]) if extra else system, tools)
+            said.append(m.content)
+    return said
+
+
+def render_prompt(
+    system: str,
+    messages: Sequence[ChatMessage],
+    tools: Sequence[dict[str, Any]],
+    *,
+    last_turn_only: bool = False,
+) -> str:
+    """The whole prompt, ending where the assistant's reply starts.
+
+    System messages of the conversation join the instructions; tool results that follow each
+    other share one user turn, as Qwen's own template does. ``last_turn_only``: of the
+    conversation, only the user's last turn and what follows it (the system turn unchanged).
+    """
+    prompt = system_turn(system, messages, tools)
+    users = [i for i, m in enumerate(messages) if m.role == "user"]
+    if last_turn_only and users:
+        start = users[-1]
+    elif _opening(messages):  # the greeting is left out (see system_turn)
+        start = users[0] if users else len(messages)
+    else:
+        start = 0
     previous = ""
-    started = not opening
-    for m in messages:
-        if not started:
-            started = m.role == "user"
-            if not started:
-                continue
+    for m in messages[start:]:
         if m.role == "user":
             prompt += f"{USER_START}{m.content}<|im_end|>\n"
         elif m.role == "assistant":
