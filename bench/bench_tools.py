@@ -10,8 +10,9 @@ after the model's call, the tool and the model's reading of its result.
   server's prompt cache holds the instructions and tools from the call before). The questions
   that need no tool, asked the same way in the same run, are the baseline: the ratio is what a
   tool adds to a turn.
-- **In a conversation**: the same questions in one call, each tool question after a question
-  that needs none, as a user would talk; the figure is how many of them called a tool.
+- **In a conversation**: the same questions in one call, tool questions and questions that
+  need none in turn, as a user would talk; the figures are how many tool questions called a tool
+  and how many of the others did (each of those but the first follows a tool turn).
 """
 
 from __future__ import annotations
@@ -47,6 +48,11 @@ TOOL_QUESTIONS = [
 ]
 
 
+#: Questions that need no tool: bench v2v's, but for "What is two plus two?" (which the assistant
+#: may rightly calculate).
+NO_TOOL_QUESTIONS = [q for q in QUESTIONS if q != "What is two plus two?"]
+
+
 def _say(line: str) -> None:
     print(f"  tools: {line}", file=sys.stderr, flush=True)
 
@@ -70,7 +76,7 @@ def run(quick: bool = False) -> list[Row]:
     from examples.assistant import Assistant
 
     n = 2 if quick else len(TOOL_QUESTIONS)
-    tools, plain = TOOL_QUESTIONS[:n], QUESTIONS[:n]
+    tools, plain = TOOL_QUESTIONS[:n], NO_TOOL_QUESTIONS[:n]
     _say("synthesising the questions with Piper")
     clips = _clips([WARM_UP, *tools, *plain])
     talk = [WARM_UP]
@@ -88,6 +94,9 @@ def run(quick: bool = False) -> list[Row]:
     called = [t for t in tool_turns if t.calls]
     in_talk = talked[1::2]  # each tool question followed a plain one
     called_in_talk = sum(1 for t in in_talk if t.calls)
+    plain_in_talk = talked[0::2]
+    wrongly_in_talk = sum(1 for t in plain_in_talk if t.calls)
+    wrongly_alone = sum(1 for t in plain_turns if t.calls)
     tool_p50, plain_p50 = _p50(called), _p50(plain_turns)
     load_note = f"load average {load[0]:.1f} at start (2 cores)"
     return [
@@ -112,6 +121,20 @@ def run(quick: bool = False) -> list[Row]:
             note=(
                 f"{called_in_talk} of {len(in_talk)}; baseline: the same questions, each the "
                 f"first of its call ({len(called)} of {n})"
+            ),
+        ),
+        row(
+            "questions that need no tool asked in that conversation that called one",
+            wrongly_in_talk / len(plain_in_talk) if plain_in_talk else float("nan"),
+            wrongly_alone / len(plain_turns) if plain_turns else float("nan"),
+            goal="report",
+            note=(
+                f"{wrongly_in_talk} of {len(plain_in_talk)} ("
+                + ", ".join(
+                    f"{t.transcript!r}: {', '.join(t.calls)}" for t in plain_in_talk if t.calls
+                )
+                + f"); baseline: the same questions, each the first of its call "
+                f"({wrongly_alone} of {len(plain_turns)})"
             ),
         ),
     ]

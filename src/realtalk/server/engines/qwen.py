@@ -17,7 +17,8 @@ After earlier turns, the user's last turn is also shown to the model on its own,
 llama.cpp slot: there it decides whether to call a tool, and there it answers a tool's result.
 With the conversation before it, Qwen 0.5B answered in words nearly everything it would have
 called a tool for (42 spoken questions after one earlier exchange: 14 right tool, against 37
-asked first); the conversation still writes the call, as its arguments may need it ("And twenty
+asked first), and after earlier calls it called tools for chit-chat ("Tell me a joke" →
+`get_time`). The conversation still writes the call, as its arguments may need it ("And twenty
 miles?"). Measured in docs/benchmarks.md ("tool use in a conversation").
 
 The system prompt and tools are evaluated when a session is configured (`prefill`), so the first
@@ -118,8 +119,9 @@ class QwenLLM(ThreadedLLM):
         self.system_prompt = system_prompt
         self.temperature = temperature
         self._calls: deque[_WrittenCall] = deque(maxlen=_CALLS_KEPT)
-        # The first evaluation pays for paging in the weights; pay it now, not in a user's turn.
-        self.runtime.prefill(system_block(system_prompt, []))
+        # The first evaluation pays for paging in the weights, the first grammar for setting up
+        # llguidance: pay both now, not in a user's turn.
+        self.runtime.prefill(system_block(system_prompt, []), grammar=call_grammar([]))
 
     def _system(self, instructions: str | None) -> str:
         return f"{self.system_prompt}\n{instructions}" if instructions else self.system_prompt
@@ -187,7 +189,11 @@ class QwenLLM(ThreadedLLM):
         tokens: list[tuple[int, bytes]] = []
         with self.runtime.lock:
             if after_earlier_turns and allowed and speech:
-                speech = not self._calls_alone(messages, listed, allowed, stop)
+                # Either way: after calls in the conversation, it would call for chit-chat too
+                if self._calls_alone(messages, listed, allowed, stop):
+                    speech = False
+                else:
+                    allowed = []
             if stop.is_set():
                 return
             pieces = self.runtime.complete(
