@@ -124,6 +124,18 @@ def run(quick: bool = False) -> list[Row]:
             ),
         ),
         row(
+            f"voice-to-voice, questions that need no tool in that conversation: p50 over "
+            f"{len(plain_in_talk)} turns, ms",
+            _p50(plain_in_talk),
+            plain_p50,
+            ratio=better_ratio(_p50(plain_in_talk), plain_p50, lower_is_better=True),
+            goal="report",
+            note=(
+                "baseline: the same questions, each the first of its call; in a conversation "
+                "the local model first decides on the last turn alone whether to call a tool"
+            ),
+        ),
+        row(
             "questions that need no tool asked in that conversation that called one",
             wrongly_in_talk / len(plain_in_talk) if plain_in_talk else float("nan"),
             wrongly_alone / len(plain_turns) if plain_turns else float("nan"),
