@@ -189,7 +189,8 @@ class QwenLLM(ThreadedLLM):
         tokens: list[tuple[int, bytes]] = []
         with self.runtime.lock:
             if after_earlier_turns and allowed and speech:
-                # Either way: after calls in the conversation, it would call for chit-chat too
+                # Both ways: left free to call, a conversation with earlier calls in it called
+                # tools for chit-chat too ("Can you tell me a joke about cats?" -> get_time)
                 if self._calls_alone(messages, listed, allowed, stop):
                     speech = False
                 else:
