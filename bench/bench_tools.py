@@ -141,11 +141,11 @@ def run(quick: bool = False) -> list[Row]:
             wrongly_alone / len(plain_turns) if plain_turns else float("nan"),
             goal="report",
             note=(
-                f"{wrongly_in_talk} of {len(plain_in_talk)} ("
-                + ", ".join(
-                    f"{t.transcript!r}: {', '.join(t.calls)}" for t in plain_in_talk if t.calls
+                f"{wrongly_in_talk} of {len(plain_in_talk)}"
+                + "".join(
+                    f"; {t.transcript!r}: {', '.join(t.calls)}" for t in plain_in_talk if t.calls
                 )
-                + f"); baseline: the same questions, each the first of its call "
+                + f"; baseline: the same questions, each the first of its call "
                 f"({wrongly_alone} of {len(plain_turns)})"
             ),
         ),
