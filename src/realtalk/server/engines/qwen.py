@@ -123,11 +123,10 @@ class QwenLLM(ThreadedLLM):
         # llguidance: pay both now, not in a user's turn.
         self.runtime.prefill(system_block(system_prompt, []), grammar=call_grammar([]))
 
-    def _system(self, instructions: str | None) -> str:
-        return f"{self.system_prompt}\n{instructions}" if instructions else self.system_prompt
-
     async def prefill(self, instructions: str, tools: list[dict[str, Any]]) -> None:
-        await self._evaluate(system_block(self._system(instructions), function_tools(tools)))
+        # the system turn exactly as the session's prompts render it (one source for both slots)
+        given = [ChatMessage("system", instructions)] if instructions else []
+        await self._evaluate(system_turn(self.system_prompt, given, function_tools(tools)))
 
     async def warm(
         self, messages: list[ChatMessage], tools: list[dict[str, Any]], user_words: str = ""

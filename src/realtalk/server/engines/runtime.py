@@ -272,6 +272,8 @@ class LlamaRuntime:
 
     def _seed(self, slot: int, key: str) -> None:
         """Copy into `slot` another slot's cache that holds much more of `key`'s start."""
+        if len(self._evaluated) == 1:
+            return
         # os.path.commonprefix compares characters, which is what prompts need here
         shared = [len(os.path.commonprefix([key, done])) for done in self._evaluated]  # noqa: RUF071
         source = max(range(len(shared)), key=shared.__getitem__)
