@@ -30,7 +30,7 @@ def _microphone(folder: Path) -> Path:
     from realtalk.media.resample import resample_oneshot
     from realtalk.server.engines.piper import PiperVoice
 
-    voice = PiperVoice()
+    voice = PiperVoice(repeatable=True)
     pcm = np.concatenate(list(voice.synthesize(QUESTION))).astype(np.int16)
     speech = np.asarray(resample_oneshot(pcm, voice.sample_rate, 48000), np.int16)
     lead, tail = np.zeros(int(48000 * LEAD_S), np.int16), np.zeros(48000 * 20, np.int16)

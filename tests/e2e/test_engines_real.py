@@ -89,6 +89,18 @@ def test_piper_speaks_one_chunk_per_sentence_at_a_plausible_length(
     assert np.abs(np.concatenate(chunks)).max() > 10000  # audible, not silence
 
 
+def test_a_repeatable_piper_says_the_same_text_the_same_way_each_time() -> None:
+    from realtalk.server.engines.piper import PiperVoice
+
+    def said(voice: PiperVoice) -> bytes:
+        return np.concatenate(list(voice.synthesize(SENTENCE))).tobytes()
+
+    repeatable = PiperVoice(repeatable=True)
+    assert said(repeatable) == said(repeatable) == said(PiperVoice(repeatable=True))
+    natural = PiperVoice()  # the model's noise: each rendering its own
+    assert said(natural) != said(natural)
+
+
 def test_espeak_speaks_at_a_plausible_length() -> None:
     voice = EspeakVoice()
     chunks = list(voice.synthesize(SENTENCE))

@@ -19,7 +19,7 @@ UNFINISHED = ["Can you tell me, um, what"]
 def speech() -> dict[str, np.ndarray]:
     from realtalk.server.engines.piper import PiperVoice
 
-    voice = PiperVoice()
+    voice = PiperVoice(repeatable=True)
     out = {}
     for text in FINISHED + UNFINISHED:
         pcm = np.concatenate(list(voice.synthesize(text))).astype(np.int16)

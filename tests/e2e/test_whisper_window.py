@@ -3,11 +3,14 @@ nothing in silence. Slow: loads Whisper and Piper."""
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 
 from realtalk.media.resample import resample_oneshot
 from realtalk.server.engines import Engines, load_engines
+from realtalk.server.engines.piper import PiperVoice
 from tests.e2e.test_server_real_engines import word_error_rate
 
 pytestmark = pytest.mark.slow
@@ -27,9 +30,15 @@ def engines() -> Engines:
     return load_engines("local", voice="piper")
 
 
-def spoken(engines: Engines, text: str) -> np.ndarray:
-    pcm = np.concatenate(list(engines.voice.synthesize(text))).astype(np.int16)
-    at16k = np.asarray(resample_oneshot(pcm, engines.voice.sample_rate, 16000), np.float32)
+@functools.cache
+def _voice() -> PiperVoice:
+    return PiperVoice(repeatable=True)  # the same audio every run: a failure is a real one
+
+
+def spoken(text: str) -> np.ndarray:
+    voice = _voice()
+    pcm = np.concatenate(list(voice.synthesize(text))).astype(np.int16)
+    at16k = np.asarray(resample_oneshot(pcm, voice.sample_rate, 16000), np.float32)
     pad = np.zeros(4800, np.float32)
     return np.concatenate([pad, at16k / 32768, pad])
 
@@ -41,7 +50,7 @@ def test_the_short_window_is_as_accurate_as_the_full_one(engines: Engines) -> No
         pytest.skip("not the Whisper transcriber")
     short_errors, full_errors = [], []
     for text in SENTENCES:
-        pcm = spoken(engines, text)
+        pcm = spoken(text)
         short_errors.append(word_error_rate(text, whisper.transcribe(pcm).text))
         full_errors.append(word_error_rate(text, full(pcm)))
     assert np.mean(short_errors) <= np.mean(full_errors) + 0.05, (short_errors, full_errors)
@@ -72,11 +81,11 @@ def _words(text: str) -> set[str]:
 
 
 def test_an_utterance_longer_than_the_window_still_works(engines: Engines) -> None:
-    pcm = spoken(engines, LONG)
+    pcm = spoken(LONG)
     assert pcm.size > 30 * 16000  # faster-whisper's own long-form path
     heard = engines.transcriber.transcribe(pcm).text
     # The whole utterance is heard, its end (past the 30 s seam) included; a word or two at the
     # seam may go missing, so the check is on the distinct words recalled, not on their order.
     recalled = len(_words(LONG) & _words(heard)) / len(_words(LONG))
     assert recalled >= 0.8, (recalled, word_error_rate(LONG, heard), heard)
-    assert {"fireplace", "storm", "window"} <= _words(heard), heard
+    assert {"evening", "storm", "rattled", "window"} <= _words(heard), heard  # the last sentence

@@ -238,7 +238,7 @@ def test_realtalk_run_answers_a_spoken_question_with_the_real_local_engines(
     pytest.importorskip("piper")
     from realtalk.server.engines.piper import PiperVoice
 
-    voice = PiperVoice()
+    voice = PiperVoice(repeatable=True)
     question = tmp_path / "question.wav"
     pcm = np.concatenate(list(voice.synthesize("What time is it?")))
     write_wav(question, pcm.astype(np.int16), voice.sample_rate)

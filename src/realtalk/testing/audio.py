@@ -95,7 +95,7 @@ def _voice() -> tuple[object, str]:
     try:
         from realtalk.server.engines.piper import PiperVoice
 
-        return PiperVoice(), "piper"
+        return PiperVoice(repeatable=True), "piper"
     except EngineUnavailableError as exc:
         from realtalk.server.engines.espeak import EspeakVoice
 

@@ -11,6 +11,11 @@ that ends mid-sentence (the server voices a short first piece on its own: "The c
 France" | "is Paris.") it is a gap in the middle of a sentence. So each text starts 10 ms before
 its first sound, and one that does not end a sentence stops 40 ms after its last; a sentence
 keeps its pause.
+
+Piper's model draws random noise for each phoneme's length and for the sound itself, so the same
+text sounds a little different every time. `repeatable=True` sets both noises to zero: the same
+text then gives the same samples, run after run, which tests and scripted users need (a test that
+passes once passes again). Whisper hears it as well (the same words on our test sentences).
 """
 
 from __future__ import annotations
@@ -55,7 +60,9 @@ class PiperVoice(Voice):
     `run` is thread-safe.
     """
 
-    def __init__(self, model_path: Path | None = None, *, volume: float = 0.9) -> None:
+    def __init__(
+        self, model_path: Path | None = None, *, volume: float = 0.9, repeatable: bool = False
+    ) -> None:
         os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")  # before piper imports onnxruntime
         try:
             from piper import PiperConfig, SynthesisConfig
@@ -79,7 +86,8 @@ class PiperVoice(Voice):
             download_dir=Path.cwd(),
         )
         self.sample_rate = int(self._voice.config.sample_rate)
-        self._config = SynthesisConfig(volume=volume)
+        noise = 0.0 if repeatable else None  # None: the model's own (0.667 and 0.8 for joe)
+        self._config = SynthesisConfig(volume=volume, noise_scale=noise, noise_w_scale=noise)
 
     def synthesize(self, text: str) -> Iterator[np.ndarray]:
         held: np.ndarray | None = None  # the last chunk, until it is known to be the last
