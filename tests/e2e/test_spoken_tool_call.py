@@ -69,8 +69,11 @@ async def test_after_a_question_answered_in_words_a_sum_still_goes_through_the_t
 ) -> None:
     """After an earlier exchange the 0.5B had answered most sums in its head; the last turn
     now decides alone (docs/models.md)."""
+    # A question Whisper tiny.en hears right from espeak-ng: its int8 arithmetic differs from
+    # CPU to CPU, and on an Intel Xeon "What is the capital of France?" came back as "What is
+    # the capital and friends?" (an AMD EPYC heard it right).
     chat, turn = await spoken_turns(
-        tmp_path, "What is the capital of France?", "What is seventeen times three?"
+        tmp_path, "Why is the sky blue?", "What is seventeen times three?"
     )
-    assert chat["function_calls"] == [] and "paris" in chat["agent"].lower(), chat
+    assert chat["function_calls"] == [] and len(chat["agent"].split()) >= 3, chat
     assert_answered_through_calculate(turn)
