@@ -123,6 +123,16 @@ async def test_speech_pauses_after_its_first_piece_and_goes_on_from_there() -> N
     assert isinstance(usage, LLMUsage) and usage.output_tokens == len(text) // 3 + 1
 
 
+async def test_a_reply_going_round_in_circles_stops_before_the_loop_is_said_again() -> None:
+    """Greedy decoding can loop; the reply ends there instead of filling its token budget."""
+    llm, runtime = engine("Its cities include Shanghai, Guangzhou, " + "Shanghai, " * 30)
+    chunks = await run(llm, ASK)
+    text = "".join(c.text for c in chunks if isinstance(c, TextDelta))
+    assert text.startswith("Its cities include Shanghai, Guangzhou, Shanghai, Shanghai,")
+    assert text.count("Shanghai") <= 4, text
+    assert runtime.rest  # the model was stopped, not read to its end
+
+
 async def test_a_short_reply_needs_no_second_request() -> None:
     llm, runtime = engine("Yes.")
     chunks = await run(llm, ASK)

@@ -8,6 +8,7 @@ from realtalk.server.engines.sentences import (
     ends_sentence,
     first_piece_end,
     first_piece_ready,
+    repeats_itself,
     split_sentences,
 )
 
@@ -96,3 +97,14 @@ def test_the_cutter_hands_out_each_piece_once_and_what_is_left_at_the_end() -> N
     assert cutter.add(" well") == []  # after the first piece, only whole sentences
     assert cutter.finish() == ["you well"]
     assert cutter.finish() == []
+
+
+def test_a_reply_going_round_in_circles_is_told_from_speech_that_repeats_a_little() -> None:
+    assert repeats_itself("It includes Shanghai, Guangzhou, Shanghai, Shanghai, Shanghai, Shanghai")
+    assert repeats_itself("I am sorry. I am sorry. I AM SORRY!")
+    assert not repeats_itself("No, no, no. That is not it.")
+    assert not repeats_itself("No, no, no")  # a word three times is still speech
+    assert not repeats_itself("Shanghai, Guangzhou, Shanghai, Shanghai, Shanghai,")
+    assert not repeats_itself("That is 1,000,000,000,000, a trillion.")
+    assert not repeats_itself("It is three. It is four. It is five.")
+    assert not repeats_itself("")

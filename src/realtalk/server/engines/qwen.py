@@ -51,7 +51,7 @@ from realtalk.server.engines.base import (
 from realtalk.server.engines.llama import QWEN_SYSTEM_PROMPT, SENTENCE_END, ThreadedLLM
 from realtalk.server.engines.models import DEFAULT_MODEL, model_path
 from realtalk.server.engines.runtime import Completion, LlamaRuntime, Prompt
-from realtalk.server.engines.sentences import first_piece_ready
+from realtalk.server.engines.sentences import first_piece_ready, repeats_itself
 from realtalk.server.engines.threads import run_in_thread
 from realtalk.server.engines.toolcalls import (
     REPLY_START,
@@ -216,6 +216,8 @@ class QwenLLM(ThreadedLLM):
                         if is_call is False:
                             piece = text.lstrip()
                     if is_call is False:
+                        if repeats_itself(text):
+                            break  # the piece that closed the loop is not said
                         paused = first_piece_ready(text) and not self._said_enough(text)
                         if paused:  # llama.cpp stops before the voice starts (see _go_on)
                             pieces.close()
@@ -287,6 +289,8 @@ class QwenLLM(ThreadedLLM):
         with contextlib.closing(pieces):
             for piece in pieces:
                 text += piece
+                if repeats_itself(text):
+                    break
                 yield TextDelta(piece)
                 if self._said_enough(text):
                     break

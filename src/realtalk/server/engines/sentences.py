@@ -16,6 +16,7 @@ __all__ = [
     "ends_sentence",
     "first_piece_end",
     "first_piece_ready",
+    "repeats_itself",
     "split_sentences",
 ]
 
@@ -99,6 +100,29 @@ def complete_sentences_end(text: str) -> int | None:
 def ends_sentence(text: str) -> bool:
     """Whether ``text`` ends with a sentence's end mark (a whole text, not a stream)."""
     return _ENDS_SENTENCE.search(text) is not None
+
+
+#: A run of the same words this many times over ends a reply: "no, no, no" is speech, four
+#: times is a loop; a phrase of two words or more said three times in a row is one too.
+_LOOP_TIMES_WORD, _LOOP_TIMES_PHRASE = 4, 3
+_LOOP_MAX_PHRASE_WORDS = 12
+_PUNCTUATION = ".,;:!?…\"'“”‘’()[]-–—"
+
+
+def repeats_itself(text: str) -> bool:
+    """Whether ``text`` ends by going round in circles: its last word said four times in a row,
+    or its last phrase (up to 12 words) three times. A small model decoding greedily can fall
+    into such a loop ("... Guangzhou, Shanghai, Shanghai, Shanghai, ...") and would fill its
+    whole token budget with it; punctuation and case are ignored."""
+    words = [w.strip(_PUNCTUATION).lower() for w in text[-1000:].split()]
+    for size in range(1, _LOOP_MAX_PHRASE_WORDS + 1):
+        times = _LOOP_TIMES_WORD if size == 1 else _LOOP_TIMES_PHRASE
+        if len(words) < size * times:
+            return False
+        phrase = words[-size:]
+        if all(words[-(k + 1) * size : len(words) - k * size] == phrase for k in range(1, times)):
+            return True
+    return False
 
 
 class PieceCutter:
