@@ -166,6 +166,14 @@ async def test_spoken_question_gets_a_spoken_answer_with_transcripts_and_latency
         "thinking",
         "speaking",
     )
+    # Listening, the page runs no endless animation: the agent may share the machine, and
+    # without GPU compositing each animated frame costs it CPU.
+    await page.wait_for_function("document.querySelector('#orb').dataset.state === 'listening'")
+    endless = await page.evaluate(
+        "document.getAnimations().filter(a => a.playState === 'running'"
+        " && a.effect.getTiming().iterations === Infinity).map(a => a.animationName)"
+    )
+    assert endless == [], endless
 
     await screenshot_both(page)
 

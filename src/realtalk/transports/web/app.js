@@ -332,16 +332,26 @@
 
   function startMeter() {
     stopMeter();
+    // Styles are written only when a level changes: in a silence nothing is laid out again.
+    let shownPct = -1;
+    let shownRemote = "";
     meterTimer = setInterval(() => {
       const level = Math.min(1, rms(micAnalyser) * 4);
       const pct = Math.round(level * 100);
-      ui.levelBar.style.width = `${pct}%`;
-      // Stretch the gradient over the whole track, so colour means loudness, not bar length.
-      if (pct > 0) ui.levelBar.style.backgroundSize = `${(100 / pct) * 100}% 100%`;
-      ui.level.setAttribute("aria-valuenow", String(pct));
+      if (pct !== shownPct) {
+        shownPct = pct;
+        ui.levelBar.style.width = `${pct}%`;
+        // Stretch the gradient over the whole track, so colour means loudness, not bar length.
+        if (pct > 0) ui.levelBar.style.backgroundSize = `${(100 / pct) * 100}% 100%`;
+        ui.level.setAttribute("aria-valuenow", String(pct));
+      }
       const remote = rms(remoteAnalyser);
       state.remotePeak = Math.max(state.remotePeak, remote);
-      ui.orb.style.setProperty("--level", Math.min(1, remote * 5).toFixed(3));
+      const orbLevel = Math.min(1, remote * 5).toFixed(2);
+      if (orbLevel !== shownRemote) {
+        shownRemote = orbLevel;
+        ui.orb.style.setProperty("--level", orbLevel);
+      }
     }, 60);
   }
 
