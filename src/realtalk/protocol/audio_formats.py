@@ -40,6 +40,12 @@ class AudioFormat:
         """Whole milliseconds of audio in ``n`` bytes (rounded down)."""
         return (n // self.bytes_per_sample) * 1000 // self.rate
 
+    def duration_ms(self, n: int) -> float:
+        """The exact length in milliseconds of the whole samples in ``n`` bytes. Sums of many
+        appends need it: resampled 20 ms frames hold 479 or 481 samples, and rounding each
+        down to whole milliseconds lost ~3 % of the audio."""
+        return (n // self.bytes_per_sample) * 1000 / self.rate
+
     def bytes_for_ms(self, ms: float) -> int:
         """Bytes holding ``ms`` milliseconds, a whole number of samples."""
         return int(ms * self.rate / 1000) * self.bytes_per_sample

@@ -7,6 +7,7 @@ import base64
 import json
 
 import numpy as np
+import pytest
 
 from realtalk.media.frame import AudioFrame
 from realtalk.media.g711 import ulaw_decode, ulaw_encode
@@ -104,6 +105,19 @@ async def test_model_sends_batched_appends_from_frames() -> None:
     appends = h.sent()
     assert {e["type"] for e in appends} == {"input_audio_buffer.append"}
     assert 7 <= len(appends) <= 10  # >= 100 ms each, not one per 20 ms frame
+
+
+async def test_the_audio_clock_counts_every_sample_sent() -> None:
+    """The server's ``audio_end_ms`` is mapped back through the amount the client sent; the
+    48 -> 24 kHz appends hold a sample more or less than 20 ms, and counting each in whole
+    milliseconds fell ~3 % behind the server: after a few seconds every end of speech lay
+    beyond the count and the turn's latency was timed from the arrival of speech_stopped."""
+    h = Harness(OpenAIRealtimeConfig())
+    for f in frames(sine(440, 48000, 10_000, channels=2), 48000):
+        await h.model.handle_audio_input(f)
+    sent = sum(len(base64.b64decode(e["audio"])) for e in h.sent() if "audio" in e) // 2
+    assert sent > 230_000
+    assert h.model.core.audio_clock.total_ms == pytest.approx(sent * 1000 / 24000)
 
 
 async def test_push_to_talk_commit_flushes_the_tail() -> None:

@@ -262,12 +262,12 @@ class HeldAudio:
     def __init__(self, wire: AudioFormat, max_ms: int) -> None:
         self.wire = wire
         self.max_ms = max_ms
-        self._payloads: deque[tuple[str, int]] = deque()
-        self._held_ms = 0
-        self._dropped_ms = 0
+        self._payloads: deque[tuple[str, float]] = deque()
+        self._held_ms = 0.0  # exact: the replay advances the audio clock by the amount held
+        self._dropped_ms = 0.0
 
     def add(self, payload_b64: str) -> None:
-        ms = self.wire.ms_for_bytes(b64_size(payload_b64))
+        ms = self.wire.duration_ms(b64_size(payload_b64))
         self._payloads.append((payload_b64, ms))
         self._held_ms += ms
         while self._held_ms > self.max_ms and len(self._payloads) > 1:
@@ -277,14 +277,14 @@ class HeldAudio:
 
     @property
     def held_ms(self) -> int:
-        return self._held_ms
+        return round(self._held_ms)
 
     def take(self) -> tuple[list[str], int, int]:
         """(payloads, milliseconds kept, milliseconds dropped), and start empty again."""
         out = [payload for payload, _ in self._payloads]
-        result = (out, self._held_ms, self._dropped_ms)
+        result = (out, round(self._held_ms), round(self._dropped_ms))
         self._payloads.clear()
-        self._held_ms = self._dropped_ms = 0
+        self._held_ms = self._dropped_ms = 0.0
         return result
 
 

@@ -535,7 +535,7 @@ class OpenAIRealtimeClient:
         if self.link.state is LinkState.OPEN:
             payload = self.audio_in.push(audio)
             if payload is not None:
-                self.audio_clock.sent(self.audio_in.wire.ms_for_bytes(b64_size(payload)))
+                self.audio_clock.sent(self.audio_in.wire.duration_ms(b64_size(payload)))
                 return append_event(payload)
         elif self.link.reconnecting:
             payload = self.audio_in.push(audio)
@@ -547,7 +547,7 @@ class OpenAIRealtimeClient:
         payload = self.audio_in.flush()
         if payload is not None:
             self.send(append_event(payload))
-            self.audio_clock.sent(self.audio_in.wire.ms_for_bytes(b64_size(payload)))
+            self.audio_clock.sent(self.audio_in.wire.duration_ms(b64_size(payload)))
         self.send(events.input_audio_buffer_commit(event_id=self.ids("event")))
 
     def clear_audio(self) -> None:
