@@ -259,14 +259,17 @@ async def test_after_earlier_turns_the_last_turn_alone_decides_on_a_copied_syste
     system turn the first slot evaluated (copied, not evaluated again: ~6 s on 2 cores)."""
     # Instructions no other test uses, so the second slot cannot hold them from before (the
     # model loads once per process). Fixed, not made unique with a random tag: the tag is part
-    # of what the model reads, and in one CI run a tag tipped its decision to speech.
+    # of what the model reads.
     instructions = "You are a weather assistant."
     await engines.llm.prefill(instructions, [WEATHER])  # the first slot, as a session starts
     conversation = [
         ChatMessage("system", instructions),
         ChatMessage("user", "Hello, can you hear me?"),
         ChatMessage("assistant", "Hello! Yes, I can hear you well."),
-        ChatMessage("user", "What's the weather like in Paris today?"),
+        # A request the model called for whatever its cache held before: "What's the weather
+        # like in Paris today?" was a near tie, decided either way by the rounding of cached
+        # evaluations (it failed two CI runs).
+        ChatMessage("user", "Check the weather in Paris for me."),
     ]
     with recorded(engines) as seen:
         chunks = [c async for c in engines.llm.stream(conversation, tools=[WEATHER])]
