@@ -286,6 +286,10 @@
       case "error":
         state.errors.push(ev);
         showBanner(ev.message || "The agent reported an error.");
+        // A fatal error ends the session: the agent's "closed" follows, but it can be lost as
+        // the connection goes (a start that failed under load), and Chromium takes ~30 s to
+        // notice a peer that is gone.
+        if (ev.fatal) disconnect("error");
         break;
       case "reconnecting": showBanner("Connection to the model lost — reconnecting…", "info"); break;
       case "reconnected": showBanner(null); break;
