@@ -8,6 +8,7 @@ import pytest
 
 from realtalk.media.resample import resample_oneshot
 from realtalk.server.engines.smart_turn import SmartTurn
+from realtalk.testing.audio import speak
 
 pytestmark = pytest.mark.slow
 
@@ -17,13 +18,11 @@ UNFINISHED = ["Can you tell me, um, what"]
 
 @pytest.fixture(scope="module")
 def speech() -> dict[str, np.ndarray]:
-    from realtalk.server.engines.piper import PiperVoice
-
-    voice = PiperVoice(repeatable=True)
     out = {}
     for text in FINISHED + UNFINISHED:
-        pcm = np.concatenate(list(voice.synthesize(text))).astype(np.int16)
-        at16k = np.asarray(resample_oneshot(pcm, voice.sample_rate, 16000), np.float32) / 32768
+        frame = speak(text)  # the test user's voice: the same samples every run
+        at16k = np.asarray(resample_oneshot(frame.to_array(), frame.sample_rate, 16000), np.float32)
+        at16k /= 32768
         out[text] = np.concatenate([at16k, np.zeros(3200, np.float32)])  # 200 ms of pause
     return out
 

@@ -3,14 +3,12 @@ nothing in silence. Slow: loads Whisper and Piper."""
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 import pytest
 
 from realtalk.media.resample import resample_oneshot
 from realtalk.server.engines import Engines, load_engines
-from realtalk.server.engines.piper import PiperVoice
+from realtalk.testing.audio import speak
 from tests.e2e.test_server_real_engines import word_error_rate
 
 pytestmark = pytest.mark.slow
@@ -30,15 +28,10 @@ def engines() -> Engines:
     return load_engines("local", voice="piper")
 
 
-@functools.cache
-def _voice() -> PiperVoice:
-    return PiperVoice(repeatable=True)  # the same audio every run: a failure is a real one
-
-
 def spoken(text: str) -> np.ndarray:
-    voice = _voice()
-    pcm = np.concatenate(list(voice.synthesize(text))).astype(np.int16)
-    at16k = np.asarray(resample_oneshot(pcm, voice.sample_rate, 16000), np.float32)
+    # The test user's voice: Piper, the same samples every run, so a failure is a real one.
+    frame = speak(text)
+    at16k = np.asarray(resample_oneshot(frame.to_array(), frame.sample_rate, 16000), np.float32)
     pad = np.zeros(4800, np.float32)
     return np.concatenate([pad, at16k / 32768, pad])
 
