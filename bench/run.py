@@ -35,6 +35,7 @@ FIGURES: dict[str, tuple[str, str]] = {
     "v2v": ("bench.bench_v2v", "voice-to-voice latency on the local server, real engines"),
     "tools": ("bench.bench_tools", "voice-to-voice when a tool answers, local server"),
     "answers": ("bench.bench_answers", "spoken questions: right tool and right answer, local LLMs"),
+    "call_bias": ("bench.bench_call_bias", "typed questions: how far to favour a call (Qwen)"),
     "memory": ("bench.bench_memory", "local server memory with models loaded and after 50 turns"),
     "browser": ("bench.bench_browser", "the user's wait measured in a real browser (WebRTC)"),
     "ws": ("bench.bench_concurrency_ws", "concurrent sessions, WebSocket path"),

@@ -31,6 +31,7 @@ INSTRUCTIONS = (
     "For arithmetic on plain numbers call calculate; never do sums in your head.\n"
     "Say numbers the way a person would."
 )
+GREETING = "Hi! I can tell the time, do sums and convert units. Ask away."
 
 
 #: The units convert_units takes, as the names a user says. As an enum in the tool's schema they
@@ -51,7 +52,7 @@ class Assistant(Agent):
         super().__init__(instructions=INSTRUCTIONS)
 
     async def on_enter(self) -> None:
-        await self.session.say("Hi! I can tell the time, do sums and convert units. Ask away.")
+        await self.session.say(GREETING)
 
     @function_tool
     async def get_time(self, timezone: str | None = None) -> dict[str, str]:

@@ -20,7 +20,7 @@ from realtalk.server.engines.base import (
     ToolCall,
 )
 from realtalk.server.engines.qwen import QwenLLM
-from realtalk.server.engines.runtime import Completion
+from realtalk.server.engines.runtime import Completion, FirstToken
 from realtalk.server.engines.toolcalls import SPEECH_GOES_ON, call_text
 
 CALC = {
@@ -38,7 +38,8 @@ CALC = {
 class FakeRuntime:
     """Replays `replies` (one per completion) in pieces and records each request; a request
     that continues speech (`SPEECH_GOES_ON`) gets what the one closed early had left, and one
-    for a single token in the last turn's slot (the decision to call) gets `decides`."""
+    for a single token in the last turn's slot (the decision to call) gets `decides`. A request
+    for the likeliest first tokens gets `first` as its first token."""
 
     n_ctx = 4096
 
@@ -48,11 +49,14 @@ class FakeRuntime:
         self.lock = threading.Lock()
         self.rest = ""
         self.decides = "Well"
+        self.first: FirstToken | None = None
 
     def complete(self, prompt: str | list[str | int], **kw: Any) -> Iterator[str]:
         kw.setdefault("slot", 0)
         self.requests.append({"prompt": prompt, **kw})
         usage: Completion | None = kw.get("usage")
+        if usage is not None and kw.get("likeliest"):
+            usage.first = self.first
         if kw["slot"] == 1 and kw["max_tokens"] == 1:
             yield self.decides
             return
@@ -86,6 +90,7 @@ def engine(*replies: str) -> tuple[QwenLLM, FakeRuntime]:
     llm.max_reply_tokens, llm.max_sentences = 80, 2
     llm.system_prompt, llm.temperature = "Be brief.", 0.0
     llm._calls = deque(maxlen=8)
+    llm.call_bias = 0.0
     return llm, runtime
 
 
@@ -346,3 +351,74 @@ async def test_warming_after_earlier_turns_warms_the_last_turns_slot_too() -> No
     runtime.replies.append('{"name": "calculate", "arguments": {"expression": "17 * 3"}}')
     await run(llm, AFTER_EARLIER)
     assert runtime.in_slot(1)[1]["prompt"].startswith(warmed["prompt"])
+
+
+#: The model's first token was speech ("The", log-probability -1.0); the plain call start came
+#: 0.9 behind it.
+CLOSE_BEHIND = FirstToken("The", -1.0, {"The": -1.0, "<": -1.9, "Here": -2.5})
+
+
+async def test_a_call_close_behind_speech_is_written_when_calls_are_favoured() -> None:
+    """Calls are favoured by `call_bias`: a reply whose first token was speech, but whose call
+    start came within the bias, is a call instead, written under a call-only grammar before
+    anything is said."""
+    llm, runtime = engine(
+        "The answer is fifty-one.", '{"name": "calculate", "arguments": {"expression": "17 * 3"}}'
+    )
+    llm.call_bias, runtime.first = 1.25, CLOSE_BEHIND
+    chunks = await run(llm, ASK)
+    assert [c.name for c in chunks if isinstance(c, ToolCall)] == ["calculate"]
+    assert not any(isinstance(c, TextDelta) for c in chunks)
+    asked, wrote = runtime.requests
+    assert asked["likeliest"] > 0 and "speech | call" in asked["grammar"]
+    assert wrote["grammar"].startswith("%llguidance {}\nstart: call\n")
+
+
+async def test_a_call_further_behind_than_the_bias_stays_speech() -> None:
+    llm, runtime = engine("The answer is fifty-one.")
+    llm.call_bias, runtime.first = 0.5, CLOSE_BEHIND
+    chunks = await run(llm, ASK)
+    assert "".join(c.text for c in chunks if isinstance(c, TextDelta)).startswith("The answer")
+    assert not any(isinstance(c, ToolCall) for c in chunks)
+
+
+async def test_without_a_bias_no_likeliest_tokens_are_asked_for() -> None:
+    llm, runtime = engine("The answer is fifty-one.")
+    runtime.first = CLOSE_BEHIND
+    await run(llm, ASK)
+    assert not runtime.requests[0].get("likeliest")
+
+
+async def test_a_favoured_call_that_makes_up_its_numbers_is_not_made() -> None:
+    """On a question that needs no tool a call the model was only nudged into invents its
+    numbers; the reply is then spoken, with calls ruled out."""
+    llm, runtime = engine(
+        "You should rest.",
+        '{"name": "calculate", "arguments": {"expression": "10 - 5"}}',
+        "You should rest a little.",
+    )
+    llm.call_bias, runtime.first = 1.25, CLOSE_BEHIND
+    chunks = await run(llm, [ChatMessage("user", "I'm feeling a bit tired today.")])
+    assert not any(isinstance(c, ToolCall) for c in chunks)
+    assert "".join(c.text for c in chunks if isinstance(c, TextDelta)) == (
+        "You should rest a little."
+    )
+    assert "call" not in runtime.requests[-1]["grammar"]
+    assert [c for c in chunks if isinstance(c, LLMUsage)] == [chunks[-1]]
+
+
+async def test_after_earlier_turns_a_favoured_decision_needs_the_users_numbers_too() -> None:
+    llm, runtime = engine(
+        '{"name": "calculate", "arguments": {"expression": "2 + 2"}}', "Fifty-one."
+    )
+    llm.call_bias, runtime.first = 1.25, FirstToken("Well", -1.0, {"<": -1.5})
+    chunks = await run(llm, AFTER_EARLIER)
+    (decided,) = runtime.in_slot(1)
+    assert decided["likeliest"] > 0
+    assert not any(isinstance(c, ToolCall) for c in chunks)
+    assert "".join(c.text for c in chunks if isinstance(c, TextDelta)) == "Fifty-one."
+
+    llm, runtime = engine('{"name": "calculate", "arguments": {"expression": "17 * 3"}}')
+    llm.call_bias, runtime.first = 1.25, FirstToken("Well", -1.0, {"<": -1.5})
+    chunks = await run(llm, AFTER_EARLIER)
+    assert [c.name for c in chunks if isinstance(c, ToolCall)] == ["calculate"]

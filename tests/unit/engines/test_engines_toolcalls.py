@@ -10,11 +10,13 @@ from realtalk.server.engines.toolcalls import (
     call_grammar,
     call_written,
     check_arguments,
+    leans_to_call,
     parse_reply,
     render_prompt,
     starts_call,
     system_block,
     system_turn,
+    takes_numbers_from,
 )
 
 CALC = {
@@ -192,3 +194,23 @@ def test_the_last_turn_alone_keeps_the_conversations_system_turn() -> None:
     assert whole.startswith(system) and alone.startswith(system)
     assert "Which city are you in?" in system and "Lovely city" in whole
     assert alone == system + whole[whole.index("<|im_start|>user\nWhat is 17") :]
+
+
+def test_a_call_start_within_the_bias_of_the_chosen_token_leans_to_a_call() -> None:
+    likeliest = {'{"': -0.2, "The": -3.0, "<": -4.0, "<t": -6.0, "Here": -4.5}
+    assert not leans_to_call(-3.0, likeliest, 0.0)
+    assert not leans_to_call(-3.0, likeliest, 1.0)
+    assert leans_to_call(-3.0, likeliest, 1.25)
+    # bare JSON or a code fence is no call start (the grammar has calls open with the tag)
+    assert not leans_to_call(-3.0, {'{"': -0.1, "```": -1.0}, 2.0)
+
+
+def test_a_calls_numbers_must_come_from_the_users_words() -> None:
+    assert takes_numbers_from('{"expression": "12 * 12"}', "What is 12 squared?")
+    assert takes_numbers_from('{"expression": "0.5 * 370"}', "What is half of 370?")
+    assert takes_numbers_from('{"value": 2, "from_unit": "liters"}', "Convert two liters.")
+    assert takes_numbers_from('{"expression": "1000 / 8"}', "What is 1,000 divided by 8?")
+    assert takes_numbers_from("{}", "Good night!")  # nothing to make up
+    assert takes_numbers_from('{"timezone": "Europe/Paris"}', "What time is it in Paris?")
+    assert not takes_numbers_from('{"expression": "10 - 5"}', "I'm feeling a bit tired.")
+    assert not takes_numbers_from('{"value": 1, "from_unit": "miles"}', "How many hours?")

@@ -61,11 +61,13 @@ from realtalk.server.engines.toolcalls import (
     call_text,
     call_written,
     function_tools,
+    leans_to_call,
     parse_reply,
     render_prompt,
     starts_call,
     system_block,
     system_turn,
+    takes_numbers_from,
 )
 
 __all__ = ["QwenLLM"]
@@ -75,6 +77,11 @@ logger = logging.getLogger("realtalk.server")
 _MAX_CALL_TOKENS = 160
 _CHARS_PER_TOKEN = 3  # English and JSON run 3-4 characters a token for Qwen's tokenizer
 _CALLS_KEPT = 8  # generated calls whose tokens later prompts reuse (a few per conversation)
+_LIKELIEST = 20  # first tokens read to weigh a call against speech (`leans_to_call`)
+#: How far (natural log) the decision to call is favoured, per model: the bias that answered
+#: most typed questions rightly (the mean of tool and no-tool questions) in `python -m bench
+#: call_bias`, whose questions are not those of `bench answers`. Unmeasured models get 0.
+CALL_BIAS = {"qwen-0.5b": 1.25}
 #: llama.cpp slots: the whole conversation, and the user's last turn on its own.
 _CONVERSATION, _LAST_TURN = 0, 1
 
@@ -110,6 +117,7 @@ class QwenLLM(ThreadedLLM):
         max_sentences: int = 2,
         system_prompt: str = QWEN_SYSTEM_PROMPT,
         temperature: float = 0.0,
+        call_bias: float | None = None,
     ) -> None:
         self.runtime = LlamaRuntime(
             path or model_path(model), n_ctx=n_ctx, n_threads=n_threads, slots=2
@@ -118,6 +126,8 @@ class QwenLLM(ThreadedLLM):
         self.max_sentences = max_sentences
         self.system_prompt = system_prompt
         self.temperature = temperature
+        #: Calls are chosen when their first token comes within this of speech's (`leans_to_call`).
+        self.call_bias = CALL_BIAS.get(model, 0.0) if call_bias is None else call_bias
         self._calls: deque[_WrittenCall] = deque(maxlen=_CALLS_KEPT)
         # The first evaluation pays for paging in the weights, the first grammar for setting up
         # llguidance: pay both now, not in a user's turn.
@@ -173,6 +183,18 @@ class QwenLLM(ThreadedLLM):
         max_output_tokens: int | None,
         stop: threading.Event,
     ) -> Iterator[LLMChunk]:
+        with self.runtime.lock:
+            yield from self._reply(messages, tools, tool_choice, max_output_tokens, stop)
+
+    def _reply(
+        self,
+        messages: list[ChatMessage],
+        tools: list[dict[str, Any]],
+        tool_choice: str | dict[str, Any],
+        max_output_tokens: int | None,
+        stop: threading.Event,
+    ) -> Iterator[LLMChunk]:
+        """`_generate` with the model's lock held."""
         listed = function_tools(tools)
         allowed, speech = _choices(listed, tool_choice)
         answering = bool(messages) and messages[-1].role == "tool"
@@ -186,51 +208,65 @@ class QwenLLM(ThreadedLLM):
         usage = Completion()
         paused = False
         tokens: list[tuple[int, bytes]] = []
-        with self.runtime.lock:
-            if after_earlier_turns and allowed and speech:
-                # Both ways: left free to call, a conversation with earlier calls in it called
-                # tools for chit-chat too ("Can you tell me a joke about cats?" -> get_time)
-                if self._calls_alone(messages, listed, allowed, stop):
-                    speech = False
-                else:
-                    allowed = []
-            if stop.is_set():
-                return
-            pieces = self.runtime.complete(
-                self._as_written(prompt),
-                max_tokens=reserve if allowed else limit,
-                temperature=self.temperature,
-                grammar=call_grammar(allowed, speech=speech),
-                stop=stop,
-                usage=usage,
-                tokens=tokens if allowed else None,
-                slot=slot,
-            )
-            text = ""
-            is_call: bool | None = None
-            with contextlib.closing(pieces):
-                for piece in pieces:
-                    text += piece
-                    if is_call is None:
-                        is_call = starts_call(text)
-                        if is_call is False:
-                            piece = text.lstrip()
+        nudged = False  # a call the model leaned towards but would not have chosen alone
+        if after_earlier_turns and allowed and speech:
+            # Both ways: left free to call, a conversation with earlier calls in it called
+            # tools for chit-chat too ("Can you tell me a joke about cats?" -> get_time)
+            calls, nudged = self._calls_alone(messages, listed, allowed, stop)
+            if calls:
+                speech = False
+            else:
+                allowed = []
+        if stop.is_set():
+            return
+        weigh = bool(allowed and speech and self.call_bias)
+        pieces = self.runtime.complete(
+            self._as_written(prompt),
+            max_tokens=reserve if allowed else limit,
+            temperature=self.temperature,
+            grammar=call_grammar(allowed, speech=speech),
+            stop=stop,
+            usage=usage,
+            tokens=tokens if allowed else None,
+            likeliest=_LIKELIEST if weigh else 0,
+            slot=slot,
+        )
+        text = ""
+        is_call: bool | None = None
+        write_call = False  # the reply started as speech, but the call came within call_bias
+        with contextlib.closing(pieces):
+            for piece in pieces:
+                text += piece
+                if is_call is None:
+                    is_call = starts_call(text)
+                    if is_call is False and weigh and self._leans_to_call(usage):
+                        is_call = nudged = write_call = True  # nothing said yet
+                        break
                     if is_call is False:
-                        if repeats_itself(text):
-                            break  # the piece that closed the loop is not said
-                        paused = first_piece_ready(text) and not self._said_enough(text)
-                        if paused:  # llama.cpp stops before the voice starts (see _go_on)
-                            pieces.close()
-                        yield TextDelta(piece)
-                        if paused or self._said_enough(text):
-                            break
-                    elif is_call and call_written(text):
-                        break  # what follows the call's JSON is fixed: no need to generate it
-            if is_call:
-                yield from self._call(prompt, text, tokens, allowed, usage, stop)
-            elif paused and not stop.is_set():
-                yield from self._go_on(prompt, text, limit, usage, stop, slot)
-            yield LLMUsage(usage.prompt_tokens, usage.output_tokens)
+                        piece = text.lstrip()
+                if is_call is False:
+                    if repeats_itself(text):
+                        break  # the piece that closed the loop is not said
+                    paused = first_piece_ready(text) and not self._said_enough(text)
+                    if paused:  # llama.cpp stops before the voice starts (see _go_on)
+                        pieces.close()
+                    yield TextDelta(piece)
+                    if paused or self._said_enough(text):
+                        break
+                elif is_call and call_written(text):
+                    break  # what follows the call's JSON is fixed: no need to generate it
+        if nudged and not stop.is_set():
+            if write_call:
+                text, tokens = self._write_call(prompt, allowed, usage, stop)
+            if not _said_numbers(text, allowed, messages):
+                logger.info("a call the model leaned towards made up its numbers; speaking")
+                yield from self._reply(messages, tools, "none", max_output_tokens, stop)
+                return
+        if is_call:
+            yield from self._call(prompt, text, tokens, allowed, usage, stop)
+        elif paused and not stop.is_set():
+            yield from self._go_on(prompt, text, limit, usage, stop, slot)
+        yield LLMUsage(usage.prompt_tokens, usage.output_tokens)
 
     def _calls_alone(
         self,
@@ -238,20 +274,61 @@ class QwenLLM(ThreadedLLM):
         tools: list[dict[str, Any]],
         allowed: list[dict[str, Any]],
         stop: threading.Event,
-    ) -> bool:
+    ) -> tuple[bool, bool]:
         """Whether the model, shown the user's last turn without the turns before it, starts
-        a call (its first token tells: ~15 tokens of question to evaluate, fewer if `warm` had
-        their words, and one generated; ~100-250 ms on 2 cores)."""
+        a call, and whether only `call_bias` made it one (its first token tells: ~15 tokens of
+        question to evaluate, fewer if `warm` had their words, and one generated; ~100-250 ms
+        on 2 cores)."""
         prompt = self._fit(messages, tools, _MAX_CALL_TOKENS, last_turn_only=True)
+        usage = Completion()
         first = self.runtime.complete(
             prompt,
             max_tokens=1,
             temperature=0.0,
             grammar=call_grammar(allowed, speech=True),
             stop=stop,
+            usage=usage,
+            likeliest=_LIKELIEST if self.call_bias else 0,
             slot=_LAST_TURN,
         )
-        return starts_call("".join(first)) is True
+        if starts_call("".join(first)):
+            return True, False
+        nudged = self._leans_to_call(usage)
+        return nudged, nudged
+
+    def _leans_to_call(self, usage: Completion) -> bool:
+        """Whether a reply that started as speech (`usage.first`) is a call once calls are
+        favoured by `call_bias`."""
+        first = usage.first
+        return (
+            first is not None
+            and bool(self.call_bias)
+            and leans_to_call(first.logprob, first.likeliest, self.call_bias)
+        )
+
+    def _write_call(
+        self,
+        prompt: str,
+        tools: list[dict[str, Any]],
+        usage: Completion,
+        stop: threading.Event,
+    ) -> tuple[str, _Spelling]:
+        """A call of one of `tools` written from the start of the reply, and its tokens."""
+        more = Completion()
+        tokens: _Spelling = []
+        text = "".join(
+            self.runtime.complete(
+                self._as_written(prompt),
+                max_tokens=_MAX_CALL_TOKENS,
+                temperature=0.0,
+                grammar=call_grammar(tools, speech=False),
+                stop=stop,
+                usage=more,
+                tokens=tokens,
+            )
+        )
+        usage.output_tokens += more.output_tokens
+        return text, tokens
 
     def _said_enough(self, text: str) -> bool:
         return len(SENTENCE_END.findall(text)) >= self.max_sentences
@@ -343,20 +420,7 @@ class QwenLLM(ThreadedLLM):
         if parsed.call is None and not stop.is_set():
             logger.info("the model wrote an unusable call (%s); trying once more", parsed.error)
             named = [t for t in allowed if t["name"] == parsed.name] or allowed
-            retry = Completion()
-            tokens = []
-            text = "".join(
-                self.runtime.complete(
-                    self._as_written(prompt),
-                    max_tokens=_MAX_CALL_TOKENS,
-                    temperature=0.0,
-                    grammar=call_grammar(named, speech=False),
-                    stop=stop,
-                    usage=retry,
-                    tokens=tokens,
-                )
-            )
-            usage.output_tokens += retry.output_tokens
+            text, tokens = self._write_call(prompt, named, usage, stop)
             parsed = parse_reply(text, named)
         if parsed.call is None:
             if stop.is_set():
@@ -385,6 +449,13 @@ def _choices(
 def _after_earlier_turns(messages: list[ChatMessage]) -> bool:
     """Whether the user's last turn follows earlier turns of theirs."""
     return sum(m.role == "user" for m in messages) > 1
+
+
+def _said_numbers(text: str, tools: list[dict[str, Any]], messages: list[ChatMessage]) -> bool:
+    """Whether `text`, a call, is usable and takes its numbers from the user's last turn."""
+    call = parse_reply(text, tools).call
+    words = next((m.content for m in reversed(messages) if m.role == "user"), "")
+    return call is not None and takes_numbers_from(call.arguments, words)
 
 
 def _spelled(text: str, tokens: _Spelling) -> _Spelling | None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import queue
 import secrets
@@ -39,7 +40,7 @@ from typing import Any
 
 from realtalk.server.engines.base import EngineError, EngineUnavailableError
 
-__all__ = ["Completion", "LlamaRuntime", "Prompt", "default_threads"]
+__all__ = ["Completion", "FirstToken", "LlamaRuntime", "Prompt", "default_threads"]
 
 logger = logging.getLogger("realtalk.server")
 
@@ -61,13 +62,33 @@ def _text_key(prompt: Prompt) -> str:
     return "".join(part if isinstance(part, str) else f"\x00{part}\x00" for part in prompt)
 
 
+@dataclass(frozen=True)
+class FirstToken:
+    """The first token of a completion and the model's likeliest first tokens, as natural-log
+    probabilities before any grammar: what the model itself leaned towards writing first."""
+
+    text: str
+    logprob: float
+    likeliest: dict[str, float]
+
+
 @dataclass
 class Completion:
-    """Token counts of one completion, filled in as it runs."""
+    """Token counts of one completion, filled in as it runs (and its `first` token, if asked)."""
 
     prompt_tokens: int = 0
     output_tokens: int = 0
     finish_reason: str | None = None
+    first: FirstToken | None = None
+
+
+def _first_token(token: dict[str, Any]) -> FirstToken:
+    """A generated token of llama.cpp's `logprobs.content` as a `FirstToken`."""
+    return FirstToken(
+        token.get("token", ""),
+        float(token.get("logprob", -math.inf)),
+        {p["token"]: float(p["logprob"]) for p in token.get("top_logprobs") or ()},
+    )
 
 
 def default_threads() -> int:
@@ -164,6 +185,7 @@ class LlamaRuntime:
         stop: threading.Event | None = None,
         usage: Completion | None = None,
         tokens: list[tuple[int, bytes]] | None = None,
+        likeliest: int = 0,
         slot: int = 0,
     ) -> Generator[str, None, None]:
         """The completion of `prompt` in `slot`, piece by piece; closing the iterator stops
@@ -174,7 +196,8 @@ class LlamaRuntime:
         model stops at its next token) and later continue with a new request whose prompt ends
         with the text so far (its evaluation is cached, so that costs about one token).
         ``tokens``, if given, receives the id and bytes of each token generated (but those with
-        no text, such as the end of the turn).
+        no text, such as the end of the turn). ``likeliest`` > 0 fills ``usage.first`` with the
+        first token and that many of the likeliest tokens in its place.
         """
         request: dict[str, Any] = {
             "prompt": prompt,
@@ -190,8 +213,10 @@ class LlamaRuntime:
             request["top_k"] = 1
         if grammar is not None:
             request["grammar"] = grammar
-        if tokens is not None:
-            request["n_probs"] = 1  # each chunk then names its token (no measurable cost)
+        if tokens is not None or likeliest:
+            # each chunk then names its token and the likeliest ones (no measurable cost: 43 ms a
+            # token for Qwen 0.5B with 0, 1 or 20 on 2 cores)
+            request["n_probs"] = max(1, likeliest)
         counts = usage if usage is not None else Completion()
         key = _text_key(prompt)
         self._seed(slot, key)
@@ -222,10 +247,11 @@ class LlamaRuntime:
             if found:
                 counts.prompt_tokens = int(found.get("prompt_tokens", 0))
                 counts.output_tokens = int(found.get("completion_tokens", 0))
-            if tokens is not None:
-                for token in (choice.get("logprobs") or {}).get("content") or ():
-                    if token.get("bytes"):
-                        tokens.append((int(token["id"]), bytes(token["bytes"])))
+            for token in (choice.get("logprobs") or {}).get("content") or ():
+                if likeliest and counts.first is None:
+                    counts.first = _first_token(token)
+                if tokens is not None and token.get("bytes"):
+                    tokens.append((int(token["id"]), bytes(token["bytes"])))
             if text:
                 counts.output_tokens += 0 if found else 1
                 deliver(("text", text))
