@@ -8,10 +8,11 @@ is asked as the first turn of the example assistant's session, after its greetin
 local server would ask it. From the model's first token under the call grammar comes how far
 the likeliest plain-text call start is from the token chosen (natural log; above 0 the model
 calls by itself); every question within the largest bias tried has its call written, as the
-server would write it, and a call it was only nudged into counts only if it takes its numbers
-from the question (`takes_numbers_from`). Each bias then scores the share of tool questions
-that call the right tool and of the others that call none; the bias chosen is the one with the
-best mean of the two (the smallest on a tie). The baseline is no bias.
+server would write it, and a call it was only nudged into counts only if it takes its
+arguments from the question (`grounding.takes_arguments_from`). Each bias then scores the
+share of tool questions that call the right tool and of the others that call none; the bias
+chosen is the one with the best mean of the two (the smallest on a tie). The baseline is no
+bias.
 
 ``BENCH_CALL_BIAS_MODEL`` picks the model (``qwen-0.5b`` by default, ``qwen-1.5b``).
 """
@@ -95,18 +96,19 @@ QUESTIONS: list[tuple[str, str | None]] = [
 @dataclass(frozen=True)
 class Choice:
     """What the model did with one question: how far its call start was from its first token,
-    and the tool it calls when it calls (None: no usable call, or one with made-up numbers)."""
+    the tool it calls when it calls (None: no usable call), and whether that call takes its
+    arguments from the question."""
 
     question: str
     expected: str | None
     margin: float
     tool: str | None
-    own_numbers: bool
+    users_words: bool
 
     def called(self, bias: float) -> str | None:
         if self.margin > 0:
             return self.tool
-        if self.margin + bias > 0 and self.own_numbers:
+        if self.margin + bias > 0 and self.users_words:
             return self.tool
         return None
 
@@ -127,6 +129,7 @@ async def _choices(model: str) -> list[Choice]:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from examples.assistant import GREETING, INSTRUCTIONS, Assistant
     from realtalk.server.engines.base import ChatMessage
+    from realtalk.server.engines.grounding import takes_arguments_from
     from realtalk.server.engines.qwen import QwenLLM
     from realtalk.server.engines.runtime import Completion
     from realtalk.server.engines.toolcalls import (
@@ -134,7 +137,6 @@ async def _choices(model: str) -> list[Choice]:
         call_grammar,
         function_tools,
         parse_reply,
-        takes_numbers_from,
     )
 
     tools = function_tools([t.to_openai() for t in Assistant().tools])
@@ -164,7 +166,7 @@ async def _choices(model: str) -> list[Choice]:
                 text, _ = llm._write_call(prompt, tools, Completion(), threading.Event())
             call = parse_reply(text, tools).call
             if call is not None:
-                tool, own = call.name, takes_numbers_from(call.arguments, question)
+                tool, own = call.name, takes_arguments_from(call.arguments, question)
         choices.append(Choice(question, expected, margin, tool, own))
         print(f"  call_bias: {margin:+6.2f} {tool!s:14s} {question}", file=sys.stderr, flush=True)
     return choices

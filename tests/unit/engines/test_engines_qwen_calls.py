@@ -422,3 +422,27 @@ async def test_after_earlier_turns_a_favoured_decision_needs_the_users_numbers_t
     llm.call_bias, runtime.first = 1.25, FirstToken("Well", -1.0, {"<": -1.5})
     chunks = await run(llm, AFTER_EARLIER)
     assert [c.name for c in chunks if isinstance(c, ToolCall)] == ["calculate"]
+
+
+async def test_an_optional_argument_the_user_never_gave_is_left_out_of_the_call() -> None:
+    """The 0.5B fills in a time zone for "What time is it?" ("UTC", "America/New_York"),
+    which the tool's description says to leave out for the user's own time."""
+    zone = {
+        "type": "function",
+        "name": "get_time",
+        "description": "The time.",
+        "parameters": {"type": "object", "properties": {"timezone": {"type": "string"}}},
+    }
+    llm, _ = engine(
+        '{"name": "get_time", "arguments": {"timezone": "UTC"}}',
+        '{"name": "get_time", "arguments": {"timezone": "Asia/Tokyo"}}',
+    )
+    (call,) = [
+        c
+        for c in await run(llm, [ChatMessage("user", "What time is it?")], tools=[zone])
+        if isinstance(c, ToolCall)
+    ]
+    assert json.loads(call.arguments) == {}
+    asked = [ChatMessage("user", "What time is it in Tokyo?")]
+    (call,) = [c for c in await run(llm, asked, tools=[zone]) if isinstance(c, ToolCall)]
+    assert json.loads(call.arguments) == {"timezone": "Asia/Tokyo"}

@@ -16,7 +16,6 @@ from realtalk.server.engines.toolcalls import (
     starts_call,
     system_block,
     system_turn,
-    takes_numbers_from,
 )
 
 CALC = {
@@ -203,14 +202,3 @@ def test_a_call_start_within_the_bias_of_the_chosen_token_leans_to_a_call() -> N
     assert leans_to_call(-3.0, likeliest, 1.25)
     # bare JSON or a code fence is no call start (the grammar has calls open with the tag)
     assert not leans_to_call(-3.0, {'{"': -0.1, "```": -1.0}, 2.0)
-
-
-def test_a_calls_numbers_must_come_from_the_users_words() -> None:
-    assert takes_numbers_from('{"expression": "12 * 12"}', "What is 12 squared?")
-    assert takes_numbers_from('{"expression": "0.5 * 370"}', "What is half of 370?")
-    assert takes_numbers_from('{"value": 2, "from_unit": "liters"}', "Convert two liters.")
-    assert takes_numbers_from('{"expression": "1000 / 8"}', "What is 1,000 divided by 8?")
-    assert takes_numbers_from("{}", "Good night!")  # nothing to make up
-    assert takes_numbers_from('{"timezone": "Europe/Paris"}', "What time is it in Paris?")
-    assert not takes_numbers_from('{"expression": "10 - 5"}', "I'm feeling a bit tired.")
-    assert not takes_numbers_from('{"value": 1, "from_unit": "miles"}', "How many hours?")

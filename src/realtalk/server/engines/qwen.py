@@ -4,8 +4,9 @@ chooses its own tools.
 The prompt is ChatML with the session's tools in Qwen's own `<tool_call>` format
 (`toolcalls.render_prompt`), and decoding is constrained so the reply is either plain speech or
 one call of one of the session's tools with arguments that follow its schema
-(`toolcalls.call_grammar`). Whether to call, and what, is the model's decision; nothing here looks
-at the words of the question.
+(`toolcalls.call_grammar`). Whether to call, and what, is the model's decision, leaning towards a
+call by `call_bias` (docs/models.md, "Leaning towards a call"); the question's words are read only
+to check that a call the lean alone made takes its arguments from them (`grounding`).
 
 A reply that starts as speech streams out as it is written and stops after `max_sentences`
 sentences. A reply that starts as a call is collected, parsed and validated; if it is unusable
@@ -48,6 +49,7 @@ from realtalk.server.engines.base import (
     LLMUsage,
     TextDelta,
 )
+from realtalk.server.engines.grounding import leave_out_unsaid, takes_arguments_from
 from realtalk.server.engines.llama import QWEN_SYSTEM_PROMPT, SENTENCE_END, ThreadedLLM
 from realtalk.server.engines.models import DEFAULT_MODEL, model_path
 from realtalk.server.engines.runtime import Completion, LlamaRuntime, Prompt
@@ -67,7 +69,6 @@ from realtalk.server.engines.toolcalls import (
     starts_call,
     system_block,
     system_turn,
-    takes_numbers_from,
 )
 
 __all__ = ["QwenLLM"]
@@ -258,12 +259,13 @@ class QwenLLM(ThreadedLLM):
         if nudged and not stop.is_set():
             if write_call:
                 text, tokens = self._write_call(prompt, allowed, usage, stop)
-            if not _said_numbers(text, allowed, messages):
-                logger.info("a call the model leaned towards made up its numbers; speaking")
+            if not _takes_users_words(text, allowed, messages):
+                logger.info("a call the model leaned towards made up its arguments; speaking")
                 yield from self._reply(messages, tools, "none", max_output_tokens, stop)
                 return
         if is_call:
-            yield from self._call(prompt, text, tokens, allowed, usage, stop)
+            words = _users_words(messages)
+            yield from self._call(prompt, text, tokens, allowed, usage, stop, words)
         elif paused and not stop.is_set():
             yield from self._go_on(prompt, text, limit, usage, stop, slot)
         yield LLMUsage(usage.prompt_tokens, usage.output_tokens)
@@ -415,7 +417,10 @@ class QwenLLM(ThreadedLLM):
         allowed: list[dict[str, Any]],
         usage: Completion,
         stop: threading.Event,
+        words: str,
     ) -> Iterator[LLMChunk]:
+        """The call `text` as a `ToolCall` (written once more if unusable), without the optional
+        arguments the user did not give (`words`: all they said)."""
         parsed = parse_reply(text, allowed)
         if parsed.call is None and not stop.is_set():
             logger.info("the model wrote an unusable call (%s); trying once more", parsed.error)
@@ -427,6 +432,10 @@ class QwenLLM(ThreadedLLM):
                 return
             raise EngineError(f"the local model could not write a valid tool call: {parsed.error}")
         parsed.call.call_id = "call_" + uuid.uuid4().hex[:20]
+        tool = next(t for t in allowed if t["name"] == parsed.call.name)
+        parsed.call.arguments = leave_out_unsaid(
+            parsed.call.arguments, tool.get("parameters") or {}, words
+        )
         if call_text(parsed.call).startswith(text):
             self._remember(prompt, text, tokens)
         yield parsed.call
@@ -451,11 +460,16 @@ def _after_earlier_turns(messages: list[ChatMessage]) -> bool:
     return sum(m.role == "user" for m in messages) > 1
 
 
-def _said_numbers(text: str, tools: list[dict[str, Any]], messages: list[ChatMessage]) -> bool:
-    """Whether `text`, a call, is usable and takes its numbers from the user's last turn."""
+def _takes_users_words(text: str, tools: list[dict[str, Any]], messages: list[ChatMessage]) -> bool:
+    """Whether `text`, a call, is usable and takes its arguments from the user's last turn."""
     call = parse_reply(text, tools).call
     words = next((m.content for m in reversed(messages) if m.role == "user"), "")
-    return call is not None and takes_numbers_from(call.arguments, words)
+    return call is not None and takes_arguments_from(call.arguments, words)
+
+
+def _users_words(messages: list[ChatMessage]) -> str:
+    """All the user said in the conversation."""
+    return "\n".join(m.content for m in messages if m.role == "user")
 
 
 def _spelled(text: str, tokens: _Spelling) -> _Spelling | None:

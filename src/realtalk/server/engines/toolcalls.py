@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import copy
 import json
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -46,7 +45,6 @@ __all__ = [
     "strict_schema",
     "system_block",
     "system_turn",
-    "takes_numbers_from",
 ]
 
 CALL_OPEN = "<tool_call>"
@@ -244,36 +242,6 @@ def leans_to_call(chosen: float, likeliest: Mapping[str, float], bias: float) ->
     loses to speech by a little (docs/models.md, "Leaning towards a call")."""
     starts = [p for token, p in likeliest.items() if token and CALL_OPEN.startswith(token)]
     return bool(starts) and max(starts) + bias > chosen
-
-
-def takes_numbers_from(arguments: str, words: str) -> bool:
-    """Whether a call's `arguments` (JSON) hold no number, or one the user said in `words`
-    (in digits, as Whisper writes most, or as a number word up to "thousand").
-
-    A call the model was only nudged into (`leans_to_call`) must pass this: on a question that
-    needs no tool, such calls made up their numbers ("I'm feeling a bit tired today." ->
-    `calculate("10 - 5")`, "How many hours are in a day?" -> 1 mile in kilometers)."""
-    wanted = {float(n) for n in _DIGITS.findall(arguments)}
-    if not wanted:
-        return True
-    said = {float(n.replace(",", "")) for n in _SAID_DIGITS.findall(words)}
-    said |= {_NUMBER_WORDS[w] for w in re.findall(r"[a-z]+", words.lower()) if w in _NUMBER_WORDS}
-    return bool(wanted & said)
-
-
-_DIGITS = re.compile(r"\d+(?:\.\d+)?")
-_SAID_DIGITS = re.compile(r"\d[\d,]*(?:\.\d+)?")
-_NUMBER_WORDS = {
-    word: float(n)
-    for n, word in enumerate([
-        "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
-        "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen",
-        "eighteen", "nineteen", "twenty",
-    ])
-} | {
-    "thirty": 30.0, "forty": 40.0, "fifty": 50.0, "sixty": 60.0, "seventy": 70.0,
-    "eighty": 80.0, "ninety": 90.0, "hundred": 100.0, "thousand": 1000.0,
-}  # fmt: skip
 
 
 def call_written(text: str) -> bool:

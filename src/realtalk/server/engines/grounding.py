@@ -1,0 +1,100 @@
+"""Whether a tool call takes its arguments from what the user said.
+
+A call the local model was only nudged into (`toolcalls.leans_to_call`) must take all of them
+from the user's words: on questions that need no tool such calls made their arguments up ("I'm
+feeling a bit tired today." -> `calculate("10 - 5")`, "How many hours are in a day?" -> 1 mile
+in kilometers, "Good morning." -> `get_time("America/New_York")`). A call the model chose by
+itself may rightly use what the user did not say ("twelve squared" -> "12 ** 2"), but not in an
+optional argument: those it filled in unasked are left out, so the tool's default applies ("What
+time is it?" -> `get_time("UTC")`, for a user anywhere; "leave it out for the user's own time",
+its description says).
+
+Each argument that holds numbers or words must hold one the user said: a number (in digits, as
+Whisper writes most, or as a number word up to "thousand"; "a" and "an" count as one), or a
+word, matched on its first four letters ("mile" and "miles", "liter" and "liters"). An
+argument with neither (`true`, `{}`) and a call with no arguments pass.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+__all__ = ["leave_out_unsaid", "takes_arguments_from"]
+
+_TERMS = re.compile(r"\d[\d,]*(?:\.\d+)?|[a-z]{3,}")
+_NUMBER_WORDS = {
+    word: float(n)
+    for n, word in enumerate([
+        "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+        "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen",
+        "eighteen", "nineteen", "twenty",
+    ])
+} | {
+    "thirty": 30.0, "forty": 40.0, "fifty": 50.0, "sixty": 60.0, "seventy": 70.0,
+    "eighty": 80.0, "ninety": 90.0, "hundred": 100.0, "thousand": 1000.0, "a": 1.0, "an": 1.0,
+}  # fmt: skip
+
+
+def takes_arguments_from(arguments: str, words: str) -> bool:
+    """Whether each argument of a call (`arguments`: JSON) that holds a number or a word holds
+    one the user said in `words`; see the module docstring."""
+    try:
+        values = json.loads(arguments)
+    except json.JSONDecodeError:
+        return False
+    return _holds_said(values, _said(words))
+
+
+def leave_out_unsaid(arguments: str, parameters: Mapping[str, Any], words: str) -> str:
+    """`arguments` (a call's JSON object) without the optional ones (not `required` by the
+    tool's `parameters`) that hold a number or a word the user did not say in `words`."""
+    try:
+        values = json.loads(arguments)
+    except json.JSONDecodeError:
+        return arguments
+    if not isinstance(values, dict):
+        return arguments
+    required = set(parameters.get("required") or ())
+    said = _said(words)
+    kept = {k: v for k, v in values.items() if k in required or _holds_said(v, said)}
+    return arguments if len(kept) == len(values) else json.dumps(kept, ensure_ascii=False)
+
+
+def _said(words: str) -> set[float | str]:
+    """The numbers and words of what the user said, number words as numbers too."""
+    return _terms(words) | {
+        _NUMBER_WORDS[w] for w in re.findall(r"[a-z]+", words.lower()) if w in _NUMBER_WORDS
+    }
+
+
+def _holds_said(value: Any, said: set[float | str]) -> bool:
+    """Whether each number or string in `value` that holds terms holds one of `said`."""
+    return all(not terms or terms & said for terms in map(_terms, _leaves(value)))
+
+
+def _terms(text: str) -> set[float | str]:
+    """The numbers and the words (their first four letters) of `text`."""
+    found: set[float | str] = set()
+    for term in _TERMS.findall(text.lower()):
+        if term[0].isdigit():
+            found.add(float(term.replace(",", "")))
+        else:
+            found.add(term[:4])
+    return found
+
+
+def _leaves(value: Any) -> Iterator[str]:
+    """The numbers and strings of a JSON value, as text (booleans and nulls left out)."""
+    if isinstance(value, dict):
+        for item in value.values():
+            yield from _leaves(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _leaves(item)
+    elif isinstance(value, str):
+        yield value
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        yield repr(value)
