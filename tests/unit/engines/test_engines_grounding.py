@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from realtalk.server.engines.grounding import leave_out_unsaid, takes_arguments_from
+from realtalk.server.engines.grounding import (
+    leave_out_unsaid,
+    made_up_so_far,
+    takes_arguments_from,
+)
 
 
 @pytest.mark.parametrize(
@@ -70,3 +74,18 @@ def test_optional_arguments_the_user_never_said_are_left_out() -> None:
     required = '{"value": 10, "unit": "meters"}'
     assert leave_out_unsaid(required, CONVERT, "How tall is it?") == required
     assert leave_out_unsaid("not json", TIME, "") == "not json"
+
+
+def test_a_call_being_written_gives_itself_away_at_its_first_made_up_argument() -> None:
+    head = '<tool_call>\n{"name": "convert_units", "arguments": {"value": 10'
+    words = "What color is the sky on a clear day?"
+    assert not made_up_so_far(head, words)  # "10" may yet be "100"
+    assert made_up_so_far(head + ", ", words)
+    assert made_up_so_far(head + ', "from_unit": "met', words)
+    said = '<tool_call>\n{"name": "convert_units", "arguments": {"value": 10, "from_unit": "'
+    assert not made_up_so_far(said, "How many feet are in 10 meters?")
+    assert not made_up_so_far('<tool_call>\n{"name": "get_ti', words)
+    assert not made_up_so_far('{"name": "get_time", "arguments": {}}', words)
+    zone = '{"name": "get_time", "arguments": {"timezone": "America/New_York"}'
+    assert made_up_so_far(zone, "Good morning.")
+    assert not made_up_so_far(zone, "What time is it in New York?")

@@ -446,3 +446,26 @@ async def test_an_optional_argument_the_user_never_gave_is_left_out_of_the_call(
     asked = [ChatMessage("user", "What time is it in Tokyo?")]
     (call,) = [c for c in await run(llm, asked, tools=[zone]) if isinstance(c, ToolCall)]
     assert json.loads(call.arguments) == {"timezone": "Asia/Tokyo"}
+
+
+async def test_a_favoured_call_stops_being_written_at_its_first_made_up_argument() -> None:
+    convert = {
+        "type": "function",
+        "name": "convert_units",
+        "description": "Convert units.",
+        "parameters": {
+            "type": "object",
+            "properties": {"value": {"type": "number"}, "unit": {"type": "string"}},
+            "required": ["value", "unit"],
+        },
+    }
+    made_up = '{"name": "convert_units", "arguments": {"value": 10, "unit": "meters"}}'
+    llm, runtime = engine("The sky is blue.", made_up, "The sky is blue.")
+    llm.call_bias, runtime.first = 1.25, CLOSE_BEHIND
+    asked = [ChatMessage("user", "What color is the sky on a clear day?")]
+    chunks = await run(llm, asked, tools=[convert])
+    assert not any(isinstance(c, ToolCall) for c in chunks)
+    assert "".join(c.text for c in chunks if isinstance(c, TextDelta)) == "The sky is blue."
+    wrote = runtime.requests[1]
+    assert wrote["grammar"].startswith("%llguidance {}\nstart: call\n")
+    assert wrote["usage"].output_tokens * 3 <= made_up.index("meters")  # stopped at 10,

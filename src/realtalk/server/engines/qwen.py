@@ -49,7 +49,11 @@ from realtalk.server.engines.base import (
     LLMUsage,
     TextDelta,
 )
-from realtalk.server.engines.grounding import leave_out_unsaid, takes_arguments_from
+from realtalk.server.engines.grounding import (
+    leave_out_unsaid,
+    made_up_so_far,
+    takes_arguments_from,
+)
 from realtalk.server.engines.llama import QWEN_SYSTEM_PROMPT, SENTENCE_END, ThreadedLLM
 from realtalk.server.engines.models import DEFAULT_MODEL, model_path
 from realtalk.server.engines.runtime import Completion, LlamaRuntime, Prompt
@@ -256,9 +260,11 @@ class QwenLLM(ThreadedLLM):
                         break
                 elif is_call and call_written(text):
                     break  # what follows the call's JSON is fixed: no need to generate it
+                elif nudged and made_up_so_far(text, _last_words(messages)):
+                    break  # a call only the lean made, with an argument the user never gave
         if nudged and not stop.is_set():
             if write_call:
-                text, tokens = self._write_call(prompt, allowed, usage, stop)
+                text, tokens = self._write_call(prompt, allowed, usage, stop, _last_words(messages))
             if not _takes_users_words(text, allowed, messages):
                 logger.info("a call the model leaned towards made up its arguments; speaking")
                 yield from self._reply(messages, tools, "none", max_output_tokens, stop)
@@ -314,21 +320,27 @@ class QwenLLM(ThreadedLLM):
         tools: list[dict[str, Any]],
         usage: Completion,
         stop: threading.Event,
+        words: str | None = None,
     ) -> tuple[str, _Spelling]:
-        """A call of one of `tools` written from the start of the reply, and its tokens."""
+        """A call of one of `tools` written from the start of the reply, and its tokens; with
+        the user's `words`, stopped at its first argument that holds none of them."""
         more = Completion()
         tokens: _Spelling = []
-        text = "".join(
-            self.runtime.complete(
-                self._as_written(prompt),
-                max_tokens=_MAX_CALL_TOKENS,
-                temperature=0.0,
-                grammar=call_grammar(tools, speech=False),
-                stop=stop,
-                usage=more,
-                tokens=tokens,
-            )
+        text = ""
+        pieces = self.runtime.complete(
+            self._as_written(prompt),
+            max_tokens=_MAX_CALL_TOKENS,
+            temperature=0.0,
+            grammar=call_grammar(tools, speech=False),
+            stop=stop,
+            usage=more,
+            tokens=tokens,
         )
+        with contextlib.closing(pieces):
+            for piece in pieces:
+                text += piece
+                if call_written(text) or (words is not None and made_up_so_far(text, words)):
+                    break
         usage.output_tokens += more.output_tokens
         return text, tokens
 
@@ -463,8 +475,12 @@ def _after_earlier_turns(messages: list[ChatMessage]) -> bool:
 def _takes_users_words(text: str, tools: list[dict[str, Any]], messages: list[ChatMessage]) -> bool:
     """Whether `text`, a call, is usable and takes its arguments from the user's last turn."""
     call = parse_reply(text, tools).call
-    words = next((m.content for m in reversed(messages) if m.role == "user"), "")
-    return call is not None and takes_arguments_from(call.arguments, words)
+    return call is not None and takes_arguments_from(call.arguments, _last_words(messages))
+
+
+def _last_words(messages: list[ChatMessage]) -> str:
+    """What the user said in their last turn."""
+    return next((m.content for m in reversed(messages) if m.role == "user"), "")
 
 
 def _users_words(messages: list[ChatMessage]) -> str:
