@@ -112,3 +112,21 @@ def test_answers_accepts_the_time_the_tool_read_a_minute_ago_but_not_earlier() -
         assert answer_ok(question, f"It is {moment:%H:%M} now.", ["get_time"]) is right
     wrong = now - timedelta(minutes=5)
     assert not answer_ok(question, f"It is {wrong:%H:%M} now.", ["get_time"])
+
+
+def test_call_bias_holds_out_its_questions_and_picks_the_best_mean() -> None:
+    from bench.bench_answers import QUESTIONS as ANSWERS
+    from bench.bench_call_bias import QUESTIONS, Choice, best_bias, score
+
+    asked = {text.lower().rstrip("?.!") for text, _ in QUESTIONS}
+    assert not asked & {q.text.lower().rstrip("?.!") for q in ANSWERS}
+    choices = [
+        Choice("own call", "calculate", 1.0, "calculate", users_words=False),
+        Choice("just behind", "get_time", -0.6, "get_time", users_words=True),
+        Choice("made up", None, -0.4, "calculate", users_words=False),
+        Choice("tempted", None, -1.1, "get_time", users_words=True),
+    ]
+    assert score(choices, 0.0) == (0.5, 1.0)
+    assert score(choices, 0.75) == (1.0, 1.0)  # "made up" is not called: its numbers are not said
+    assert score(choices, 1.25) == (1.0, 0.5)
+    assert best_bias(choices) == 0.75
