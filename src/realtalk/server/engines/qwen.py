@@ -85,7 +85,8 @@ _CALLS_KEPT = 8  # generated calls whose tokens later prompts reuse (a few per c
 _LIKELIEST = 20  # first tokens read to weigh a call against speech (`leans_to_call`)
 #: How far (natural log) the decision to call is favoured, per model: the bias that answered
 #: most typed questions rightly (the mean of tool and no-tool questions) in `python -m bench
-#: call_bias`, whose questions are not those of `bench answers`. Unmeasured models get 0.
+#: call_bias`, whose questions are not those of `bench answers`. The 1.5B gets none: its first
+#: token does not tell tool questions from others (docs/models.md); nor does a GGUF path.
 CALL_BIAS = {"qwen-0.5b": 1.25}
 #: llama.cpp slots: the whole conversation, and the user's last turn on its own.
 _CONVERSATION, _LAST_TURN = 0, 1
