@@ -135,6 +135,7 @@ async def _choices(model: str) -> list[Choice]:
     from realtalk.server.engines.toolcalls import (
         CALL_OPEN,
         call_grammar,
+        call_lag,
         function_tools,
         parse_reply,
     )
@@ -158,8 +159,7 @@ async def _choices(model: str) -> list[Choice]:
         if CALL_OPEN.startswith(chosen.text):
             margin = 1.0  # the model's own choice (its value does not matter, only its sign)
         else:
-            starts = [p for t, p in chosen.likeliest.items() if t and CALL_OPEN.startswith(t)]
-            margin = max(starts, default=-99.0) - chosen.logprob
+            margin = -min(call_lag(chosen.logprob, chosen.likeliest), 99.0)
         tool, own = None, False
         if margin + max(BIASES) > 0:
             with llm.runtime.lock:  # as the server writes a call (private: this is a probe)

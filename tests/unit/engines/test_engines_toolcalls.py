@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import math
+
+import pytest
 
 from realtalk.server.engines.base import ChatMessage, ToolCall
 from realtalk.server.engines.toolcalls import (
     ANSWER_FROM_RESULT,
     call_grammar,
+    call_lag,
     call_written,
     check_arguments,
     leans_to_call,
@@ -200,5 +204,7 @@ def test_a_call_start_within_the_bias_of_the_chosen_token_leans_to_a_call() -> N
     assert not leans_to_call(-3.0, likeliest, 0.0)
     assert not leans_to_call(-3.0, likeliest, 1.0)
     assert leans_to_call(-3.0, likeliest, 1.25)
+    assert call_lag(-3.0, likeliest) == pytest.approx(1.0)
     # bare JSON or a code fence is no call start (the grammar has calls open with the tag)
     assert not leans_to_call(-3.0, {'{"': -0.1, "```": -1.0}, 2.0)
+    assert call_lag(-3.0, {'{"': -0.1}) == math.inf

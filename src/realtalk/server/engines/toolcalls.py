@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +35,7 @@ __all__ = [
     "USER_START",
     "ParsedCall",
     "call_grammar",
+    "call_lag",
     "call_text",
     "call_written",
     "check_arguments",
@@ -232,16 +234,21 @@ def starts_call(text: str) -> bool | None:
 
 def leans_to_call(chosen: float, likeliest: Mapping[str, float], bias: float) -> bool:
     """Whether a reply whose first token was speech, with log-probability `chosen`, starts a
-    call once calls are favoured by `bias` (natural log): whether the likeliest token that
-    begins `<tool_call>` in plain text (`likeliest`: the model's likeliest first tokens, before
-    the grammar) comes within `bias` of it.
+    call once calls are favoured by `bias` (natural log): whether its `call_lag` is under it.
 
     The grammar makes the first token the likeliest of speech and the plain-text call start;
     a small model spreads its wish to call over the forms it saw in training (Qwen's special
     token, bare JSON, a code fence), which the grammar keeps out, so the plain start often
     loses to speech by a little (docs/models.md, "Leaning towards a call")."""
+    return call_lag(chosen, likeliest) < bias
+
+
+def call_lag(chosen: float, likeliest: Mapping[str, float]) -> float:
+    """How far (natural log) the likeliest token that begins `<tool_call>` in plain text lies
+    behind a first token of log-probability `chosen` (`likeliest`: the model's likeliest first
+    tokens, before the grammar); infinite if none of them begins it."""
     starts = [p for token, p in likeliest.items() if token and CALL_OPEN.startswith(token)]
-    return bool(starts) and max(starts) + bias > chosen
+    return chosen - max(starts) if starts else math.inf
 
 
 def call_written(text: str) -> bool:
