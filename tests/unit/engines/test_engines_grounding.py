@@ -28,8 +28,7 @@ from realtalk.server.engines.grounding import (
             "What is 60 mph in kilometers per hour?",
         ),
         ('{"timezone": "Asia/Tokyo"}', "What time is it in Tokyo?"),
-        ("{}", "Good night!"),
-        ('{"exact": true}', "Hello"),
+        ('{"timezone": "Asia/Tokyo", "exact": true}', "What time is it in Tokyo?"),
     ],
 )
 def test_arguments_the_user_said_pass(arguments: str, words: str) -> None:
@@ -42,6 +41,8 @@ def test_arguments_the_user_said_pass(arguments: str, words: str) -> None:
         ('{"expression": "10 - 5"}', "I'm feeling a bit tired today."),
         ('{"value": 1, "from_unit": "miles", "to_unit": "kilometers"}', "How many hours?"),
         ('{"timezone": "America/New_York"}', "Good morning."),
+        ("{}", "What is the capital of France?"),  # nothing to show it answers the user
+        ('{"exact": true}', "Hello"),
         ('{"value": 2, "from_unit": "miles", "to_unit": "gallons"}', "Convert two leaders."),
         ("not json", "What is 2 plus 2?"),
     ],

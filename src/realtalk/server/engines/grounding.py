@@ -1,18 +1,19 @@
 """Whether a tool call takes its arguments from what the user said.
 
 A call the local model was only nudged into (`toolcalls.leans_to_call`) must take all of them
-from the user's words: on questions that need no tool such calls made their arguments up ("I'm
-feeling a bit tired today." -> `calculate("10 - 5")`, "How many hours are in a day?" -> 1 mile
-in kilometers, "Good morning." -> `get_time("America/New_York")`). A call the model chose by
-itself may rightly use what the user did not say ("twelve squared" -> "12 ** 2"), but not in an
-optional argument: those it filled in unasked are left out, so the tool's default applies ("What
-time is it?" -> `get_time("UTC")`, for a user anywhere; "leave it out for the user's own time",
-its description says).
+from the user's words, and have one at least: on questions that need no tool such calls made
+their arguments up ("I'm feeling a bit tired today." -> `calculate("10 - 5")`, "How many hours
+are in a day?" -> 1 mile in kilometers, "Good morning." -> `get_time("America/New_York")`), or
+had none to show ("What is the capital of France?" -> `get_time()`, told to "Use get_time.").
+A call the model chose by itself may rightly use what the user did not say ("twelve squared" ->
+"12 ** 2"), but not in an optional argument: those it filled in unasked are left out, so the
+tool's default applies ("What time is it?" -> `get_time("UTC")`, for a user anywhere; "leave it
+out for the user's own time", its description says).
 
 Each argument that holds numbers or words must hold one the user said: a number (in digits, as
 Whisper writes most, or as a number word up to "thousand"; "a" and "an" count as one), or a
 word, matched on its first four letters ("mile" and "miles", "liter" and "liters"). An
-argument with neither (`true`, `{}`) and a call with no arguments pass.
+argument with neither (`true`, `{}`) is not counted either way.
 """
 
 from __future__ import annotations
@@ -41,13 +42,14 @@ _NUMBER_WORDS = {
 
 
 def takes_arguments_from(arguments: str, words: str) -> bool:
-    """Whether each argument of a call (`arguments`: JSON) that holds a number or a word holds
-    one the user said in `words`; see the module docstring."""
+    """Whether a call's `arguments` (JSON) hold a number or a word, and each argument that
+    holds any holds one the user said in `words`; see the module docstring."""
     try:
         values = json.loads(arguments)
     except json.JSONDecodeError:
         return False
-    return _holds_said(values, _said(words))
+    shown = any(_terms(leaf) for leaf in _leaves(values))
+    return shown and _holds_said(values, _said(words))
 
 
 def made_up_so_far(partial: str, words: str) -> bool:
