@@ -133,11 +133,11 @@ async def _choices(model: str) -> list[Choice]:
     from realtalk.server.engines.qwen import QwenLLM
     from realtalk.server.engines.runtime import Completion
     from realtalk.server.engines.toolcalls import (
-        CALL_OPEN,
         call_grammar,
         call_lag,
         function_tools,
         parse_reply,
+        starts_call,
     )
 
     tools = function_tools([t.to_openai() for t in Assistant().tools])
@@ -156,7 +156,7 @@ async def _choices(model: str) -> list[Choice]:
                 pass
         assert first.first is not None
         chosen = first.first
-        if CALL_OPEN.startswith(chosen.text):
+        if starts_call(chosen.text):
             margin = 1.0  # the model's own choice (its value does not matter, only its sign)
         else:
             margin = -min(call_lag(chosen.logprob, chosen.likeliest), 99.0)

@@ -211,6 +211,7 @@ class QwenLLM(ThreadedLLM):
         reserve = max(limit, _MAX_CALL_TOKENS)
         slot = _LAST_TURN if answering and after_earlier_turns else _CONVERSATION
         prompt = self._fit(messages, listed, reserve, last_turn_only=slot == _LAST_TURN)
+        last_words = next((m.content for m in reversed(messages) if m.role == "user"), "")
         usage = Completion()
         paused = False
         tokens: list[tuple[int, bytes]] = []
@@ -261,12 +262,12 @@ class QwenLLM(ThreadedLLM):
                         break
                 elif is_call and call_written(text):
                     break  # what follows the call's JSON is fixed: no need to generate it
-                elif nudged and made_up_so_far(text, _last_words(messages)):
+                elif nudged and made_up_so_far(text, last_words):
                     break  # a call only the lean made, with an argument the user never gave
         if nudged and not stop.is_set():
             if write_call:
-                text, tokens = self._write_call(prompt, allowed, usage, stop, _last_words(messages))
-            if not _takes_users_words(text, allowed, messages):
+                text, tokens = self._write_call(prompt, allowed, usage, stop, last_words)
+            if not _takes_users_words(text, allowed, last_words):
                 logger.info("a call the model leaned towards made up its arguments; speaking")
                 yield from self._reply(messages, tools, "none", max_output_tokens, stop)
                 return
@@ -308,12 +309,8 @@ class QwenLLM(ThreadedLLM):
     def _leans_to_call(self, usage: Completion) -> bool:
         """Whether a reply that started as speech (`usage.first`) is a call once calls are
         favoured by `call_bias`."""
-        first = usage.first
-        return (
-            first is not None
-            and bool(self.call_bias)
-            and leans_to_call(first.logprob, first.likeliest, self.call_bias)
-        )
+        first = usage.first  # filled only where a bias asked for the likeliest tokens
+        return first is not None and leans_to_call(first.logprob, first.likeliest, self.call_bias)
 
     def _write_call(
         self,
@@ -473,15 +470,10 @@ def _after_earlier_turns(messages: list[ChatMessage]) -> bool:
     return sum(m.role == "user" for m in messages) > 1
 
 
-def _takes_users_words(text: str, tools: list[dict[str, Any]], messages: list[ChatMessage]) -> bool:
-    """Whether `text`, a call, is usable and takes its arguments from the user's last turn."""
+def _takes_users_words(text: str, tools: list[dict[str, Any]], words: str) -> bool:
+    """Whether `text`, a call, is usable and takes its arguments from the user's `words`."""
     call = parse_reply(text, tools).call
-    return call is not None and takes_arguments_from(call.arguments, _last_words(messages))
-
-
-def _last_words(messages: list[ChatMessage]) -> str:
-    """What the user said in their last turn."""
-    return next((m.content for m in reversed(messages) if m.role == "user"), "")
+    return call is not None and takes_arguments_from(call.arguments, words)
 
 
 def _users_words(messages: list[ChatMessage]) -> str:
