@@ -116,17 +116,24 @@ def test_answers_accepts_the_time_the_tool_read_a_minute_ago_but_not_earlier() -
 
 def test_call_bias_holds_out_its_questions_and_picks_the_best_mean() -> None:
     from bench.bench_answers import QUESTIONS as ANSWERS
-    from bench.bench_call_bias import QUESTIONS, Choice, best_bias, score
+    from bench.bench_call_bias import QUESTIONS, Choice, best_bias, score, vain_share
 
     asked = {text.lower().rstrip("?.!") for text, _ in QUESTIONS}
     assert not asked & {q.text.lower().rstrip("?.!") for q in ANSWERS}
     choices = [
-        Choice("own call", "calculate", 1.0, "calculate", users_words=False),
-        Choice("just behind", "get_time", -0.6, "get_time", users_words=True),
-        Choice("made up", None, -0.4, "calculate", users_words=False),
-        Choice("tempted", None, -1.1, "get_time", users_words=True),
+        Choice("own call", "calculate", 1.0, "calculate", grounded=False),
+        Choice("just behind", "get_time", -0.6, "get_time", grounded=True),
+        Choice("made up", None, -0.4, "calculate", grounded=False),
+        Choice("tempted", None, -1.1, "get_time", grounded=True),
+        *(Choice(f"plain {i}", None, -50.0, None, grounded=False) for i in range(7)),
     ]
     assert score(choices, 0.0) == (0.5, 1.0)
     assert score(choices, 0.75) == (1.0, 1.0)  # "made up" is not called: its numbers are not said
-    assert score(choices, 1.25) == (1.0, 0.5)
+    assert score(choices, 1.25) == (1.0, 8 / 9)
+    assert vain_share(choices, 0.25) == 0.0
+    assert vain_share(choices, 0.5) == 1 / 11  # "made up" is written, then dropped
+    assert best_bias(choices) == 1.0  # 0.75 and 1.0 tie: the larger keeps an edge case
+    # a second question leaning in vain puts a bias beyond the budget however right it is
+    choices.append(Choice("costly", None, -0.9, "calculate", grounded=False))
+    assert vain_share(choices, 1.0) == 2 / 12
     assert best_bias(choices) == 0.75

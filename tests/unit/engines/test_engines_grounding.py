@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 
 from realtalk.server.engines.grounding import (
+    is_about,
+    lean_arguments,
     leave_out_unsaid,
     made_up_so_far,
     takes_arguments_from,
@@ -52,29 +54,87 @@ def test_made_up_arguments_fail(arguments: str, words: str) -> None:
 
 
 TIME = {
-    "type": "object",
-    "properties": {"timezone": {"type": "string"}, "exact": {"type": "boolean"}},
-    "required": [],
+    "name": "get_time",
+    "description": "Get the current time and date (weekday, day, month and year). Call this "
+    "for any question about the time, today, the date, the day or the month.",
+    "parameters": {
+        "type": "object",
+        "properties": {"timezone": {"type": "string"}, "exact": {"type": "boolean"}},
+        "required": [],
+    },
 }
 CONVERT = {
-    "type": "object",
-    "properties": {"value": {"type": "number"}, "unit": {"type": "string"}},
-    "required": ["value", "unit"],
+    "name": "convert_units",
+    "description": "Convert a quantity from one unit to another.",
+    "parameters": {
+        "type": "object",
+        "properties": {"value": {"type": "number"}, "unit": {"type": "string"}},
+        "required": ["value", "unit"],
+    },
 }
+
+
+def _leave_out(arguments: str, tool: dict[str, object], words: str) -> str:
+    return leave_out_unsaid(arguments, tool, words, words)
 
 
 def test_optional_arguments_the_user_never_said_are_left_out() -> None:
-    assert leave_out_unsaid('{"timezone": "UTC"}', TIME, "What time is it?") == "{}"
+    assert _leave_out('{"timezone": "UTC"}', TIME, "What time is it?") == "{}"
+    assert _leave_out('{"timezone": "UTC"}', TIME, "What's the time right now?") == "{}"
     assert (
-        leave_out_unsaid('{"timezone": "America/New_York", "exact": true}', TIME, "Time?")
+        _leave_out('{"timezone": "America/New_York", "exact": true}', TIME, "Time?")
         == '{"exact": true}'
     )
     kept = '{"timezone": "Asia/Tokyo"}'
-    assert leave_out_unsaid(kept, TIME, "What time is it in Tokyo?") == kept
+    assert _leave_out(kept, TIME, "What time is it in Tokyo?") == kept
     # required ones stay whatever they hold: the call needs them
     required = '{"value": 10, "unit": "meters"}'
-    assert leave_out_unsaid(required, CONVERT, "How tall is it?") == required
-    assert leave_out_unsaid("not json", TIME, "") == "not json"
+    assert _leave_out(required, CONVERT, "How tall is it?") == required
+    assert _leave_out("not json", TIME, "") == "not json"
+
+
+def test_an_optional_argument_drawn_from_words_beyond_the_tools_purpose_stays() -> None:
+    # "France" is not "Europe/Paris", but it is what the zone was drawn from
+    paris = '{"timezone": "Europe/Paris"}'
+    assert _leave_out(paris, TIME, "What time is it in France?") == paris
+    # a follow-up: the place was said in an earlier turn, the last turn is all about time
+    tokyo = '{"timezone": "Asia/Tokyo"}'
+    said = "What time is it in Tokyo?\nAnd the date?"
+    assert leave_out_unsaid(tokyo, TIME, said, "And the date?") == tokyo
+    assert leave_out_unsaid(paris, TIME, said, "And the date?") == "{}"
+
+
+@pytest.mark.parametrize(
+    ("words", "about"),
+    [
+        ("Which month are we in?", True),
+        ("What day of a week is it?", True),  # "week", as in "weekday"
+        ("What's the time right now?", True),
+        ("Good morning.", False),
+        ("What is the capital of France?", False),
+        ("How many hours are in a day?", False),  # "hours" is not get_time's word
+        ("Yes.", False),  # no content word at all
+        ("", False),
+    ],
+)
+def test_words_are_about_a_tool_when_its_purpose_uses_each_content_word(
+    words: str, about: bool
+) -> None:
+    assert is_about(words, TIME) is about
+
+
+def test_a_leant_call_keeps_said_arguments_needs_none_where_the_words_are_about_it() -> None:
+    tokyo = '{"timezone": "Asia/Tokyo"}'
+    assert lean_arguments(tokyo, TIME, "What time is it in Tokyo?") == tokyo
+    made_up = '{"timezone": "America/New_York"}'
+    assert lean_arguments(made_up, TIME, "Which month are we in?") == "{}"
+    assert lean_arguments(None, TIME, "Which month are we in?") == "{}"  # cut off: made up
+    assert lean_arguments(made_up, TIME, "Good morning.") is None
+    assert lean_arguments("{}", TIME, "What is the capital of France?") is None
+    # a tool that needs arguments gets none it could not be given
+    assert lean_arguments(None, CONVERT, "Convert units, please.") is None
+    said = '{"value": 2, "unit": "feet"}'
+    assert lean_arguments(said, CONVERT, "Convert 2 feet.") == said
 
 
 def test_a_call_being_written_gives_itself_away_at_its_first_made_up_argument() -> None:

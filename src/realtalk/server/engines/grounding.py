@@ -14,6 +14,15 @@ Each argument that holds numbers or words must hold one the user said: a number 
 Whisper writes most, or as a number word up to "thousand"; "a" and "an" count as one), or a
 word, matched on its first four letters ("mile" and "miles", "liter" and "liters"). An
 argument with neither (`true`, `{}`) is not counted either way.
+
+Some questions give a tool nothing to take: "Which month are we in?" leans towards `get_time`
+with a made-up time zone, and "Good morning." the same way. What tells them apart is what the
+user's words are about: every content word of the first is one `get_time`'s name or description
+uses ("month"), while "good" and "morning" are not. So a call only the lean made that shows no
+argument stands when the user's words are all about that tool (`lean_arguments`), and an
+optional argument the user never said is left out only when their words hold nothing beyond
+the tool's purpose it could come from: "What time is it?" -> `get_time()`, but "What time is it
+in France?" keeps "Europe/Paris".
 """
 
 from __future__ import annotations
@@ -23,7 +32,13 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-__all__ = ["leave_out_unsaid", "made_up_so_far", "takes_arguments_from"]
+__all__ = [
+    "is_about",
+    "lean_arguments",
+    "leave_out_unsaid",
+    "made_up_so_far",
+    "takes_arguments_from",
+]
 
 _BETWEEN = re.compile(r"[\s,]*")
 _COLON = re.compile(r"\s*:\s*")
@@ -39,6 +54,16 @@ _NUMBER_WORDS = {
     "thirty": 30.0, "forty": 40.0, "fifty": 50.0, "sixty": 60.0, "seventy": 70.0,
     "eighty": 80.0, "ninety": 90.0, "hundred": 100.0, "thousand": 1000.0, "a": 1.0, "an": 1.0,
 }  # fmt: skip
+#: Words that carry no content a tool or its arguments could be about.
+_FUNCTION_WORDS = frozenset({
+    "about", "and", "any", "are", "but", "can", "could", "did", "does", "for", "from", "had",
+    "has", "have", "her", "his", "how", "its", "just", "let", "may", "might", "must", "not",
+    "now", "our", "out", "own", "please", "right", "she", "shall", "should", "tell", "than",
+    "that", "the", "their", "them", "then", "there", "these", "they", "this", "those", "was",
+    "were", "what", "when", "where", "which", "who", "whom", "whose", "why", "will", "with",
+    "would", "yet", "you", "your", "yes", "okay",
+})  # fmt: skip
+_WORDS = re.compile(r"[a-z]{3,}")
 
 
 def takes_arguments_from(arguments: str, words: str) -> bool:
@@ -83,18 +108,37 @@ def _after(pattern: re.Pattern[str], text: str, pos: int) -> int:
     return found.end()
 
 
-def leave_out_unsaid(arguments: str, parameters: Mapping[str, Any], words: str) -> str:
+def is_about(words: str, tool: Mapping[str, Any]) -> bool:
+    """Whether `words` hold a content word, and only ones the `tool`'s name or description
+    uses (on their first four letters: "week" and "weekday")."""
+    content = _content(words)
+    return bool(content) and not content - _content(_purpose(tool))
+
+
+def lean_arguments(arguments: str | None, tool: Mapping[str, Any], words: str) -> str | None:
+    """The arguments a call of `tool` that only the lean made may be made with, the user's last
+    turn being `words`: its own (`arguments`, None where it was cut off) if it takes them from
+    those words; none ("{}") if the tool requires none and the words are about it; else None,
+    and the reply is spoken instead."""
+    if arguments is not None and takes_arguments_from(arguments, words):
+        return arguments
+    required = (tool.get("parameters") or {}).get("required")
+    return "{}" if not required and is_about(words, tool) else None
+
+
+def leave_out_unsaid(arguments: str, tool: Mapping[str, Any], said: str, asked: str) -> str:
     """`arguments` (a call's JSON object) without the optional ones (not `required` by the
-    tool's `parameters`) that hold a number or a word the user did not say in `words`."""
+    `tool`'s parameters) that hold a number or a word the user never `said` (all their turns),
+    where their last turn (`asked`) is all about the tool: nothing in it they could come from."""
     try:
         values = json.loads(arguments)
     except json.JSONDecodeError:
         return arguments
-    if not isinstance(values, dict):
+    if not isinstance(values, dict) or not is_about(asked, tool):
         return arguments
-    required = set(parameters.get("required") or ())
-    said = _said(words)
-    kept = {k: v for k, v in values.items() if k in required or _holds_said(v, said)}
+    required = set((tool.get("parameters") or {}).get("required") or ())
+    said_terms = _said(said)
+    kept = {k: v for k, v in values.items() if k in required or _holds_said(v, said_terms)}
     return arguments if len(kept) == len(values) else json.dumps(kept, ensure_ascii=False)
 
 
@@ -103,6 +147,16 @@ def _said(words: str) -> set[float | str]:
     return _terms(words) | {
         _NUMBER_WORDS[w] for w in re.findall(r"[a-z]+", words.lower()) if w in _NUMBER_WORDS
     }
+
+
+def _content(words: str) -> set[str]:
+    """The content words of `words` (their first four letters)."""
+    return {w[:4] for w in _WORDS.findall(words.lower()) if w not in _FUNCTION_WORDS}
+
+
+def _purpose(tool: Mapping[str, Any]) -> str:
+    """What a tool is for, in words: its name and description."""
+    return f"{str(tool.get('name', '')).replace('_', ' ')} {tool.get('description') or ''}"
 
 
 def _holds_said(value: Any, said: set[float | str]) -> bool:

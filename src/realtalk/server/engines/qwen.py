@@ -48,11 +48,12 @@ from realtalk.server.engines.base import (
     LLMChunk,
     LLMUsage,
     TextDelta,
+    ToolCall,
 )
 from realtalk.server.engines.grounding import (
+    lean_arguments,
     leave_out_unsaid,
     made_up_so_far,
-    takes_arguments_from,
 )
 from realtalk.server.engines.llama import QWEN_SYSTEM_PROMPT, SENTENCE_END, ThreadedLLM
 from realtalk.server.engines.models import DEFAULT_MODEL, model_path
@@ -84,10 +85,11 @@ _CHARS_PER_TOKEN = 3  # English and JSON run 3-4 characters a token for Qwen's t
 _CALLS_KEPT = 8  # generated calls whose tokens later prompts reuse (a few per conversation)
 _LIKELIEST = 20  # first tokens read to weigh a call against speech (`leans_to_call`)
 #: How far (natural log) the decision to call is favoured, per model: the bias that answered
-#: most typed questions rightly (the mean of tool and no-tool questions) in `python -m bench
-#: call_bias`, whose questions are not those of `bench answers`. The 1.5B gets none: its first
-#: token does not tell tool questions from others (docs/models.md); nor does a GGUF path.
-CALL_BIAS = {"qwen-0.5b": 1.25}
+#: most typed questions rightly (the mean of tool and no-tool questions), with at most one in
+#: ten leaning in vain, in `python -m bench call_bias`, whose questions are not those of `bench
+#: answers`. The 1.5B gets none: its first token does not tell tool questions from others
+#: (docs/models.md); nor does a GGUF path.
+CALL_BIAS = {"qwen-0.5b": 2.0}
 #: llama.cpp slots: the whole conversation, and the user's last turn on its own.
 _CONVERSATION, _LAST_TURN = 0, 1
 
@@ -267,13 +269,15 @@ class QwenLLM(ThreadedLLM):
         if nudged and not stop.is_set():
             if write_call:
                 text, tokens = self._write_call(prompt, allowed, usage, stop, last_words)
-            if not _takes_users_words(text, allowed, last_words):
+            leant = _lean_call(text, allowed, last_words)
+            if leant is None:
                 logger.info("a call the model leaned towards made up its arguments; speaking")
                 yield from self._reply(messages, tools, "none", max_output_tokens, stop)
                 return
+            text = leant
         if is_call:
-            words = _users_words(messages)
-            yield from self._call(prompt, text, tokens, allowed, usage, stop, words)
+            said = _users_words(messages)
+            yield from self._call(prompt, text, tokens, allowed, usage, stop, said, last_words)
         elif paused and not stop.is_set():
             yield from self._go_on(prompt, text, limit, usage, stop, slot)
         yield LLMUsage(usage.prompt_tokens, usage.output_tokens)
@@ -427,10 +431,11 @@ class QwenLLM(ThreadedLLM):
         allowed: list[dict[str, Any]],
         usage: Completion,
         stop: threading.Event,
-        words: str,
+        said: str,
+        asked: str,
     ) -> Iterator[LLMChunk]:
         """The call `text` as a `ToolCall` (written once more if unusable), without the optional
-        arguments the user did not give (`words`: all they said)."""
+        arguments the user did not give (`said`: all they said, `asked`: their last turn)."""
         parsed = parse_reply(text, allowed)
         if parsed.call is None and not stop.is_set():
             logger.info("the model wrote an unusable call (%s); trying once more", parsed.error)
@@ -443,9 +448,7 @@ class QwenLLM(ThreadedLLM):
             raise EngineError(f"the local model could not write a valid tool call: {parsed.error}")
         parsed.call.call_id = "call_" + uuid.uuid4().hex[:20]
         tool = next(t for t in allowed if t["name"] == parsed.call.name)
-        parsed.call.arguments = leave_out_unsaid(
-            parsed.call.arguments, tool.get("parameters") or {}, words
-        )
+        parsed.call.arguments = leave_out_unsaid(parsed.call.arguments, tool, said, asked)
         if call_text(parsed.call).startswith(text):
             self._remember(prompt, text, tokens)
         yield parsed.call
@@ -470,10 +473,19 @@ def _after_earlier_turns(messages: list[ChatMessage]) -> bool:
     return sum(m.role == "user" for m in messages) > 1
 
 
-def _takes_users_words(text: str, tools: list[dict[str, Any]], words: str) -> bool:
-    """Whether `text`, a call, is usable and takes its arguments from the user's `words`."""
-    call = parse_reply(text, tools).call
-    return call is not None and takes_arguments_from(call.arguments, words)
+def _lean_call(text: str, tools: list[dict[str, Any]], words: str) -> str | None:
+    """`text`, a call only the lean made (perhaps cut off at a made-up argument), as it may be
+    made given the user's last `words` (`grounding.lean_arguments`), or None."""
+    parsed = parse_reply(text, tools)
+    name = parsed.call.name if parsed.call is not None else parsed.name
+    tool = next((t for t in tools if t["name"] == name), None)
+    if tool is None:
+        return None
+    own = parsed.call.arguments if parsed.call is not None else None
+    arguments = lean_arguments(own, tool, words)
+    if arguments is None:
+        return None
+    return text if arguments == own else call_text(ToolCall(tool["name"], arguments))
 
 
 def _users_words(messages: list[ChatMessage]) -> str:
