@@ -82,3 +82,24 @@ def test_an_utterance_longer_than_the_window_still_works(engines: Engines) -> No
     recalled = len(_words(LONG) & _words(heard)) / len(_words(LONG))
     assert recalled >= 0.8, (recalled, word_error_rate(LONG, heard), heard)
     assert {"evening", "storm", "rattled", "window"} <= _words(heard), heard  # the last sentence
+
+
+#: Names tiny.en does not know: heard as other words unless the session's prompt spells them.
+NAMES = [
+    ("Please send the report to Siobhan.", "Siobhan"),
+    ("Tell Saoirse the meeting moved.", "Saoirse"),
+]
+
+
+def test_the_sessions_prompt_spells_names_whisper_does_not_know(engines: Engines) -> None:
+    whisper = engines.transcriber
+    for text, name in NAMES:
+        pcm = spoken(text)
+        assert name not in whisper.transcribe(pcm).text
+        assert name in whisper.transcribe(pcm, f"Colleagues: {name}.").text
+    # Only the prompt's end is read: a name after a huge prompt still counts, and costs no more.
+    huge = "Notes from the meeting. " * 20_000 + "Colleagues: Siobhan."
+    assert "Siobhan" in whisper.transcribe(spoken(NAMES[0][0]), huge).text
+    # faster-whisper's own path, for utterances longer than 30 s, takes it for the first 30 s
+    long = spoken(NAMES[0][0] + " " + LONG)
+    assert "Siobhan" in whisper.transcribe(long, "Colleagues: Siobhan.").text

@@ -122,6 +122,7 @@ class Listener:
         self._warmed: str | None = None  # the turn (item id) the LLM was warmed for
         self._warmed_words: str | None = None  # ...and warmed with its words so far
         self._configure_turns()
+        self._configure_transcription()
 
     @property
     def in_turn(self) -> bool:
@@ -139,6 +140,7 @@ class Listener:
             or self._input["turn_detection"] != before["turn_detection"]
         ):
             self._configure_turns()
+        self._configure_transcription()
 
     def close(self) -> None:
         """Start nothing more, and let the LLM go: the session is closing."""
@@ -163,6 +165,11 @@ class Listener:
     def _report(self) -> bool:
         """The session asked for transcripts of the user's audio (else they are for us)."""
         return self._input["transcription"] is not None
+
+    def _configure_transcription(self) -> None:
+        """The session's transcription prompt guides every transcription from now on (the
+        server transcribes each turn whether or not the client asked for transcripts)."""
+        self.transcripts.prompt = (self._input["transcription"] or {}).get("prompt") or None
 
     def _configure_turns(self) -> None:
         detection = self._input["turn_detection"]

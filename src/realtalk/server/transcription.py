@@ -78,6 +78,8 @@ class UserTranscripts:
         self._finals: dict[tuple[str, int], asyncio.Task[str]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self.closed = False  # after aclose: no new transcriptions
+        #: the session's transcription prompt, handed to the transcriber with every utterance
+        self.prompt: str | None = None
 
     # --- final transcripts -------------------------------------------------------------------
 
@@ -186,9 +188,10 @@ class UserTranscripts:
     async def _run(self, data: bytes, fmt: AudioFormat) -> Transcript:
         if not data:  # an idle-timeout commit may hold no audio at all
             return Transcript("", 0.0)
-        transcriber = self._transcriber
+        transcriber, prompt = self._transcriber, self.prompt
         return await run_in_thread(
-            lambda: transcriber.transcribe(to_pcm16k(data, fmt)), name="realtalk-transcribe"
+            lambda: transcriber.transcribe(to_pcm16k(data, fmt), prompt),
+            name="realtalk-transcribe",
         )
 
     # --- while the user speaks ---------------------------------------------------------------

@@ -58,11 +58,11 @@ class SlowTranscriber(ScriptedTranscriber):
         super().__init__()
         self.ledger = ledger
 
-    def transcribe(self, pcm16k: np.ndarray) -> Transcript:
+    def transcribe(self, pcm16k: np.ndarray, prompt: str | None = None) -> Transcript:
         self.ledger.enter("transcribe")
         try:
             time.sleep(WORK_S)
-            return super().transcribe(pcm16k)
+            return super().transcribe(pcm16k, prompt)
         finally:
             self.ledger.leave("transcribe")
 

@@ -115,6 +115,28 @@ async def test_no_transcription_events_unless_asked_but_the_llm_still_hears(
     assert done["response"]["output"][0]["content"][0]["transcript"] == "You said: Good morning."
 
 
+async def test_the_sessions_transcription_prompt_guides_every_transcription(
+    harness: Harness,
+) -> None:
+    transcriber = harness.engines.transcriber
+    assert isinstance(transcriber, ScriptedTranscriber)
+    prompt = "Siobhan, Aoife, Niamh"
+    await harness.send(
+        ev.session_update(
+            {"audio": {"input": {"transcription": {"model": "whisper-1", "prompt": prompt}}}}
+        )
+    )
+    await harness.append(tone_speech("a b c") + silence(800))
+    await harness.wait_for("response.done")
+    assert transcriber.prompts and set(transcriber.prompts) == {prompt}  # partials, final
+    # a session that drops transcription (or its prompt) drops the prompt too
+    seen = len(transcriber.prompts)
+    await harness.send(ev.session_update({"audio": {"input": {"transcription": None}}}))
+    await harness.append(tone_speech("a b c") + silence(800))
+    await harness.wait_for("response.done", count=2)
+    assert transcriber.prompts[seen:] and set(transcriber.prompts[seen:]) == {None}
+
+
 async def test_create_response_false_detects_turns_but_never_answers(harness: Harness) -> None:
     await harness.send(
         ev.session_update(
@@ -174,7 +196,7 @@ class GrowingTranscriber(Transcriber):
         self.lock = threading.Lock()
         self.calls: list[float] = []
 
-    def transcribe(self, pcm16k: Any) -> Transcript:
+    def transcribe(self, pcm16k: Any, prompt: str | None = None) -> Transcript:
         seconds = pcm16k.size / 16000
         with self.lock:
             self.calls.append(seconds)
@@ -261,7 +283,7 @@ async def test_without_speculation_the_commit_is_transcribed(
 
 
 class FailingTranscriber(Transcriber):
-    def transcribe(self, pcm16k: Any) -> Transcript:
+    def transcribe(self, pcm16k: Any, prompt: str | None = None) -> Transcript:
         raise RuntimeError("the microphone was a banana")
 
 

@@ -184,9 +184,9 @@ async def test_no_guess_without_speculative_transcripts() -> None:
 
 
 class SlowTranscriber(ScriptedTranscriber):
-    def transcribe(self, pcm16k: Any) -> Any:
+    def transcribe(self, pcm16k: Any, prompt: str | None = None) -> Any:
         time.sleep(0.4)  # still transcribing when the turn ends
-        return super().transcribe(pcm16k)
+        return super().transcribe(pcm16k, prompt)
 
 
 async def test_a_guess_still_being_made_when_the_turn_ends_is_used(
@@ -336,10 +336,10 @@ async def test_a_reply_that_leaves_the_floor_warms_the_llm_for_the_next_turn() -
 class SlowPartsTranscriber(ScriptedTranscriber):
     """Takes 600 ms over audio under 1.2 s long (the partial transcript 800 ms into a turn)."""
 
-    def transcribe(self, pcm16k: Any) -> Any:
+    def transcribe(self, pcm16k: Any, prompt: str | None = None) -> Any:
         if len(pcm16k) < 1.2 * self.sample_rate:
             time.sleep(0.6)
-        return super().transcribe(pcm16k)
+        return super().transcribe(pcm16k, prompt)
 
 
 async def test_words_transcribed_after_the_pause_began_do_not_warm_the_llm() -> None:

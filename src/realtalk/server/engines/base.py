@@ -113,8 +113,12 @@ class Transcriber(ABC):
     sample_rate: int = 16000
 
     @abstractmethod
-    def transcribe(self, pcm16k: np.ndarray) -> Transcript:
-        """Blocking; float32 mono at 16 kHz. Safe to call from several threads."""
+    def transcribe(self, pcm16k: np.ndarray, prompt: str | None = None) -> Transcript:
+        """Blocking; float32 mono at 16 kHz. Safe to call from several threads.
+
+        `prompt`: the session's `audio.input.transcription.prompt`, text that guides the
+        transcription (words the audio is likely to hold, or text it goes on from), as OpenAI's
+        Whisper takes it; an engine that cannot use one ignores it."""
 
 
 @dataclass

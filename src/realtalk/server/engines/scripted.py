@@ -305,6 +305,7 @@ class ScriptedTranscriber(Transcriber):
         self._lock = threading.Lock()
         self._queue: deque[str] = deque(transcripts)
         self.calls = 0
+        self.prompts: list[str | None] = []  # the prompt of each call, in order
 
     def set_next(self, text: str) -> None:
         """Queue the text the next `transcribe` call returns (calls consume the queue in order)."""
@@ -316,10 +317,11 @@ class ScriptedTranscriber(Transcriber):
         with self._lock:
             self._queue.clear()
 
-    def transcribe(self, pcm16k: np.ndarray) -> Transcript:
+    def transcribe(self, pcm16k: np.ndarray, prompt: str | None = None) -> Transcript:
         pcm = check_pcm16k(pcm16k, "ScriptedTranscriber.transcribe")
         duration = pcm.size / self.sample_rate
         with self._lock:
             self.calls += 1
+            self.prompts.append(prompt)
             text = self._queue.popleft() if self._queue else f"(speech {duration:.1f} s)"
         return Transcript(text=text, duration_s=duration, language="en")

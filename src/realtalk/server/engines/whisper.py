@@ -9,7 +9,11 @@ tells the operator the model is not the one the project measured.
 Decoding is tuned for short live utterances: a beam of 3 in one pass (temperature 0, so a
 doubtful result is not decoded again at higher temperatures: each retry costs a whole decode),
 English only, no timestamps, and no conditioning on previous text (each turn stands alone, so
-one bad turn cannot derail the next).
+one bad turn cannot derail the next). A session's transcription prompt is given to the decoder
+as Whisper's previous text, as OpenAI's `whisper-1` takes it: its last `PROMPT_TOKENS` tokens
+(Whisper's own limit; only the prompt's last `PROMPT_CHARS` characters are read). An utterance
+longer than 30 s has it for its first 30 s (faster-whisper's long-form path, each later window
+standing alone as above).
 
 The encoder is the cost: Whisper reads 30 s windows, and faster-whisper pads every utterance to
 30 s, so a 2 s question cost as much as a 30 s one (~450 ms of a ~550 ms transcription on 2
@@ -46,6 +50,8 @@ from realtalk.server.engines.base import (
 __all__ = [
     "MIN_WINDOW_FRAMES",
     "MODEL_BIN_SHA256",
+    "PROMPT_CHARS",
+    "PROMPT_TOKENS",
     "WhisperTranscriber",
     "padded_window",
     "sentence_case",
@@ -73,6 +79,10 @@ _TAIL_FRAMES = 50  # at least half a second of padding after the speech
 #: really says the same three words twice, "no no no no": rare in a question to an assistant).
 _BEAM = 3
 _NO_REPEAT_NGRAM = 3
+#: Whisper reads at most half its 448-token text context, less one, as previous text.
+PROMPT_TOKENS = 223
+#: A prompt is read from its end, this many characters (~4 a token), so a huge one costs no more.
+PROMPT_CHARS = 2000
 _NO_SPEECH_PROB = 0.6  # faster-whisper's defaults for "this window holds no speech"
 _NO_SPEECH_LOGPROB = -1.0
 
@@ -173,12 +183,13 @@ class WhisperTranscriber(Transcriber):
             task="transcribe",
             language="en",
         )
-        self._prompt = [*self._tokenizer.sot_sequence, self._tokenizer.no_timestamps]
+        self._start = [*self._tokenizer.sot_sequence, self._tokenizer.no_timestamps]
+        self._prompts: dict[str, list[int]] = {}  # the decoder's start for a session's prompt
         self._lock = threading.Lock()
         #: always faster-whisper's own 30 s path (the benchmarks' baseline)
         self.full_window = False
 
-    def transcribe(self, pcm16k: np.ndarray) -> Transcript:
+    def transcribe(self, pcm16k: np.ndarray, prompt: str | None = None) -> Transcript:
         pcm = check_pcm16k(pcm16k, "WhisperTranscriber.transcribe")
         duration = pcm.size / self.sample_rate
         if pcm.size < self.sample_rate // 10:  # under 0.1 s: nothing Whisper could read
@@ -186,11 +197,30 @@ class WhisperTranscriber(Transcriber):
         with self._lock:
             features = self._model.feature_extractor(pcm)[:, :-1]  # the last frame is padding
             frames = None if self.full_window else window_frames(features.shape[-1])
-            text = self._full(pcm) if frames is None else self._windowed(features, frames, duration)
+            if frames is None:
+                text = self._full(pcm, prompt)
+            else:
+                text = self._windowed(features, frames, duration, self._decoder_start(prompt))
         return Transcript(text=sentence_case(text), duration_s=duration, language="en")
 
-    def _windowed(self, features: np.ndarray, frames: int, duration_s: float) -> str:
-        """Encode the utterance in a ``frames``-long window padded with silence; decode."""
+    def _decoder_start(self, prompt: str | None) -> list[int]:
+        """The tokens the decoder starts from: `prompt`'s end as previous text, then the task."""
+        if not prompt or not prompt.strip():
+            return self._start
+        start = self._prompts.get(prompt)
+        if start is None:
+            tokens = self._tokenizer.encode(" " + prompt[-PROMPT_CHARS:].strip())
+            start = [self._tokenizer.sot_prev, *tokens[-PROMPT_TOKENS:], *self._start]
+            if len(self._prompts) >= 8:  # a session changes its prompt rarely
+                self._prompts.clear()
+            self._prompts[prompt] = start
+        return start
+
+    def _windowed(
+        self, features: np.ndarray, frames: int, duration_s: float, start: list[int]
+    ) -> str:
+        """Encode the utterance in a ``frames``-long window padded with silence; decode after
+        `start` (the decoder's first tokens)."""
         import ctranslate2
 
         window = padded_window(features, frames)
@@ -198,11 +228,11 @@ class WhisperTranscriber(Transcriber):
         encoded = model.encode(ctranslate2.StorageView.from_array(window[None]), to_cpu=False)
         result = model.generate(
             encoded,
-            [self._prompt],
+            [start],
             beam_size=_BEAM,
             no_repeat_ngram_size=_NO_REPEAT_NGRAM,
             # ~3 tokens a second of speech; the cap stops a decoder stuck repeating itself
-            max_length=len(self._prompt) + 16 + math.ceil(8 * duration_s),
+            max_length=len(start) + 16 + math.ceil(8 * duration_s),
             suppress_blank=True,
             suppress_tokens=[-1],
             return_scores=True,
@@ -214,9 +244,10 @@ class WhisperTranscriber(Transcriber):
         text = str(self._tokenizer.decode(tokens)).strip()
         return text if any(c.isalnum() for c in text) else ""  # "." alone is no words
 
-    def _full(self, pcm: np.ndarray) -> str:
+    def _full(self, pcm: np.ndarray, prompt: str | None = None) -> str:
         segments, _info = self._model.transcribe(
             pcm,
+            initial_prompt=prompt[-PROMPT_CHARS:] if prompt and prompt.strip() else None,
             language="en",
             beam_size=1,
             temperature=0.0,  # one pass: no re-decoding at higher temperatures
