@@ -205,15 +205,16 @@ class WhisperTranscriber(Transcriber):
 
     def _decoder_start(self, prompt: str | None) -> list[int]:
         """The tokens the decoder starts from: `prompt`'s end as previous text, then the task."""
-        if not prompt or not prompt.strip():
+        text = (prompt or "")[-PROMPT_CHARS:].strip()
+        if not text:
             return self._start
-        start = self._prompts.get(prompt)
+        start = self._prompts.get(text)
         if start is None:
-            tokens = self._tokenizer.encode(" " + prompt[-PROMPT_CHARS:].strip())
+            tokens = self._tokenizer.encode(" " + text)
             start = [self._tokenizer.sot_prev, *tokens[-PROMPT_TOKENS:], *self._start]
-            if len(self._prompts) >= 8:  # a session changes its prompt rarely
+            if len(self._prompts) >= 8:  # sessions change their prompts rarely
                 self._prompts.clear()
-            self._prompts[prompt] = start
+            self._prompts[text] = start
         return start
 
     def _windowed(
