@@ -79,8 +79,9 @@ _TAIL_FRAMES = 50  # at least half a second of padding after the speech
 #: really says the same three words twice, "no no no no": rare in a question to an assistant).
 _BEAM = 3
 _NO_REPEAT_NGRAM = 3
-#: Whisper reads at most half its 448-token text context, less one, as previous text.
-PROMPT_TOKENS = 223
+_TEXT_CONTEXT = 448  # Whisper's text context, in tokens: previous text, task and words
+#: Whisper reads at most half its text context, less one, as previous text.
+PROMPT_TOKENS = _TEXT_CONTEXT // 2 - 1
 #: A prompt is read from its end, this many characters (~4 a token), so a huge one costs no more.
 PROMPT_CHARS = 2000
 _NO_SPEECH_PROB = 0.6  # faster-whisper's defaults for "this window holds no speech"
@@ -233,7 +234,7 @@ class WhisperTranscriber(Transcriber):
             beam_size=_BEAM,
             no_repeat_ngram_size=_NO_REPEAT_NGRAM,
             # ~3 tokens a second of speech; the cap stops a decoder stuck repeating itself
-            max_length=len(start) + 16 + math.ceil(8 * duration_s),
+            max_length=min(_TEXT_CONTEXT, len(start) + 16 + math.ceil(8 * duration_s)),
             suppress_blank=True,
             suppress_tokens=[-1],
             return_scores=True,
