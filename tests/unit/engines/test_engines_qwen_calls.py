@@ -50,6 +50,7 @@ class FakeRuntime:
         self.rest = ""
         self.decides = "Well"
         self.first: FirstToken | None = None
+        self.unread: list[str] = []  # what each completion left unread
 
     def complete(self, prompt: str | list[str | int], **kw: Any) -> Iterator[str]:
         kw.setdefault("slot", 0)
@@ -75,6 +76,7 @@ class FakeRuntime:
                 yield reply[i : i + 3]
         finally:
             self.rest = reply[sent:]
+            self.unread.append(self.rest)
 
     def prefill(self, prompt: str, slot: int = 0) -> None:
         self.requests.append({"prompt": prompt, "prefill": True, "slot": slot})
@@ -170,6 +172,26 @@ async def test_a_call_that_stays_unusable_is_an_engine_error_not_speech() -> Non
     llm, _ = engine('{"name": "calculate", "arguments": {', '{"name": "calculate", "argu')
     with pytest.raises(EngineError, match="could not write a valid tool call"):
         await run(llm, ASK)
+
+
+async def test_a_call_going_round_in_circles_is_stopped_and_the_reply_spoken() -> None:
+    """A misheard question had the model write "7 * 7 * 7 * ..." for ~150 tokens, then an error
+    read out; the call is stopped once it loops, and the reply is spoken instead."""
+    looping = '<tool_call>\n{"name": "calculate", "arguments": {"expression": "7 * ' + "7 * " * 60
+    llm, runtime = engine(looping, "A week has seven days.")
+    chunks = await run(llm, [ChatMessage("user", "How many days are we that week?")])
+    assert not [c for c in chunks if isinstance(c, ToolCall)]
+    assert "".join(c.text for c in chunks if isinstance(c, TextDelta)) == "A week has seven days."
+    assert runtime.unread[0].count("7 *") > 40  # stopped early, not read to its end
+    first, spoken = runtime.requests[:2]
+    assert first["prompt"] == spoken["prompt"]  # the same turn, answered again in words
+    assert '"const": "calculate"' not in (spoken["grammar"] or "")  # calls ruled out
+    # a product that repeats a term a few times is no loop
+    product = '<tool_call>\n{"name": "calculate", "arguments": {"expression": "2 * 2 * 2 * 2"}}'
+    llm, runtime = engine(product + "\n</tool_call>")
+    chunks = await run(llm, ASK)
+    calls = [c for c in chunks if isinstance(c, ToolCall)]
+    assert [c.arguments for c in calls] == ['{"expression": "2 * 2 * 2 * 2"}']
 
 
 async def test_after_a_tool_result_the_model_may_only_speak() -> None:

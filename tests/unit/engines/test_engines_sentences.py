@@ -105,6 +105,10 @@ def test_a_reply_going_round_in_circles_is_told_from_speech_that_repeats_a_littl
     assert not repeats_itself("No, no, no. That is not it.")
     assert not repeats_itself("No, no, no")  # a word three times is still speech
     assert not repeats_itself("Shanghai, Guangzhou, Shanghai, Shanghai, Shanghai,")
+    # a caller may be more patient: a call's expression may rightly repeat a term
+    assert repeats_itself("2 * 2 * 2 * 2")
+    assert not repeats_itself("2 * 2 * 2 * 2", word_times=8, phrase_times=6)
+    assert repeats_itself("7 * " * 6, word_times=8, phrase_times=6)
     assert not repeats_itself("That is 1,000,000,000,000, a trillion.")
     assert not repeats_itself("It is three. It is four. It is five.")
     assert not repeats_itself("")

@@ -208,6 +208,7 @@ class QwenLLM(ThreadedLLM):
         answering = bool(messages) and messages[-1].role == "tool"
         if answering:
             allowed, speech = [], True  # answer from the result, in words
+        may_speak = speech
         after_earlier_turns = _after_earlier_turns(messages)
         limit = max(1, min(max_output_tokens or self.max_reply_tokens, self.runtime.n_ctx // 4))
         reserve = max(limit, _MAX_CALL_TOKENS)
@@ -243,6 +244,7 @@ class QwenLLM(ThreadedLLM):
         text = ""
         is_call: bool | None = None
         write_call = False  # the reply started as speech, but the call came within call_bias
+        looped = False  # a call that went round in circles
         with contextlib.closing(pieces):
             for piece in pieces:
                 text += piece
@@ -264,8 +266,15 @@ class QwenLLM(ThreadedLLM):
                         break
                 elif is_call and call_written(text):
                     break  # what follows the call's JSON is fixed: no need to generate it
+                elif is_call and _goes_round(text):
+                    looped = True
+                    break
                 elif nudged and made_up_so_far(text, last_words):
                     break  # a call only the lean made, with an argument the user never gave
+        if looped and may_speak and not stop.is_set():
+            logger.info("a call the model wrote went round in circles; speaking")
+            yield from self._reply(messages, tools, "none", max_output_tokens, stop)
+            return
         if nudged and not stop.is_set():
             if write_call:
                 text, tokens = self._write_call(prompt, allowed, usage, stop, last_words)
@@ -341,7 +350,9 @@ class QwenLLM(ThreadedLLM):
         with contextlib.closing(pieces):
             for piece in pieces:
                 text += piece
-                if call_written(text) or (words is not None and made_up_so_far(text, words)):
+                if call_written(text) or _goes_round(text):
+                    break
+                if words is not None and made_up_so_far(text, words):
                     break
         usage.output_tokens += more.output_tokens
         return text, tokens
@@ -486,6 +497,13 @@ def _lean_call(text: str, tools: list[dict[str, Any]], words: str) -> str | None
     if arguments is None:
         return None
     return text if arguments == own else call_text(ToolCall(tool["name"], arguments))
+
+
+def _goes_round(call: str) -> bool:
+    """Whether a call being written has fallen into a loop ("7 * 7 * 7 * 7 * ...", for a
+    misheard "How many days are we that week?": 150 tokens, ~6 s, then an error read out).
+    Twice the patience of speech's check: an expression may rightly repeat a few terms."""
+    return repeats_itself(call, word_times=8, phrase_times=6)
 
 
 def _users_words(messages: list[ChatMessage]) -> str:

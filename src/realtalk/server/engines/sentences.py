@@ -109,14 +109,16 @@ _LOOP_MAX_PHRASE_WORDS = 12
 _PUNCTUATION = ".,;:!?…\"'“”‘’()[]-–—"
 
 
-def repeats_itself(text: str) -> bool:
-    """Whether ``text`` ends by going round in circles: its last word said four times in a row,
-    or its last phrase (up to 12 words) three times. A small model decoding greedily can fall
-    into such a loop ("... Guangzhou, Shanghai, Shanghai, Shanghai, ...") and would fill its
-    whole token budget with it; punctuation and case are ignored."""
+def repeats_itself(
+    text: str, *, word_times: int = _LOOP_TIMES_WORD, phrase_times: int = _LOOP_TIMES_PHRASE
+) -> bool:
+    """Whether ``text`` ends by going round in circles: its last word said `word_times` (four)
+    times in a row, or its last phrase (up to 12 words) `phrase_times` (three). A small model
+    decoding greedily can fall into such a loop ("... Guangzhou, Shanghai, Shanghai, Shanghai,
+    ...") and would fill its whole token budget with it; punctuation and case are ignored."""
     words = [w.strip(_PUNCTUATION).lower() for w in text[-1000:].split()]
     for size in range(1, _LOOP_MAX_PHRASE_WORDS + 1):
-        times = _LOOP_TIMES_WORD if size == 1 else _LOOP_TIMES_PHRASE
+        times = word_times if size == 1 else phrase_times
         if len(words) < size * times:
             return False
         phrase = words[-size:]
