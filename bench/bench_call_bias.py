@@ -3,21 +3,20 @@ model's first token, scored per bias.
 
 Questions of the five kinds of ``bench answers`` (arithmetic, unit conversions, time and date
 that need the example assistant's tools; knowledge and chit-chat that need none), none of them
-among its questions, written as Whisper writes what it hears (digits for most numbers). Each
-is asked as the first turn of the example assistant's session, after its greeting, as the
-local server would ask it. From the model's first token under the call grammar comes how far
-the likeliest plain-text call start is from the token chosen (natural log; above 0 the model
-calls by itself); every question within the largest bias tried has its call written, as the
-server would write it, and a call it was only nudged into counts only if the server would
-make it (`grounding.lean_arguments`: its arguments taken from the question, or none needed and
-the question all about the tool). Each bias then scores the
-share of tool questions that call the right tool and of the others that call none, and the
-share of all questions that lean in vain (their call written, then dropped as not grounded, and
-the reply spoken after all: ~0.5-1 s more on that turn). The bias chosen is the one with the
-best mean of the two shares among those that make at most `VAIN_BUDGET` of the questions lean in
-vain, the largest on a tie (a spoken question's lean moves by tenths of a nat from its typed
-one's, so a tool question near the edge is kept at no more cost than the budget). The baseline
-is no bias.
+among its questions, written as Whisper writes what it hears (digits for most numbers). Each is
+asked as the first turn of the example assistant's session, after its greeting, as the local
+server would ask it. From the model's first token under the call grammar comes how far the
+likeliest plain-text call start is from the token chosen (natural log; above 0 the model calls
+by itself); every question within the largest bias tried has its call written, as the server
+would write it, and a call it was only nudged into counts only if the server would make it
+(`grounding.lean_arguments`: its arguments taken from the question, or none needed and the
+question all about the tool). Each bias then scores the share of tool questions that call the
+right tool and of the others that call none, and the share of all questions that lean in vain
+(their call written, then dropped as not grounded, and the reply spoken after all: ~0.5-1 s more
+on that turn). The bias chosen is the one with the best mean of the two shares among those that
+make at most `VAIN_BUDGET` of the questions lean in vain, the largest on a tie (a spoken
+question's lean moves by tenths of a nat from its typed one's, so a tool question near the edge
+is kept at no more cost than the budget). The baseline is no bias.
 
 ``BENCH_CALL_BIAS_MODEL`` picks the model (``qwen-0.5b`` by default, ``qwen-1.5b``).
 """

@@ -122,8 +122,7 @@ def lean_arguments(arguments: str | None, tool: Mapping[str, Any], words: str) -
     and the reply is spoken instead."""
     if arguments is not None and takes_arguments_from(arguments, words):
         return arguments
-    required = (tool.get("parameters") or {}).get("required")
-    return "{}" if not required and is_about(words, tool) else None
+    return "{}" if not _required(tool) and is_about(words, tool) else None
 
 
 def leave_out_unsaid(arguments: str, tool: Mapping[str, Any], said: str, asked: str) -> str:
@@ -136,7 +135,7 @@ def leave_out_unsaid(arguments: str, tool: Mapping[str, Any], said: str, asked: 
         return arguments
     if not isinstance(values, dict) or not is_about(asked, tool):
         return arguments
-    required = set((tool.get("parameters") or {}).get("required") or ())
+    required = _required(tool)
     said_terms = _said(said)
     kept = {k: v for k, v in values.items() if k in required or _holds_said(v, said_terms)}
     return arguments if len(kept) == len(values) else json.dumps(kept, ensure_ascii=False)
@@ -147,6 +146,11 @@ def _said(words: str) -> set[float | str]:
     return _terms(words) | {
         _NUMBER_WORDS[w] for w in re.findall(r"[a-z]+", words.lower()) if w in _NUMBER_WORDS
     }
+
+
+def _required(tool: Mapping[str, Any]) -> set[str]:
+    """The names of the arguments a tool requires."""
+    return set((tool.get("parameters") or {}).get("required") or ())
 
 
 def _content(words: str) -> set[str]:

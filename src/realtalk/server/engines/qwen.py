@@ -5,8 +5,9 @@ The prompt is ChatML with the session's tools in Qwen's own `<tool_call>` format
 (`toolcalls.render_prompt`), and decoding is constrained so the reply is either plain speech or
 one call of one of the session's tools with arguments that follow its schema
 (`toolcalls.call_grammar`). Whether to call, and what, is the model's decision, leaning towards a
-call by `call_bias` (docs/models.md, "Leaning towards a call"); the question's words are read only
-to check that a call the lean alone made takes its arguments from them (`grounding`).
+call by `call_bias` (docs/models.md, "Leaning towards a call"); the user's words are read only to
+check a call against them (`grounding`): that one the lean alone made takes its arguments from
+them, and that no call keeps an optional argument they give no ground for.
 
 A reply that starts as speech streams out as it is written and stops after `max_sentences`
 sentences. A reply that starts as a call is collected, parsed and validated; if it is unusable

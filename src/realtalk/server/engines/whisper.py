@@ -115,6 +115,13 @@ def padded_window(features: np.ndarray, frames: int) -> np.ndarray:
     return window
 
 
+def _read_prompt(prompt: str | None) -> str | None:
+    """The part of a transcription prompt that is read (its last `PROMPT_CHARS` characters),
+    or None where it holds nothing."""
+    text = (prompt or "")[-PROMPT_CHARS:].strip()
+    return text or None
+
+
 def sentence_case(text: str) -> str:
     """``text`` with a capital first letter. Whisper tiny.en now and then writes a whole
     utterance in lower case ("who wrote Romeo and Juliet."), and the LLM reads it differently:
@@ -206,8 +213,8 @@ class WhisperTranscriber(Transcriber):
 
     def _decoder_start(self, prompt: str | None) -> list[int]:
         """The tokens the decoder starts from: `prompt`'s end as previous text, then the task."""
-        text = (prompt or "")[-PROMPT_CHARS:].strip()
-        if not text:
+        text = _read_prompt(prompt)
+        if text is None:
             return self._start
         start = self._prompts.get(text)
         if start is None:
@@ -249,7 +256,7 @@ class WhisperTranscriber(Transcriber):
     def _full(self, pcm: np.ndarray, prompt: str | None = None) -> str:
         segments, _info = self._model.transcribe(
             pcm,
-            initial_prompt=prompt[-PROMPT_CHARS:] if prompt and prompt.strip() else None,
+            initial_prompt=_read_prompt(prompt),
             language="en",
             beam_size=1,
             temperature=0.0,  # one pass: no re-decoding at higher temperatures
